@@ -1,0 +1,53 @@
+"""backcare_analytics: adherence and pain-trend analytics for home exercise programmes for
+low back pain.
+
+Import it as ``import backcare_analytics as bca``. The surface is kept short: the programme
+(:func:`load_protocol`), the schemas (``bca.schemas``), settings (:func:`get_settings`), and the
+metric, store and report functions listed in ``__all__``. Heavy modules are imported on first use.
+"""
+
+from __future__ import annotations
+
+import importlib
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+from backcare_analytics import errors, schemas
+from backcare_analytics.config import Settings, get_settings
+from backcare_analytics.protocol import Protocol, build_prescriptions, load_protocol
+
+try:
+    __version__ = version("backcare_analytics")
+except PackageNotFoundError:  # pragma: no cover - running from a bare checkout
+    __version__ = "0.0.0+unknown"
+
+#: Public names that live in submodules, imported lazily on first access so that
+#: ``import backcare_analytics`` stays fast for the CLI. name -> module
+_LAZY: dict[str, str] = {
+    "generate_clinic": "backcare_analytics.synth",
+}
+
+__all__ = [
+    "Protocol",
+    "Settings",
+    "__version__",
+    "build_prescriptions",
+    "errors",
+    "get_settings",
+    "load_protocol",
+    "schemas",
+    *sorted(_LAZY),
+]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'backcare_analytics' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
