@@ -1,0 +1,10 @@
+"""Output schemas of the metric functions, one module per metric family.
+
+(DESIGN.md names a single ``results.py``; it is a package so each metric family keeps its
+output models next to each other in a module of reasonable size.) Each module's models are
+re-exported here.
+"""
+
+from __future__ import annotations
+
+__all__: list[str] = []
