@@ -1,0 +1,1 @@
+"""Performance benchmarks named in the issues; run them all with ``make bench``."""
