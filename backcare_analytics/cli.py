@@ -111,13 +111,12 @@ def main(argv: list[str] | None = None) -> int:
     except (typer.Abort, KeyboardInterrupt):
         typer.echo("backcare: interrupted", err=True)
         return EXIT_FAILED
-    except Exception as exc:  # click usage errors and the like
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            return EXIT_FAILED
-        raise
+    except typer.TyperException as exc:  # usage errors: bad or missing arguments
+        show = getattr(exc, "show", None)
+        if show is None:
+            raise
+        show()
+        return EXIT_FAILED
     return EXIT_OK
 
 
