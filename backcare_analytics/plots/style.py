@@ -1,0 +1,125 @@
+"""The one report style: a colour-blind-safe palette, greyscale-legible patterns, lean figures.
+
+Every plot function draws inside :func:`report_style`, so figures look the same in a notebook,
+a rendered report and a printed page. Colours are Okabe and Ito's palette (distinguishable with
+the common colour-vision deficiencies); wherever colour carries meaning a hatch, marker or line
+style carries it too, so a greyscale print still reads.
+
+References
+----------
+Okabe M, Ito K. Color Universal Design (CUD): how to make figures and presentations that are
+friendly to colorblind people. 2008. https://jfly.uni-koeln.de/color/
+
+>>> OKABE_ITO["blue"]
+'#0072B2'
+>>> with report_style():
+...     fig, ax = new_axes(None, size="wide")
+>>> float(fig.get_figwidth())
+7.2
+>>> plt.close(fig)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, Literal
+
+import matplotlib as mpl
+import matplotlib.pyplot as plt
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+
+__all__ = [
+    "ADHERENCE_STATUS_STYLE",
+    "OKABE_ITO",
+    "REPORT_RC",
+    "SIZES",
+    "new_axes",
+    "report_style",
+]
+
+#: Okabe-Ito colour-blind-safe palette.
+OKABE_ITO: dict[str, str] = {
+    "black": "#000000",
+    "orange": "#E69F00",
+    "sky": "#56B4E9",
+    "green": "#009E73",
+    "yellow": "#F0E442",
+    "blue": "#0072B2",
+    "vermillion": "#D55E00",
+    "purple": "#CC79A7",
+    "grey": "#999999",
+}
+
+#: How each adherence status of a day is drawn: fill colour, hatch (for greyscale), label.
+#: Lightness falls from "met" to "missed" so the order survives greyscale; "no log" is white
+#: with a dotted hatch: a day without any log is not a missed day.
+ADHERENCE_STATUS_STYLE: dict[str, dict[str, str]] = {
+    "met": {"color": OKABE_ITO["blue"], "hatch": "", "label": "met (dose ≥ 80 %)"},
+    "partial": {"color": OKABE_ITO["sky"], "hatch": "//", "label": "partial"},
+    "missed": {"color": OKABE_ITO["vermillion"], "hatch": "xx", "label": "missed"},
+    "no_log": {"color": "#FFFFFF", "hatch": "..", "label": "no log that day"},
+}
+
+#: Figure sizes in inches (A4 text width is about 7.2 in at our margins).
+SIZES: dict[str, tuple[float, float]] = {
+    "wide": (7.2, 2.6),
+    "tall": (7.2, 3.2),
+    "small": (3.5, 2.4),
+}
+
+#: The matplotlib rc settings of every report figure.
+REPORT_RC: dict[str, Any] = {
+    "figure.dpi": 96,
+    "savefig.dpi": 96,
+    "figure.facecolor": "white",
+    "axes.facecolor": "white",
+    "axes.edgecolor": "#333333",
+    "axes.grid": True,
+    "axes.grid.axis": "y",
+    "grid.color": "#DDDDDD",
+    "grid.linewidth": 0.6,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "axes.titlesize": 10,
+    "axes.titleweight": "bold",
+    "axes.titlelocation": "left",
+    "axes.labelsize": 9,
+    "xtick.labelsize": 8,
+    "ytick.labelsize": 8,
+    "legend.fontsize": 8,
+    "legend.frameon": False,
+    "font.size": 9,
+    "font.family": "DejaVu Sans",
+    "lines.linewidth": 1.6,
+    "lines.markersize": 4,
+    "hatch.linewidth": 0.6,
+    "hatch.color": "#333333",
+    "axes.prop_cycle": mpl.cycler(
+        color=[OKABE_ITO[k] for k in ("blue", "orange", "green", "vermillion", "purple", "sky")]
+    ),
+    # Text stays text in SVG output: smaller files, selectable and searchable in the report.
+    "svg.fonttype": "none",
+    "figure.constrained_layout.use": True,
+}
+
+
+@contextmanager
+def report_style() -> Iterator[None]:
+    """Draw inside this context to get the report look (restores the caller's rc on exit)."""
+    with mpl.rc_context(REPORT_RC):
+        yield
+
+
+def new_axes(
+    ax: Axes | None, size: Literal["wide", "tall", "small"] = "wide"
+) -> tuple[Figure, Axes]:
+    """The axes to draw on: ``ax`` itself, or a new figure of a report size.
+
+    Call inside :func:`report_style` so the new figure picks up the report's rc settings.
+    """
+    if ax is not None:
+        return ax.figure, ax  # type: ignore[return-value]
+    fig, new = plt.subplots(figsize=SIZES[size])
+    return fig, new
