@@ -53,6 +53,8 @@ class Settings:
     max_xlsx_ratio: int = 100
     store_busy_timeout_s: float = 10.0
     default_timezone: str = "Europe/Amsterdam"
+    #: Order of slash/dot dates such as 02/03/2026: "DMY" (day first) or "MDY" (month first).
+    date_order: str = "DMY"
 
     def __post_init__(self) -> None:
         # Derived paths follow data_dir unless set explicitly.
