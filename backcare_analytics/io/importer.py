@@ -1,0 +1,657 @@
+"""Import exports into the store: nothing lost, every refused row explained, all or nothing.
+
+For each file: hash it; skip it if those bytes were imported before (``already_imported``);
+read it (:func:`backcare_analytics.io.readers.read_export`); normalise and validate each table
+(:func:`backcare_analytics.io.normalize.normalize`); de-duplicate and resolve edits against the
+store set-wise (:mod:`backcare_analytics.store.merge`); then write the accepted rows, the
+quarantined rows, the ledger row and the raw copy in **one** transaction. Patients files of a
+batch go first; rows refused ``unknown_patient`` are retried automatically, in the same
+transaction, when a patients file registers their patient. See ``docs/import.md``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import numpy as np
+import pandas as pd
+
+from backcare_analytics.config import Settings
+from backcare_analytics.errors import InputDataError, StoreBusyError, StoreError
+from backcare_analytics.io.import_report import FileReport, ImportReport, RetryReport
+from backcare_analytics.protocol import Protocol, build_prescriptions, load_protocol
+from backcare_analytics.schemas import ensure_validation_enabled
+from backcare_analytics.store.archive import sha256_bytes
+from backcare_analytics.store.core import CLEAN_DTYPES, Store
+from backcare_analytics.store.db import DDL, is_lock_error
+from backcare_analytics.store.merge import merge_rows
+
+__all__ = ["ImportReport", "expand_paths", "import_paths", "rebuild"]
+
+#: ``progress(done, total, name)`` after each file.
+Progress = Callable[[int, int, str], None]
+
+#: Raw exports of later files kept in memory while patients files go first (else re-read).
+_KEEP_BYTES = 256 * 1024 * 1024
+_KIND_ORDER = {"patients": 0, "sessions": 1, "pain": 2}
+_REJECT_COLS = ["file_sha", "kind", "row", "column", "reason", "detail", "raw"]
+
+
+# -- the two stages owned by io.readers and io.normalize (imported on first use) ---------------
+
+
+def _read_export(path: Path, settings: Settings, data: bytes | None) -> Any:
+    from backcare_analytics.io.readers import read_export
+
+    return read_export(path, settings, data=data)
+
+
+def _normalize(table: Any, **kwargs: Any) -> Any:
+    from backcare_analytics.io.normalize import normalize
+
+    return normalize(table, **kwargs)
+
+
+# -- inputs ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Item:
+    path: Path  # where the bytes are
+    name: str  # what the ledger calls it (the offered file's name)
+
+
+def expand_paths(paths: Iterable[Path | str]) -> list[Path]:
+    """Files as given and files under folders (recursively, sorted), skipping hidden ones.
+
+    Raises
+    ------
+    InputDataError
+        When a path does not exist.
+    """
+    out: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            found = [
+                f
+                for f in p.rglob("*")
+                if f.is_file() and not any(part.startswith(".") for part in f.relative_to(p).parts)
+            ]
+            out.extend(sorted(found))
+        elif p.is_file():
+            out.append(p)
+        else:
+            raise InputDataError(f"{p}: no such file or folder. Fix: check the path.")
+    seen: set[Path] = set()
+    return [f for f in out if not (f.resolve() in seen or seen.add(f.resolve()))]
+
+
+# -- where rows go: the store, or a throw-away copy for a dry run ------------------------------
+
+
+class _Target:
+    """A store to write to, or (dry run) an in-memory copy of it."""
+
+    def __init__(self, store: Store, dry_run: bool) -> None:
+        self.store, self.dry_run = store, dry_run
+        self._mem: duckdb.DuckDBPyConnection | None = None
+        if dry_run:
+            self._mem = duckdb.connect(":memory:")
+            self._mem.execute("SET TimeZone='UTC'")
+            self._mem.execute(DDL)
+            if store.exists():
+                self._copy_from(store)
+
+    def _copy_from(self, store: Store) -> None:
+        """Copy the store's tables into memory (waiting, bounded, while a writer holds it)."""
+        assert self._mem is not None
+        deadline = time.monotonic() + store.settings.store_busy_timeout_s
+        delay = 0.02
+        while True:
+            try:
+                self._mem.execute(f"ATTACH '{_sql_str(str(store.path))}' AS src (READ_ONLY)")
+                break
+            except duckdb.Error as exc:
+                if not is_lock_error(exc):
+                    raise StoreError(f"cannot open the store {store.path}: {exc}") from None
+                if time.monotonic() + delay > deadline:
+                    raise StoreBusyError(
+                        f"store busy: {store.path} is held by another process; nothing was read."
+                    ) from None
+                time.sleep(delay)
+                delay = min(delay * 2, 0.5)
+        try:
+            for t in ("patients", "sessions", "pain", "rejects", "imports"):
+                self._mem.execute(f"INSERT INTO {t} SELECT * FROM src.{t}")
+        finally:
+            self._mem.execute("DETACH src")
+
+    def close(self) -> None:
+        if self._mem is not None:
+            self._mem.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        if self._mem is None:
+            with self.store.transaction() as con:
+                yield con
+            return
+        self._mem.execute("BEGIN TRANSACTION")
+        try:
+            yield self._mem
+        except BaseException:
+            self._mem.execute("ROLLBACK")
+            raise
+        self._mem.execute("COMMIT")
+
+    def imported_shas(self) -> dict[str, str]:
+        sql = "SELECT sha256, status FROM imports"
+        if self._mem is not None:
+            return dict(self._mem.execute(sql).fetchall())
+        if not self.store.exists():
+            return {}
+        with self.store.reader() as con:
+            return dict(con.execute(sql).fetchall())
+
+    def patients(self) -> pd.DataFrame:
+        if self._mem is not None:
+            from backcare_analytics.store.core import to_frame
+
+            sql = "SELECT patient_id, timezone, programme_start, clinician FROM patients"
+            return to_frame(self._mem.sql(sql).to_arrow_table(), CLEAN_DTYPES["patients"])
+        if not self.store.exists():
+            return _empty_patients()
+        return self.store.patients()
+
+
+def _sql_str(s: str) -> str:
+    return s.replace("'", "''")
+
+
+def _empty_patients() -> pd.DataFrame:
+    return pd.DataFrame({c: pd.Series(dtype=t) for c, t in CLEAN_DTYPES["patients"].items()})
+
+
+# -- one file ----------------------------------------------------------------------------------
+
+
+@dataclass
+class _Context:
+    target: _Target
+    settings: Settings
+    protocol: Protocol
+    now: pd.Timestamp
+    patients: pd.DataFrame
+    shas: dict[str, str]
+    report: ImportReport
+
+
+def _sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _load(item: _Item) -> tuple[bytes, str]:
+    data = item.path.read_bytes()
+    return data, sha256_bytes(data)
+
+
+def _upsert_patients(known: pd.DataFrame, new: pd.DataFrame) -> pd.DataFrame:
+    cols = list(CLEAN_DTYPES["patients"])
+    both = pd.concat([known[cols], new[cols].astype(CLEAN_DTYPES["patients"])], ignore_index=True)
+    return both.drop_duplicates("patient_id", keep="last").reset_index(drop=True)
+
+
+def _raw_json(table: Any, rows: np.ndarray) -> list[str]:
+    """The raw cells of ``rows`` as one JSON object each (kept in the owner-only store)."""
+    if len(rows) == 0:
+        return []
+    pos = pd.Index(np.asarray(table.row_numbers)).get_indexer(rows)
+    sub = table.frame.iloc[pos[pos >= 0]]
+    text = sub.to_json(orient="records", lines=True, force_ascii=False).splitlines()
+    out = dict(zip(rows[pos >= 0].tolist(), text, strict=True))
+    return [out.get(int(r), "") for r in rows]
+
+
+def _as_rejects(frame: pd.DataFrame, sha: str, kind: str) -> pd.DataFrame:
+    out = pd.DataFrame(
+        {
+            "file_sha": sha,
+            "kind": kind,
+            "row": pd.array(frame["row"], dtype="Int64"),
+            "column": frame["column"].astype("str"),
+            "reason": frame["reason"].astype("str"),
+            "detail": frame["detail"].astype("str"),
+            "raw": frame["raw"].astype("str") if "raw" in frame else "",
+        }
+    )
+    return out[_REJECT_COLS]
+
+
+@dataclass
+class _Prepared:
+    """A file read and normalised, ready to be written."""
+
+    item: _Item
+    sha: str
+    data: bytes
+    raw: Any
+    tables: list[tuple[str, Any, Any]]  # (kind, raw table, Normalized)
+    rows_read: int
+    warnings: list[str]
+
+
+def _prepare(ctx: _Context, item: _Item, data: bytes, sha: str, raw: Any) -> _Prepared:
+    tables = sorted(raw.tables, key=lambda t: _KIND_ORDER.get(t.kind, 9))
+    out, warnings = [], list(raw.warnings) if hasattr(raw, "warnings") else []
+    patients = ctx.patients
+    for t in tables:
+        norm = _normalize(
+            t,
+            source_file=sha,
+            patients=patients,
+            protocol=ctx.protocol,
+            settings=ctx.settings,
+            now=ctx.now,
+        )
+        if t.kind == "patients":
+            patients = _upsert_patients(patients, norm.clean)
+        warnings += [*t.warnings, *norm.warnings]
+        out.append((t.kind, t, norm))
+    rows_read = sum(len(t.frame) + len(t.row_errors) for t in tables)
+    return _Prepared(item, sha, data, raw, out, rows_read, list(dict.fromkeys(warnings)))
+
+
+def _reason_counts(rejects: pd.DataFrame) -> dict[str, int]:
+    if rejects.empty:
+        return {}
+    per = rejects.drop_duplicates(["kind", "row", "reason"])["reason"].value_counts()
+    return {str(k): int(v) for k, v in per.items()}
+
+
+def _write_file(ctx: _Context, prep: _Prepared) -> FileReport:
+    """Everything of one file in one transaction: rows, rejects, ledger row, raw copy."""
+    kinds = "+".join(k for k, _, _ in prep.tables) or None
+    rep = FileReport(
+        path=prep.item.name,
+        sha256=prep.sha,
+        format=prep.raw.source_format,
+        kind=kinds,
+        status="validated" if ctx.target.dry_run else "imported",
+        rows_read=prep.rows_read,
+        blank_rows=int(prep.raw.blank_rows),
+        warnings=prep.warnings,
+    )
+    archived_new = False
+    try:
+        with ctx.target.transaction() as con:
+            if not ctx.target.dry_run and _already(con, prep.sha):
+                rep.status, rep.rows_read, rep.blank_rows = "already_imported", 0, 0
+                return rep
+            all_rejects, new_ids = [], []
+            for kind, table, norm in prep.tables:
+                res = merge_rows(con, kind, norm.clean, prep.sha)
+                rej = _as_rejects(norm.rejects, prep.sha, kind)
+                if len(res.rejects):
+                    mr = res.rejects.copy()
+                    mr["raw"] = _raw_json(table, mr["row"].to_numpy())
+                    rej = pd.concat([rej, _as_rejects(mr, prep.sha, kind)], ignore_index=True)
+                n_rej = rej.drop_duplicates(["row"])["row"].shape[0]
+                rows = len(table.frame) + len(table.row_errors)
+                if rows != res.accepted + res.duplicates + n_rej:
+                    raise StoreError(
+                        f"{prep.item.name}: {kind} rows do not add up ({rows} read, "
+                        f"{res.accepted} accepted, {n_rej} refused, {res.duplicates} duplicates);"
+                        " nothing was written. This is a bug: please report it."
+                    )
+                rep.accepted += res.accepted
+                rep.replaced += res.replaced
+                rep.duplicates += res.duplicates
+                rep.rejected += n_rej
+                all_rejects.append(rej)
+                new_ids += res.inserted_ids
+            rejects = pd.concat(all_rejects, ignore_index=True) if all_rejects else None
+            if rejects is not None and len(rejects):
+                _insert_rejects(con, rejects)
+                rep.reject_reasons = _reason_counts(rejects)
+            seq = _insert_ledger(con, rep, len(prep.data), "imported", None, ctx.now)
+            if any(k == "patients" for k, _, _ in prep.tables):
+                _refresh_prescriptions(con, ctx.protocol)
+            if not ctx.target.dry_run:
+                archived_new = ctx.target.store.archive.put(
+                    prep.sha, prep.data, name=prep.item.name, seq=seq,
+                    imported_at=ctx.now.isoformat(),
+                )  # fmt: skip
+                if new_ids:
+                    _retry_unknown_patients(ctx, con, prep.sha)
+    except BaseException:
+        if archived_new:
+            ctx.target.store.archive.discard(prep.sha)
+        raise
+    return rep
+
+
+def _already(con: duckdb.DuckDBPyConnection, sha: str) -> bool:
+    q = "SELECT count(*) FROM imports WHERE sha256 = ? AND status = 'imported'"
+    return con.execute(q, [sha]).fetchall()[0][0] > 0
+
+
+def _insert_rejects(con: duckdb.DuckDBPyConnection, rejects: pd.DataFrame) -> None:
+    con.register("_rej", rejects[_REJECT_COLS])
+    try:
+        con.execute('INSERT INTO rejects SELECT * FROM _rej ORDER BY kind, "row", reason')
+    finally:
+        con.unregister("_rej")
+
+
+def _insert_ledger(
+    con: duckdb.DuckDBPyConnection,
+    rep: FileReport,
+    size: int | None,
+    status: str,
+    reason: str | None,
+    now: pd.Timestamp,
+) -> int:
+    con.execute("DELETE FROM imports WHERE sha256 = ?", [rep.sha256])
+    seq = con.execute("SELECT coalesce(max(seq), 0) + 1 FROM imports").fetchall()[0][0]
+    con.execute(
+        "INSERT INTO imports VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [seq, rep.sha256, rep.path, size, rep.format, rep.kind, rep.rows_read, rep.accepted,
+         rep.rejected, rep.duplicates, rep.replaced, rep.blank_rows, status, reason,
+         json.dumps(rep.warnings), now.to_pydatetime(), _package_version()],
+    )  # fmt: skip
+    return int(seq)
+
+
+def _package_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("backcare_analytics")
+    except PackageNotFoundError:  # pragma: no cover - a bare checkout
+        return "0.0.0+unknown"
+
+
+def _refresh_prescriptions(con: duckdb.DuckDBPyConnection, protocol: Protocol) -> None:
+    """Keep the ``prescriptions`` table (protocol defaults) in step with the patients."""
+    from backcare_analytics.store.core import to_frame
+
+    sql = "SELECT patient_id, timezone, programme_start, clinician FROM patients"
+    pts = to_frame(con.sql(sql).to_arrow_table(), CLEAN_DTYPES["patients"])
+    rx = build_prescriptions(pts, protocol)
+    con.register("_rx", rx)
+    try:
+        con.execute("DELETE FROM prescriptions")
+        con.execute("INSERT INTO prescriptions BY NAME SELECT * FROM _rx")
+    finally:
+        con.unregister("_rx")
+
+
+# -- unknown patients, retried -----------------------------------------------------------------
+
+
+def _retry_unknown_patients(ctx: _Context, con: duckdb.DuckDBPyConnection, this_sha: str) -> None:
+    """Re-normalise rows refused ``unknown_patient`` now that new patients are registered.
+
+    Runs inside the transaction of the patients file, so it commits or rolls back with it.
+    Each earlier file's ledger counts move rows from ``rejected`` to ``accepted`` (or
+    ``duplicates``), keeping ``rows_read == accepted + rejected + duplicates``.
+    """
+    from backcare_analytics.store.core import to_frame
+
+    targets = con.execute(
+        """SELECT r.file_sha, r.kind, list(DISTINCT r."row" ORDER BY r."row"), i.path, i.seq
+        FROM rejects r JOIN imports i ON i.sha256 = r.file_sha
+        WHERE r.reason = 'unknown_patient' AND r.file_sha <> ?
+        GROUP BY ALL ORDER BY i.seq, r.kind""",
+        [this_sha],
+    ).fetchall()
+    if not targets:
+        return
+    sql = "SELECT patient_id, timezone, programme_start, clinician FROM patients"
+    patients = to_frame(con.sql(sql).to_arrow_table(), CLEAN_DTYPES["patients"])
+    archive = ctx.target.store.archive
+    for sha, kind, rows, name, _seq in targets:
+        if not archive.has(sha):
+            continue
+        raw = _read_export(Path(name), ctx.settings, archive.read(sha))
+        table = next((t for t in raw.tables if t.kind == kind), None)
+        if table is None:
+            continue
+        rows_arr = np.asarray(rows, dtype="int64")
+        mask = np.isin(np.asarray(table.row_numbers), rows_arr)
+        sub = replace(
+            table,
+            frame=table.frame[mask].reset_index(drop=True),
+            row_numbers=np.asarray(table.row_numbers)[mask],
+            row_errors=table.row_errors.iloc[0:0],
+        )
+        norm = _normalize(
+            sub, source_file=sha, patients=patients, protocol=ctx.protocol,
+            settings=ctx.settings, now=ctx.now,
+        )  # fmt: skip
+        res = merge_rows(con, kind, norm.clean, sha)
+        rej = _as_rejects(norm.rejects, sha, kind)
+        if len(res.rejects):
+            mr = res.rejects.copy()
+            mr["raw"] = _raw_json(sub, mr["row"].to_numpy())
+            rej = pd.concat([rej, _as_rejects(mr, sha, kind)], ignore_index=True)
+        still = rej["row"].nunique()
+        con.execute(
+            'DELETE FROM rejects WHERE file_sha = ? AND kind = ? AND list_contains(?, "row")',
+            [sha, kind, rows],
+        )
+        if len(rej):
+            _insert_rejects(con, rej)
+        con.execute(
+            """UPDATE imports SET accepted = accepted + ?, duplicates = duplicates + ?,
+            replaced = replaced + ?, rejected = rejected - ? + ? WHERE sha256 = ?""",
+            [res.accepted, res.duplicates, res.replaced, len(rows), still, sha],
+        )
+        if res.accepted or res.duplicates:
+            ctx.report.retried.append(
+                RetryReport(name, sha, len(rows), res.accepted, res.duplicates, still)
+            )
+
+
+# -- the batch ---------------------------------------------------------------------------------
+
+
+def _refused(ctx: _Context, item: _Item, sha: str, size: int, exc: Exception) -> FileReport:
+    reason = str(getattr(exc, "reason", "") or "refused")
+    rep = FileReport(path=item.name, sha256=sha, status="refused", reason=reason)
+    if not ctx.target.dry_run:
+        with ctx.target.transaction() as con:
+            _insert_ledger(con, rep, size, "refused", reason, ctx.now)
+    return rep
+
+
+def _run(
+    items: list[_Item],
+    store: Store,
+    *,
+    dry_run: bool,
+    progress: Progress | None,
+    settings: Settings,
+    protocol: Protocol | None,
+    now: pd.Timestamp | None,
+    patients_first: bool,
+) -> ImportReport:
+    ensure_validation_enabled()
+    report = ImportReport(dry_run=dry_run)
+    target = _Target(store, dry_run)
+    try:
+        ctx = _Context(
+            target=target,
+            settings=settings,
+            protocol=protocol or load_protocol(settings.protocol),
+            now=pd.Timestamp(now or datetime.now(UTC)).tz_convert("UTC"),
+            patients=target.patients(),
+            shas=target.imported_shas(),
+            report=report,
+        )
+        total, done = len(items), 0
+        pending: list[tuple[_Item, bytes | None, str, Any]] = []
+        kept = 0
+        for item in items:
+            size = item.path.stat().st_size
+            if size > settings.max_file_bytes:  # hash it in chunks; the reader refuses it
+                sha = _sha256_file(item.path)
+                if ctx.shas.get(sha) != "imported":
+                    try:
+                        _read_export(item.path, settings, None)
+                        raise InputDataError(f"{item.name}: over the size limit")
+                    except InputDataError as exc:
+                        report.files.append(_refused(ctx, item, sha, size, exc))
+                        ctx.shas[sha] = "refused"
+                        done += 1
+                        if progress:
+                            progress(done, total, item.name)
+                        continue
+                data = b""
+            else:
+                data, sha = _load(item)
+            if ctx.shas.get(sha) == "imported":
+                report.files.append(
+                    FileReport(path=item.name, sha256=sha, status="already_imported")
+                )
+                done += 1
+                if progress:
+                    progress(done, total, item.name)
+                continue
+            try:
+                raw = _read_export(Path(item.name), settings, data)
+            except InputDataError as exc:
+                report.files.append(_refused(ctx, item, sha, len(data), exc))
+                ctx.shas[sha] = "refused"
+                done += 1
+                if progress:
+                    progress(done, total, item.name)
+                continue
+            ctx.shas[sha] = "imported"
+            is_patients = any(t.kind == "patients" for t in raw.tables)
+            if patients_first and not is_patients:
+                keep = kept + len(data) <= _KEEP_BYTES
+                kept += len(data) if keep else 0
+                pending.append((item, data if keep else None, sha, raw if keep else None))
+                continue
+            done += 1
+            _process(ctx, item, data, sha, raw)
+            if progress:
+                progress(done, total, item.name)
+        for item, data, sha, raw in pending:
+            if data is None:
+                data, sha = _load(item)
+                raw = _read_export(Path(item.name), settings, data)
+            done += 1
+            _process(ctx, item, data, sha, raw)
+            if progress:
+                progress(done, total, item.name)
+    finally:
+        target.close()
+    return report
+
+
+def _process(ctx: _Context, item: _Item, data: bytes, sha: str, raw: Any) -> None:
+    prep = _prepare(ctx, item, data, sha, raw)
+    rep = _write_file(ctx, prep)
+    ctx.report.files.append(rep)
+    for kind, _, norm in prep.tables:
+        if kind == "patients" and rep.status != "already_imported":
+            ctx.patients = _upsert_patients(ctx.patients, norm.clean)
+
+
+def import_paths(
+    paths: Iterable[Path | str],
+    store: Store | None = None,
+    *,
+    dry_run: bool = False,
+    progress: Progress | None = None,
+    settings: Settings | None = None,
+    protocol: Protocol | None = None,
+    now: datetime | pd.Timestamp | None = None,
+) -> ImportReport:
+    """Import files and folders into ``store`` (or, with ``dry_run``, only report).
+
+    Parameters
+    ----------
+    paths
+        Files, or folders searched recursively (sorted; hidden files skipped).
+    store
+        The target; :meth:`Store.from_settings` when omitted.
+    dry_run
+        Read, validate and de-duplicate against a throw-away copy of the store; write nothing.
+    progress
+        Called as ``progress(done, total, file_name)`` after each file.
+
+    Returns
+    -------
+    ImportReport
+        One :class:`FileReport` per file (``path, sha256, format, kind, status, rows_read,
+        accepted, rejected, duplicates, replaced, blank_rows, warnings, reason,
+        reject_reasons``) and the earlier files whose ``unknown_patient`` rows were retried.
+
+    Raises
+    ------
+    ValidationDisabledError
+        When pandera's data checks are switched off.
+    StoreBusyError
+        When another process holds the store longer than ``store_busy_timeout_s``; files
+        committed before that stay committed, the file in hand is not written.
+    """
+    store = store or Store.from_settings(settings)
+    settings = settings or store.settings
+    ensure_validation_enabled()
+    items = [_Item(p, p.name) for p in expand_paths(paths)]
+    return _run(
+        items, store, dry_run=dry_run, progress=progress, settings=settings,
+        protocol=protocol, now=now, patients_first=True,
+    )  # fmt: skip
+
+
+def rebuild(
+    store: Store, raw_archive: Path | str | None = None, *, progress: Progress | None = None
+) -> ImportReport:
+    """Recreate ``store`` from the raw archive alone, replaying files in their original order.
+
+    The new store is built beside the old one and swapped in when complete; the old file is
+    kept as ``<store>.bak``. Files refused whole were never archived and are not replayed.
+    """
+    from backcare_analytics.store.archive import RawArchive
+
+    archive = RawArchive(raw_archive) if raw_archive is not None else store.archive
+    files = archive.files()
+    try:  # leave out archived bytes whose import never committed (a crash between the two)
+        ledger = store.imports() if store.exists() else None
+    except StoreError:
+        ledger = None
+    if ledger is not None and len(ledger):
+        ok = set(ledger.loc[ledger["status"] == "imported", "sha256"])
+        files = [f for f in files if f.sha256 in ok]
+    tmp = store.path.with_name(store.path.name + ".rebuild")
+    for p in (tmp, tmp.with_name(tmp.name + ".wal")):
+        p.unlink(missing_ok=True)
+    new = Store(tmp, archive.root, settings=store.settings)
+    new.initialise()
+    report = _run(
+        [_Item(f.path, f.name) for f in files], new, dry_run=False, progress=progress,
+        settings=store.settings, protocol=None, now=None, patients_first=False,
+    )  # fmt: skip
+    if store.exists():
+        os.replace(store.path, store.path.with_name(store.path.name + ".bak"))
+        store.path.with_name(store.path.name + ".wal").unlink(missing_ok=True)
+    os.replace(tmp, store.path)
+    return report

@@ -1,0 +1,238 @@
+"""The :class:`Store`: where the DuckDB file and the raw archive live, and typed queries.
+
+A :class:`Store` holds paths only. Every call opens a short-lived connection and closes it, so
+a notebook reading the store never locks out an import for longer than one query.
+
+>>> import tempfile, pathlib
+>>> s = Store(pathlib.Path(tempfile.mkdtemp()) / "clinic.duckdb")
+>>> s.exists()
+False
+>>> s.initialise(); s.sessions().shape
+(0, 15)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+import pyarrow as pa
+
+from backcare_analytics.config import Settings, get_settings
+from backcare_analytics.protocol import (
+    Protocol,
+    build_prescriptions,
+    load_prescription_overrides,
+)
+from backcare_analytics.store.archive import RawArchive
+from backcare_analytics.store.db import connect, create_tables
+from backcare_analytics.store.merge import SPECS
+
+__all__ = ["CLEAN_DTYPES", "IMPORT_COLUMNS", "REJECT_COLUMNS", "Store", "to_frame"]
+
+#: The exact pandas dtypes of the clean tables (``schemas.clean``).
+CLEAN_DTYPES: dict[str, dict[str, str]] = {
+    "sessions": {
+        "patient_id": "str", "session_id": "str", "performed_at": "datetime64[us, UTC]",
+        "day": "datetime64[us]", "exercise_id": "str", "side": "str", "sets": "Int64",
+        "reps": "Int64", "hold_s": "Float64", "level": "str", "variant": "str",
+        "pain_before": "Int64", "pain_after": "Int64", "note": "str", "source_file": "str",
+    },
+    "pain": {
+        "patient_id": "str", "recorded_at": "datetime64[us, UTC]", "day": "datetime64[us]",
+        "back_pain": "Int64", "leg_pain": "Int64", "flare": "boolean", "note": "str",
+        "source_file": "str",
+    },
+    "patients": {
+        "patient_id": "str", "timezone": "str", "programme_start": "datetime64[us]",
+        "clinician": "str",
+    },
+}  # fmt: skip
+
+REJECT_COLUMNS = {
+    "file_sha": "str", "kind": "str", "row": "Int64", "column": "str", "reason": "str",
+    "detail": "str", "raw": "str",
+}  # fmt: skip
+IMPORT_COLUMNS = {
+    "seq": "int64", "sha256": "str", "path": "str", "size_bytes": "Int64", "format": "str",
+    "kind": "str", "rows_read": "int64", "accepted": "int64", "rejected": "int64",
+    "duplicates": "int64", "replaced": "int64", "blank_rows": "int64", "status": "str",
+    "reason": "str", "warnings": "str", "imported_at": "datetime64[us, UTC]",
+    "package_version": "str",
+}  # fmt: skip
+
+_ARROW_TO_PANDAS = {
+    pa.int64(): pd.Int64Dtype(),
+    pa.int32(): pd.Int64Dtype(),
+    pa.float64(): pd.Float64Dtype(),
+    pa.bool_(): pd.BooleanDtype(),
+}
+
+
+def to_frame(table: pa.Table, dtypes: dict[str, str]) -> pd.DataFrame:
+    """An Arrow result as a pandas frame with exactly ``dtypes`` (column order included)."""
+    df = table.to_pandas(types_mapper=_ARROW_TO_PANDAS.get)
+    out = pd.DataFrame(
+        {c: df[c].astype(t) if c in df else pd.Series(dtype=t) for c, t in dtypes.items()}
+    )
+    return out.reset_index(drop=True)
+
+
+class Store:
+    """A backcare store: the DuckDB file and the raw archive next to it.
+
+    Parameters
+    ----------
+    path
+        The DuckDB file (``Settings.store``, default ``data/backcare.duckdb``).
+    raw_archive
+        The folder of raw files by SHA-256 (default: ``Settings.raw_archive`` for the default
+        store, else ``<store name>.raw`` beside the store file).
+    settings
+        Supplies the busy timeout; :func:`get_settings` when omitted.
+    """
+
+    def __init__(
+        self,
+        path: Path | str | None = None,
+        raw_archive: Path | str | None = None,
+        *,
+        settings: Settings | None = None,
+    ) -> None:
+        self.settings = settings or get_settings()
+        default = Path(self.settings.store)
+        self.path = Path(path) if path is not None else default
+        if raw_archive is None:
+            same = self.path.resolve() == default.resolve()
+            raw_archive = (
+                self.settings.raw_archive if same else self.path.with_name(self.path.name + ".raw")
+            )
+        self.archive = RawArchive(raw_archive)
+
+    @classmethod
+    def from_settings(cls, settings: Settings | None = None) -> Store:
+        settings = settings or get_settings()
+        return cls(settings.store, settings.raw_archive, settings=settings)
+
+    def __repr__(self) -> str:
+        return f"Store({str(self.path)!r})"
+
+    # -- connections ---------------------------------------------------------------------------
+
+    def exists(self) -> bool:
+        return self.path.is_file()
+
+    @contextmanager
+    def reader(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A read-only connection for one query (waits while a writer holds the file)."""
+        with connect(self.path, read_only=True, timeout_s=self.settings.store_busy_timeout_s) as c:
+            yield c
+
+    @contextmanager
+    def writer(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A read-write connection with the tables created; raises StoreBusyError when held."""
+        with connect(self.path, read_only=False, timeout_s=self.settings.store_busy_timeout_s) as c:
+            create_tables(c)
+            yield c
+
+    @contextmanager
+    def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """``BEGIN`` ... ``COMMIT`` (``ROLLBACK`` on any error), then ``CHECKPOINT``."""
+        with self.writer() as con:
+            con.execute("BEGIN TRANSACTION")
+            try:
+                yield con
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+            con.execute("COMMIT")
+            con.execute("CHECKPOINT")
+
+    def initialise(self) -> None:
+        """Create the store file and its tables (owner-only) if missing."""
+        with self.writer():
+            pass
+
+    def query(self, sql: str, params: Sequence[object] | None = None) -> pa.Table:
+        """Run a read-only query and return its Arrow table."""
+        with self.reader() as con:
+            return (
+                con.sql(sql, params=params).to_arrow_table()
+                if params
+                else con.sql(sql).to_arrow_table()
+            )
+
+    # -- typed queries -------------------------------------------------------------------------
+
+    def _clean(
+        self,
+        kind: str,
+        patient_ids: Iterable[str] | None,
+        start: object,
+        end: object,
+        order: str,
+    ) -> pd.DataFrame:
+        cols = ", ".join(f'"{c}"' for c in SPECS[kind].columns)
+        where, params = ["TRUE"], []
+        if patient_ids is not None:
+            where.append("list_contains(?, patient_id)")
+            params.append(list(patient_ids))
+        if start is not None:
+            where.append("day >= ?")
+            params.append(pd.Timestamp(start).normalize().to_pydatetime())
+        if end is not None:
+            where.append("day <= ?")
+            params.append(pd.Timestamp(end).normalize().to_pydatetime())
+        sql = f"SELECT {cols} FROM {kind} WHERE {' AND '.join(where)} ORDER BY {order}"
+        return to_frame(self.query(sql, params), CLEAN_DTYPES[kind])
+
+    def sessions(
+        self,
+        patient_ids: Iterable[str] | None = None,
+        start: object = None,
+        end: object = None,
+    ) -> pd.DataFrame:
+        """Session rows matching :class:`~backcare_analytics.schemas.Sessions`.
+
+        ``start`` and ``end`` are patient-local days, both included (``start <= day <= end``),
+        like :class:`~backcare_analytics.metrics.params.Window`. Sorted by patient and time.
+        """
+        return self._clean(
+            "sessions", patient_ids, start, end, "patient_id, performed_at, exercise_id, side"
+        )
+
+    def pain(
+        self,
+        patient_ids: Iterable[str] | None = None,
+        start: object = None,
+        end: object = None,
+    ) -> pd.DataFrame:
+        """Pain-diary rows matching :class:`~backcare_analytics.schemas.Pain` (days inclusive)."""
+        return self._clean("pain", patient_ids, start, end, "patient_id, recorded_at")
+
+    def patients(self) -> pd.DataFrame:
+        """Registered patients matching :class:`~backcare_analytics.schemas.Patients`."""
+        sql = "SELECT patient_id, timezone, programme_start, clinician FROM patients ORDER BY 1"
+        return to_frame(self.query(sql), CLEAN_DTYPES["patients"])
+
+    def prescriptions(
+        self, overrides: Path | str | None = None, protocol: Protocol | None = None
+    ) -> pd.DataFrame:
+        """Prescriptions matching :class:`~backcare_analytics.schemas.Prescriptions`, built by
+        :func:`~backcare_analytics.protocol.build_prescriptions` from the stored patients, the
+        protocol and an optional overrides YAML file."""
+        ov = load_prescription_overrides(overrides, protocol) if overrides else None
+        return build_prescriptions(self.patients(), protocol, ov)
+
+    def rejects(self, file_sha: str | None = None) -> pd.DataFrame:
+        """Quarantined rows: ``file_sha, kind, row, column, reason, detail, raw`` (one row per
+        reason). ``raw`` holds the refused values: keep it inside the owner-only store."""
+        sql = 'SELECT * FROM rejects WHERE ? IS NULL OR file_sha = ? ORDER BY file_sha, "row"'
+        return to_frame(self.query(sql, [file_sha, file_sha]), REJECT_COLUMNS)
+
+    def imports(self) -> pd.DataFrame:
+        """The ledger: one row per file ever offered, in import order."""
+        return to_frame(self.query("SELECT * FROM imports ORDER BY seq"), IMPORT_COLUMNS)
