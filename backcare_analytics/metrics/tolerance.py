@@ -1,0 +1,261 @@
+"""Tolerance of each exercise in each session: did it make the pain worse?
+
+The programme's rule is to move "only as far as is possible without making the pain worse".
+Per session row: pain after vs before, a traffic light on pain after, and whether the next
+morning's diary pain was worse by 2 or more than before the session. Leg pain during the sciatic
+floss is expected ("This is OK") and is not held against it: an exercise's protocol
+``expected_symptoms`` exempt that diary measure.
+
+All lookups are vectorised with integer keys and :func:`numpy.searchsorted`; no per-patient loop.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from backcare_analytics.errors import InputDataError
+from backcare_analytics.metrics.params import Window
+from backcare_analytics.protocol import Protocol, load_protocol
+from backcare_analytics.schemas import validate
+from backcare_analytics.schemas.clean import Pain, Sessions
+from backcare_analytics.schemas.results.tolerance import SessionTolerance
+
+__all__ = ["TolerancePolicy", "session_tolerance"]
+
+
+@dataclass(frozen=True)
+class TolerancePolicy:
+    """Thresholds of the tolerance metric; sources in docs/metrics.md.
+
+    ``green_max``/``amber_max``: the traffic-light ("pain-monitoring") model of Thomeé (1997):
+    0-3 safe, 4-5 acceptable, above 5 high risk (pain during/after exercise, NRS). ``session_worse``
+    and ``next_morning_worse``: 2 NRS points, the minimal important change (Ostelo 2008) and the
+    protocol's ``rules.regression.pain_increase_at_least``. ``reference_max_hours``: how old a
+    diary entry may be to stand in for a missing ``pain_before`` (house choice).
+    """
+
+    green_max: int = 3
+    amber_max: int = 5
+    session_worse: int = 2
+    next_morning_worse: int = 2
+    reference_max_hours: float = 36.0
+
+
+def _day_numbers(values: pd.Series) -> np.ndarray:
+    return np.asarray(values, dtype="datetime64[us]").astype("datetime64[D]").astype(np.int64)
+
+
+def _seconds(values: pd.Series) -> np.ndarray:
+    return (
+        values.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy("datetime64[s]").astype(np.int64)
+    )
+
+
+def _lookup(table_keys: np.ndarray, table_vals: np.ndarray, keys: np.ndarray) -> np.ndarray:
+    """Exact-match lookup: the value of each key in a sorted unique key table (NaN if absent)."""
+    if table_keys.size == 0:
+        return np.full(keys.size, np.nan)
+    pos = np.minimum(np.searchsorted(table_keys, keys), table_keys.size - 1)
+    return np.where(table_keys[pos] == keys, table_vals[pos], np.nan)
+
+
+def session_tolerance(
+    sessions: pd.DataFrame,
+    pain: pd.DataFrame | None = None,
+    *,
+    protocol: Protocol | None = None,
+    window: Window | None = None,
+    policy: TolerancePolicy = TolerancePolicy(),
+) -> pd.DataFrame:
+    """Whether each exercise in each session was tolerated.
+
+    A session row is *tolerated* unless its pain after is in the red band, it raised pain by
+    ``session_worse`` or more, or the next morning's diary pain was ``next_morning_worse`` or
+    more above the reference (a measure listed in the exercise's ``expected_symptoms`` exempt).
+
+    Parameters
+    ----------
+    sessions : DataFrame
+        Clean sessions (:class:`~backcare_analytics.schemas.Sessions`), many patients.
+    pain : DataFrame, optional
+        Clean pain diary; without it the next-morning columns are missing.
+    protocol : Protocol, optional
+        Gives each exercise's ``expected_symptoms`` (default: :func:`load_protocol`).
+    window : Window, optional
+        Keep sessions on the window's days (the diary day after the window is still read).
+    policy : TolerancePolicy
+
+    Returns
+    -------
+    DataFrame
+        :class:`~backcare_analytics.schemas.results.SessionTolerance`, one row per session row:
+        the session keys (``patient_id, session_id, performed_at, day, exercise_id, side``),
+        ``pain_before, pain_after, pain_delta`` (after - before), ``light`` (green / amber /
+        red on pain after), ``worse_in_session`` (delta >= 2), ``back_reference`` and
+        ``back_reference_source`` (``session`` = pain_before; ``diary`` = the latest diary
+        back pain within 36 h before the session), ``next_morning_back`` (the first diary
+        entry of the next calendar day), ``next_morning_back_worse``, ``leg_reference`` (the
+        latest diary leg pain within 36 h before), ``next_morning_leg``,
+        ``next_morning_leg_worse``, ``leg_symptoms_expected``, ``tolerated``.
+
+    Notes
+    -----
+    light = green if after <= 3, amber if after <= 5, red otherwise.
+    next_morning_worse = next_morning - reference >= 2.
+    tolerated = not (red or worse_in_session or back worse or leg worse), leaving out the
+    measures the exercise expects; False as soon as one known part fails, True when the light
+    is known and no known part fails, missing otherwise. Missing diary days never fail a
+    session.
+
+    References
+    ----------
+    Thomeé R (1997) Phys Ther 77:1690-1703 (pain-monitoring model).
+    Ostelo RWJG et al. (2008) Spine 33:90-94 (2-point minimal important change).
+
+    Examples
+    --------
+    >>> hx = "0" * 64
+    >>> s = pd.DataFrame({"patient_id": ["P1", "P1"], "session_id": ["a", "a"],
+    ...     "performed_at": pd.to_datetime(["2026-01-05 07:00", "2026-01-05 07:05"], utc=True
+    ...         ).astype("datetime64[us, UTC]"),
+    ...     "day": pd.to_datetime(["2026-01-05"] * 2).astype("datetime64[us]"),
+    ...     "exercise_id": ["bridge", "sciatic_floss"], "side": ["none", "both"],
+    ...     "pain_before": pd.array([3, 3], dtype="Int64"),
+    ...     "pain_after": pd.array([6, 3], dtype="Int64")})
+    >>> t = session_tolerance(s)
+    >>> t[["exercise_id", "pain_delta", "light", "tolerated"]].to_string(index=False)
+    '  exercise_id  pain_delta light  tolerated\\n       bridge           3   red      False\\nsciatic_floss           0 green       True'
+    """
+    protocol = protocol or load_protocol()
+    p = policy
+    need = [Sessions.patient_id, Sessions.performed_at, Sessions.day, Sessions.exercise_id,
+            Sessions.side, Sessions.pain_before, Sessions.pain_after]  # fmt: skip
+    missing = [c for c in need if c not in sessions.columns]
+    if missing:
+        raise InputDataError(
+            f"sessions frame: missing column(s) {missing}; fix: pass the clean sessions table"
+        )
+    s = sessions
+    if window is not None:
+        s = s[window.contains(s[Sessions.day]).to_numpy()]
+    s = s.reset_index(drop=True)
+    n = len(s)
+    before = s[Sessions.pain_before].to_numpy(dtype=np.float64, na_value=np.nan)
+    after = s[Sessions.pain_after].to_numpy(dtype=np.float64, na_value=np.nan)
+    delta = after - before
+    light = np.select(
+        [np.isnan(after), after <= p.green_max, after <= p.amber_max],
+        [None, "green", "amber"],
+        "red",
+    )
+    worse_session = delta >= p.session_worse
+
+    ex_ids = s[Sessions.exercise_id].astype("str")
+    expects = {ex.id: set(ex.expected_symptoms) for ex in protocol.exercises}
+    leg_exempt = ex_ids.isin([e for e, v in expects.items() if "leg_pain" in v]).to_numpy()
+    back_exempt = ex_ids.isin([e for e, v in expects.items() if "back_pain" in v]).to_numpy()
+
+    back_ref = np.where(np.isnan(before), np.nan, before)
+    ref_src = np.where(np.isnan(before), None, "session").astype(object)
+    nm_back = np.full(n, np.nan)
+    nm_leg = np.full(n, np.nan)
+    leg_ref = np.full(n, np.nan)
+    if pain is not None and len(pain) and n:
+        ids = pd.Index(pd.concat([s[Sessions.patient_id], pain[Pain.patient_id]]).unique())
+        sp = ids.get_indexer(s[Sessions.patient_id]).astype(np.int64)
+        dp = ids.get_indexer(pain[Pain.patient_id]).astype(np.int64)
+        dday = _day_numbers(pain[Pain.day])
+        sday = _day_numbers(s[Sessions.day])
+        dsec = _seconds(pain[Pain.recorded_at])
+        ssec = _seconds(s[Sessions.performed_at])
+        dback = pain[Pain.back_pain].to_numpy(dtype=np.float64, na_value=np.nan)
+        dleg = pain[Pain.leg_pain].to_numpy(dtype=np.float64, na_value=np.nan)
+
+        # Next morning: the first diary entry (by time) of the next local day.
+        d0 = int(min(dday.min(), sday.min())) - 2
+        span = int(max(dday.max(), sday.max())) - d0 + 3
+        dkey = dp * span + (dday - d0)
+        order = np.lexsort((dsec, dkey))
+        k_sorted = dkey[order]
+        firsts = order[np.r_[True, k_sorted[1:] != k_sorted[:-1]]]
+        tk = dkey[firsts]
+        skey = sp * span + (sday + 1 - d0)
+        nm_back = _lookup(tk, dback[firsts], skey)
+        nm_leg = _lookup(tk, dleg[firsts], skey)
+
+        # Reference: the latest diary entry recorded before the session, within the limit.
+        t0 = int(min(dsec.min(), ssec.min())) - 1
+        tspan = int(max(dsec.max(), ssec.max())) - t0 + 2
+        dk = dp * tspan + (dsec - t0)
+        sk = sp * tspan + (ssec - t0)
+        limit = int(p.reference_max_hours * 3600)
+        for values, target in ((dback, "back"), (dleg, "leg")):
+            ok = ~np.isnan(values)
+            keys = dk[ok]
+            o = np.argsort(keys, kind="stable")
+            keys, vals = keys[o], values[ok][o]
+            pos = np.searchsorted(keys, sk, side="right") - 1
+            valid = pos >= 0
+            posc = np.maximum(pos, 0)
+            age = sk - keys[posc] if keys.size else np.zeros(n, dtype=np.int64)
+            same_patient = valid & (keys.size > 0)
+            if keys.size:
+                same_patient &= (keys[posc] // tspan) == sp
+            hit = same_patient & (age <= limit)
+            found = np.where(hit, vals[posc] if keys.size else np.nan, np.nan)
+            if target == "back":
+                fill = np.isnan(back_ref) & ~np.isnan(found)
+                back_ref = np.where(fill, found, back_ref)
+                ref_src = np.where(fill, "diary", ref_src)
+            else:
+                leg_ref = found
+
+    nm_back_worse = nm_back - back_ref >= p.next_morning_worse
+    nm_leg_worse = nm_leg - leg_ref >= p.next_morning_worse
+    unknown_back = np.isnan(nm_back) | np.isnan(back_ref)
+    unknown_leg = np.isnan(nm_leg) | np.isnan(leg_ref)
+
+    fails = (
+        (light == "red")
+        | (~np.isnan(delta) & worse_session)
+        | (~unknown_back & nm_back_worse & ~back_exempt)
+        | (~unknown_leg & nm_leg_worse & ~leg_exempt)
+    )
+    tolerated = pd.array(~fails, dtype="boolean")
+    tolerated[~fails & np.isnan(after)] = pd.NA
+
+    def _bool(values: np.ndarray, unknown: np.ndarray) -> pd.arrays.BooleanArray:
+        out = pd.array(values, dtype="boolean")
+        out[unknown] = pd.NA
+        return out
+
+    out = pd.DataFrame(
+        {
+            Sessions.patient_id: s[Sessions.patient_id].astype("str"),
+            Sessions.session_id: s[Sessions.session_id].astype("str")
+            if Sessions.session_id in s.columns
+            else pd.Series([None] * n, dtype="str"),
+            Sessions.performed_at: s[Sessions.performed_at],
+            Sessions.day: s[Sessions.day],
+            Sessions.exercise_id: ex_ids,
+            Sessions.side: s[Sessions.side].astype("str"),
+            Sessions.pain_before: s[Sessions.pain_before].astype("Int64"),
+            Sessions.pain_after: s[Sessions.pain_after].astype("Int64"),
+            "pain_delta": (s[Sessions.pain_after] - s[Sessions.pain_before]).astype("Int64"),
+            "light": pd.Series(light, dtype="str"),
+            "worse_in_session": _bool(worse_session, np.isnan(delta)),
+            "back_reference": back_ref,
+            "back_reference_source": pd.Series(ref_src, dtype="str"),
+            "next_morning_back": nm_back,
+            "next_morning_back_worse": _bool(nm_back_worse, unknown_back),
+            "leg_reference": leg_ref,
+            "next_morning_leg": nm_leg,
+            "next_morning_leg_worse": _bool(nm_leg_worse, unknown_leg),
+            "leg_symptoms_expected": leg_exempt,
+            "tolerated": tolerated,
+        }
+    )
+    return validate(out, SessionTolerance, what="session_tolerance output")

@@ -1,0 +1,49 @@
+"""Output schema of the tolerance metric (``backcare_analytics.metrics.tolerance``);
+definitions in docs/metrics.md. Session pain (``pain_before``/``pain_after``) is back pain on
+the NRS; the next-morning values come from the pain diary.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+import pandera.pandas as pa
+from pandera.typing import Series
+
+from backcare_analytics.schemas.clean import UtcTimestamp
+
+__all__ = ["LIGHTS", "SessionTolerance"]
+
+#: Traffic lights on pain after the exercise, mildest first.
+LIGHTS = ("green", "amber", "red")
+
+
+class _Result(pa.DataFrameModel):
+    class Config:
+        strict = True
+        coerce = False
+        ordered = False
+
+
+class SessionTolerance(_Result):
+    """One row per session row (patient x performed_at x exercise x side)."""
+
+    patient_id: Series[str]
+    session_id: Series[str] = pa.Field(nullable=True)
+    performed_at: Series[UtcTimestamp]
+    day: Series[pa.DateTime]
+    exercise_id: Series[str]
+    side: Series[str]
+    pain_before: Series[pd.Int64Dtype] = pa.Field(nullable=True, ge=0, le=10)
+    pain_after: Series[pd.Int64Dtype] = pa.Field(nullable=True, ge=0, le=10)
+    pain_delta: Series[pd.Int64Dtype] = pa.Field(nullable=True, ge=-10, le=10)
+    light: Series[str] = pa.Field(nullable=True, isin=LIGHTS)
+    worse_in_session: Series[pd.BooleanDtype] = pa.Field(nullable=True)
+    back_reference: Series[float] = pa.Field(nullable=True, ge=0, le=10)
+    back_reference_source: Series[str] = pa.Field(nullable=True, isin=("session", "diary"))
+    next_morning_back: Series[float] = pa.Field(nullable=True, ge=0, le=10)
+    next_morning_back_worse: Series[pd.BooleanDtype] = pa.Field(nullable=True)
+    leg_reference: Series[float] = pa.Field(nullable=True, ge=0, le=10)
+    next_morning_leg: Series[float] = pa.Field(nullable=True, ge=0, le=10)
+    next_morning_leg_worse: Series[pd.BooleanDtype] = pa.Field(nullable=True)
+    leg_symptoms_expected: Series[bool]
+    tolerated: Series[pd.BooleanDtype] = pa.Field(nullable=True)
