@@ -25,6 +25,19 @@ except PackageNotFoundError:  # pragma: no cover - running from a bare checkout
 #: ``import backcare_analytics`` stays fast for the CLI. name -> module
 _LAZY: dict[str, str] = {
     "generate_clinic": "backcare_analytics.synth",
+    # adherence, timing and data quality (docs/metrics.md)
+    "Window": "backcare_analytics.metrics",
+    "AdherencePolicy": "backcare_analytics.metrics",
+    "QualityPolicy": "backcare_analytics.metrics",
+    "adherence_daily": "backcare_analytics.metrics",
+    "adherence_summary": "backcare_analytics.metrics",
+    "adherence_rolling": "backcare_analytics.metrics",
+    "adherence_streaks": "backcare_analytics.metrics",
+    "persistence": "backcare_analytics.metrics",
+    "gap_histogram": "backcare_analytics.metrics",
+    "first_session_times": "backcare_analytics.metrics",
+    "timing_consistency": "backcare_analytics.metrics",
+    "quality_flags": "backcare_analytics.metrics",
 }
 
 __all__ = [

@@ -6,6 +6,36 @@ as columns; nothing is rounded or printed and inputs are never mutated.
 
 from __future__ import annotations
 
+from backcare_analytics.metrics.adherence import (
+    ROUTINE,
+    AdherencePolicy,
+    adherence_daily,
+    adherence_rolling,
+    adherence_streaks,
+    adherence_summary,
+)
 from backcare_analytics.metrics.params import Window
+from backcare_analytics.metrics.persistence import gap_histogram, persistence
+from backcare_analytics.metrics.quality import QualityPolicy, quality_flags
+from backcare_analytics.metrics.timing import (
+    circular_median,
+    first_session_times,
+    timing_consistency,
+)
 
-__all__ = ["Window"]
+__all__ = [
+    "ROUTINE",
+    "AdherencePolicy",
+    "QualityPolicy",
+    "Window",
+    "adherence_daily",
+    "adherence_rolling",
+    "adherence_streaks",
+    "adherence_summary",
+    "circular_median",
+    "first_session_times",
+    "gap_histogram",
+    "persistence",
+    "quality_flags",
+    "timing_consistency",
+]

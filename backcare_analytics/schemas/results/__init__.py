@@ -7,4 +7,29 @@ re-exported here.
 
 from __future__ import annotations
 
-__all__: list[str] = []
+from backcare_analytics.schemas.results.adherence import (
+    ROUTINE,
+    AdherenceDaily,
+    AdherenceRolling,
+    AdherenceStreaks,
+    AdherenceSummary,
+    FirstSessionTimes,
+    GapHistogram,
+    Persistence,
+    TimingConsistency,
+)
+from backcare_analytics.schemas.results.quality import QUALITY_FLAGS, QualityFlags
+
+__all__: list[str] = [
+    "QUALITY_FLAGS",
+    "ROUTINE",
+    "AdherenceDaily",
+    "AdherenceRolling",
+    "AdherenceStreaks",
+    "AdherenceSummary",
+    "FirstSessionTimes",
+    "GapHistogram",
+    "Persistence",
+    "QualityFlags",
+    "TimingConsistency",
+]

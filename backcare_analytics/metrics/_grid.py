@@ -1,0 +1,146 @@
+"""Array helpers shared by the adherence, timing and quality metrics (private).
+
+Everything here works on integer codes: patients and exercises are turned into codes once per
+call (factorising the distinct ids, never looking each row up), local days into integer day
+numbers (days since 1970-01-01). Lookups into a (key, day) grid are O(n) arithmetic when each
+key's days are contiguous, which is how grids are built here, with a sorted-search fallback.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+#: Day number standing for "no day" (missing dates, open-ended prescriptions).
+NO_DAY = np.iinfo(np.int64).min
+FAR_DAY = np.iinfo(np.int32).max
+
+#: Floating-point slack for threshold comparisons (8 / 10 >= 0.8 must hold).
+EPS = 1e-9
+
+
+def days(values: pd.Series | pd.Index | np.ndarray) -> np.ndarray:
+    """Naive day timestamps as int64 day numbers (days since 1970-01-01); NaT -> ``NO_DAY``."""
+    arr = np.asarray(values, dtype="datetime64[us]").astype("datetime64[D]")
+    out = arr.astype(np.int64)
+    out[np.isnat(arr)] = NO_DAY
+    return out
+
+
+def as_days(day_numbers: np.ndarray) -> np.ndarray:
+    """Int day numbers back to naive ``datetime64[us]`` midnights (``NO_DAY`` -> NaT)."""
+    out = np.asarray(day_numbers, dtype=np.int64).astype("datetime64[D]").astype("datetime64[us]")
+    out[np.asarray(day_numbers) == NO_DAY] = np.datetime64("NaT")
+    return out
+
+
+def day_number(ts: pd.Timestamp) -> int:
+    """One naive day as a day number."""
+    return int(days(np.array([ts.to_datetime64()]))[0])
+
+
+def map_codes(values: pd.Series, index: pd.Index) -> np.ndarray:
+    """The position of each value in ``index`` (``-1`` when absent), factorising first so the
+    lookup runs once per distinct value."""
+    codes, uniques = pd.factorize(values)
+    if len(uniques) == 0:
+        return np.full(len(codes), -1, dtype=np.int64)
+    lookup = index.get_indexer(pd.Index(uniques)).astype(np.int64)
+    out = lookup[codes]
+    out[codes < 0] = -1
+    return out
+
+
+def factorize_sorted(values: pd.Series) -> tuple[np.ndarray, pd.Index]:
+    """Codes and sorted distinct values of a key column."""
+    codes, uniques = pd.factorize(values, sort=True)
+    return codes.astype(np.int64), pd.Index(uniques)
+
+
+def take_str(index: pd.Index, codes: np.ndarray) -> pd.Series:
+    """A ``str`` column holding ``index[codes]``."""
+    arr = pd.array(index, dtype="str")
+    return pd.Series(arr.take(codes), dtype="str")
+
+
+def segment_starts(keys: np.ndarray) -> np.ndarray:
+    """Positions where a sorted key array changes value (first row of each run)."""
+    if len(keys) == 0:
+        return np.zeros(0, dtype=np.int64)
+    return np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
+
+
+def expand_ranges(first: np.ndarray, last: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For each range ``[first[i], last[i]]`` (empty when ``last < first``) the row ``i``
+    repeated once per day and the day numbers, without a Python loop."""
+    n = np.clip(last - first + 1, 0, None).astype(np.int64)
+    rows = np.repeat(np.arange(len(n)), n)
+    starts = np.cumsum(n) - n
+    offset = np.arange(n.sum(), dtype=np.int64) - np.repeat(starts, n)
+    return rows, first[rows] + offset
+
+
+class DayGrid:
+    """A sorted grid of unique (key, day) rows and O(1)-per-row lookups into it.
+
+    ``key`` and ``day`` must be sorted by key then day, each pair once.
+    """
+
+    def __init__(self, key: np.ndarray, day: np.ndarray, n_keys: int) -> None:
+        self.key = key
+        self.day = day
+        self.n_keys = n_keys
+        starts = segment_starts(key)
+        self.count = np.zeros(n_keys, dtype=np.int64)
+        self.first = np.zeros(n_keys, dtype=np.int64)
+        self.offset = np.zeros(n_keys, dtype=np.int64)
+        if len(key):
+            counts = np.diff(np.r_[starts, len(key)])
+            k = key[starts]
+            self.count[k] = counts
+            self.first[k] = day[starts]
+            self.offset[k] = starts
+            last = day[np.r_[starts[1:], len(key)] - 1]
+            self.contiguous = bool(np.all(last - day[starts] + 1 == counts))
+        else:
+            self.contiguous = True
+
+    def __len__(self) -> int:
+        return len(self.key)
+
+    def locate(self, key: np.ndarray, day: np.ndarray) -> np.ndarray:
+        """Row of each (key, day) query in the grid, ``-1`` when absent (or key < 0)."""
+        out = np.full(len(key), -1, dtype=np.int64)
+        known = (key >= 0) & (key < self.n_keys) & (day != NO_DAY)
+        k, d = key[known], day[known]
+        if self.contiguous:
+            rel = d - self.first[k]
+            hit = (rel >= 0) & (rel < self.count[k])
+            pos = np.where(hit, self.offset[k] + rel, -1)
+        else:
+            base = int(self.day.min()) if len(self.day) else 0
+            gkeys = (self.key << 32) + (self.day - base)
+            qkeys = (k << 32) + (d - base)
+            order = np.argsort(qkeys, kind="stable")
+            found = np.searchsorted(gkeys, qkeys[order])
+            found_c = np.minimum(found, max(len(gkeys) - 1, 0))
+            ok = (
+                (found < len(gkeys)) & (gkeys[found_c] == qkeys[order]) if len(gkeys) else found < 0
+            )
+            pos = np.full(len(k), -1, dtype=np.int64)
+            pos[order] = np.where(ok, found, -1)
+        out[known] = pos
+        return out
+
+    def window_sum(self, values: np.ndarray, span: int) -> tuple[np.ndarray, np.ndarray]:
+        """For each grid row, the number of rows and the sum of ``values`` over the rows of the
+        same key whose day is within the ``span`` days ending on this row's day."""
+        n = len(self.key)
+        if n == 0:
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=values.dtype)
+        base = int(self.day.min())
+        gkeys = (self.key << 32) + (self.day - base)
+        lo = np.searchsorted(gkeys, gkeys - (span - 1), side="left")
+        rows = np.arange(n)
+        csum = np.r_[0, np.cumsum(values)]
+        return rows - lo + 1, csum[rows + 1] - csum[lo]
