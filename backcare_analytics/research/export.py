@@ -54,6 +54,7 @@ __all__ = [
     "ResearchExport",
     "deidentify",
     "export_research",
+    "export_research_from_store",
     "key_fingerprint",
     "load_key",
     "new_key",
@@ -375,6 +376,37 @@ def export_research(
         }
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     return result
+
+
+def export_research_from_store(
+    store: Path | str,
+    out: Path | str,
+    key_file: Path | str,
+    *,
+    create_key: bool = False,
+) -> ResearchExport:
+    """The ``backcare export research`` command: read the store, de-identify, write ``out``.
+
+    The key file is checked by :func:`load_key` against the store's folder and ``out``; with
+    ``create_key`` a new key is made first (refused when the file exists).
+    """
+    from backcare_analytics.store import Store
+
+    store = Path(store)
+    if not store.is_file():
+        raise ConfigError(f"the store {store} does not exist; fix: pass --store with a store file")
+    if create_key:
+        new_key(key_file, store=store, out=Path(out))
+    key = load_key(key_file, store=store, out=Path(out))
+    db = Store(store)
+    return export_research(
+        patients=db.patients(),
+        sessions=db.sessions(),
+        pain=db.pain(),
+        prescriptions=db.prescriptions(),
+        key=key,
+        out=out,
+    )
 
 
 def read_research(folder: Path | str, table: str, *, fmt: str = "csv") -> pd.DataFrame:
