@@ -1,0 +1,579 @@
+"""Normalisation: a raw all-text table in, typed clean rows and explained rejects out.
+
+Two-stage validation (``docs/export-format.md``, issue 3): every cell is parsed here first, on
+whole columns, so that each bad cell of each row gets its own reason (one unreadable pain value
+never hides the out-of-range value on the next row); the typed frame of the rows that parsed is
+then validated lazily with the pandera clean schema, and any remaining failure is mapped to a
+reason code. Nothing is dropped: every row ends up in ``clean`` or in ``rejects``.
+
+Pure: no files, no store, no clock unless ``now`` is left out.
+"""
+
+from __future__ import annotations
+
+import json
+import unicodedata
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from backcare_analytics.config import Settings, get_settings
+from backcare_analytics.io.parse import (
+    PAIN_UNITS,
+    REPS_UNITS,
+    local_day,
+    localize,
+    parse_float,
+    parse_integer,
+    parse_times,
+    parse_vocabulary,
+)
+from backcare_analytics.io.readers import KNOWN_COLUMNS, RawTable
+from backcare_analytics.protocol import Protocol, alias_key, load_protocol
+from backcare_analytics.schemas import (
+    ALLOWED_SIDES,
+    PATIENT_ID_PATTERN,
+    Pain,
+    Patients,
+    Sessions,
+    find_failures,
+    sessions_schema,
+)
+
+__all__ = ["REJECT_COLUMNS", "Normalized", "normalize"]
+
+REJECT_COLUMNS = ("row", "column", "reason", "detail", "raw")
+SIDE_WORDS = {
+    "both": "both", "b": "both", "bilateral": "both", "left": "left", "l": "left",
+    "right": "right", "r": "right", "none": "none",
+}  # fmt: skip
+FLARE_WORDS = {
+    "true": "true", "false": "false", "yes": "true", "no": "false", "y": "true", "n": "false",
+    "1": "true", "0": "false",
+}  # fmt: skip
+_EARLIEST = pd.Timestamp("2000-01-01", tz="UTC")
+_MAX_WARNINGS = 20
+_CHECK_REASONS = (
+    ("greater_than", "out_of_range"), ("less_than", "out_of_range"), ("in_range", "out_of_range"),
+    ("isin", "bad_vocabulary"), ("patient_id_format", "bad_patient_id"),
+    ("str_length", "field_too_long"), ("not_nullable", "missing_value"),
+    ("some_dose_recorded", "no_dose"), ("exercise_in_protocol", "unknown_exercise"),
+    ("level_of_exercise", "bad_vocabulary"), ("variant_of_exercise", "bad_vocabulary"),
+    ("side_of_exercise", "bad_vocabulary"), ("iana_timezone", "bad_vocabulary"),
+    ("uniqueness", "duplicate_in_file"), ("unique", "duplicate_in_file"),
+    ("day_is_a_calendar_day", "bad_datetime"),
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Normalized:
+    """The outcome of :func:`normalize` for one table.
+
+    ``clean`` has exactly the columns of the clean schema of ``kind`` (``Sessions``, ``Pain``,
+    ``Patients``) plus ``_row`` (int64, the file's row number) and ``updated_at``
+    (``datetime64[us, UTC]``, NaT when not given). A record that appears twice in one file with
+    identical content is **kept twice in clean** (it is not a reject): the store's dedup counts
+    the second as a duplicate. ``rejects`` has one row per refused row and reason
+    (``row, column, reason, detail, raw``), the reader's ``row_errors`` included; ``detail``
+    never holds a patient's value. Every row number of the table is in ``clean._row`` or in
+    ``rejects.row``, never both.
+    """
+
+    kind: str
+    clean: pd.DataFrame
+    rejects: pd.DataFrame
+    warnings: tuple[str, ...]
+
+
+class _Issues:
+    """Per-cell refusals collected column by column: positions, column, reason, detail."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.parts: list[pd.DataFrame] = []
+
+    def add(self, mask: np.ndarray, column: str, reason: object, detail: object) -> None:
+        mask = np.asarray(mask, dtype=bool)
+        if not mask.any():
+            return
+        pos = np.flatnonzero(mask)
+
+        def pick(v: object) -> object:
+            return np.asarray(v, dtype=object)[pos] if isinstance(v, np.ndarray) else v
+
+        self.parts.append(
+            pd.DataFrame({"pos": pos, "column": column, "reason": pick(reason),
+                          "detail": pick(detail)})
+        )  # fmt: skip
+
+    def add_parsed(self, parsed: object, column: str) -> None:
+        reason = parsed.reason  # type: ignore[attr-defined]
+        self.add(reason != "", column, reason, parsed.detail)  # type: ignore[attr-defined]
+
+    def bad_rows(self) -> np.ndarray:
+        bad = np.zeros(self.n, dtype=bool)
+        for part in self.parts:
+            bad[part["pos"].to_numpy()] = True
+        return bad
+
+    def frame(self) -> pd.DataFrame:
+        if not self.parts:
+            return pd.DataFrame({"pos": pd.Series(dtype="int64"), "column": pd.Series(dtype="str"),
+                                 "reason": pd.Series(dtype="str"),
+                                 "detail": pd.Series(dtype="str")})  # fmt: skip
+        return pd.concat(self.parts, ignore_index=True)
+
+
+def normalize(
+    table: RawTable,
+    *,
+    source_file: str,
+    patients: pd.DataFrame,
+    protocol: Protocol | None = None,
+    settings: Settings | None = None,
+    now: pd.Timestamp | None = None,
+) -> Normalized:
+    """Parse, check and type one raw table.
+
+    Parameters
+    ----------
+    table
+        From :func:`backcare_analytics.io.readers.read_export`.
+    source_file
+        The file's sha256 (goes into ``source_file`` of every clean row).
+    patients
+        A clean Patients frame: the registered patients plus those of the same import batch.
+        Session and diary rows of other patients are refused ``unknown_patient``; naive times
+        are read in the patient's ``timezone``. Not used for ``kind == "patients"``.
+    now
+        The import time (plausibility: at most one day after it); default the clock.
+
+    Returns
+    -------
+    Normalized
+        ``clean`` (clean schema columns + ``_row`` + ``updated_at``), ``rejects`` (``row,
+        column, reason, detail, raw``) and ``warnings`` (e.g. ambiguous local times by row).
+    """
+    settings = settings or get_settings()
+    protocol = protocol or load_protocol()
+    now = pd.Timestamp.now(tz="UTC") if now is None else pd.Timestamp(now)
+    now = now.tz_localize("UTC") if now.tzinfo is None else now.tz_convert("UTC")
+    frame = table.frame.reindex(columns=list(KNOWN_COLUMNS[table.kind]), fill_value="")
+    frame = frame.astype("str").reset_index(drop=True)
+    issues = _Issues(len(frame))
+    warnings: list[str] = list(table.warnings)
+    ctx = _Context(frame, issues, warnings, np.asarray(table.row_numbers), settings, now)
+    if table.kind == "sessions":
+        typed, keys = _sessions(ctx, patients, protocol, table.decimal_comma)
+        model: object = sessions_schema(protocol)
+        columns = list(Sessions.to_schema().columns)
+    elif table.kind == "pain":
+        typed, keys = _pain(ctx, patients)
+        model, columns = Pain, list(Pain.to_schema().columns)
+    else:
+        typed, keys = _patients(ctx)
+        model, columns = Patients, list(Patients.to_schema().columns)
+    typed[Sessions.source_file] = source_file
+    typed["_row"] = ctx.rows
+    typed = typed[[*columns, "_row", "updated_at"]]
+    repeat = _in_file_conflicts(typed, keys, [*columns, "updated_at"], issues)
+    _stage_two(typed, model, protocol, issues, repeat)
+    bad = issues.bad_rows()
+    clean = typed.loc[~bad].reset_index(drop=True)
+    rejects = _rejects(issues.frame(), frame, ctx.rows, table.row_errors, settings)
+    return Normalized(table.kind, clean, rejects, tuple(_cap(warnings)))
+
+
+@dataclass
+class _Context:
+    frame: pd.DataFrame
+    issues: _Issues
+    warnings: list[str]
+    rows: np.ndarray
+    settings: Settings
+    now: pd.Timestamp
+
+
+def _cap(warnings: list[str]) -> list[str]:
+    if len(warnings) <= _MAX_WARNINGS:
+        return warnings
+    return [*warnings[:_MAX_WARNINGS], f"... and {len(warnings) - _MAX_WARNINGS} more warnings"]
+
+
+def _blank(cells: pd.Series) -> np.ndarray:
+    return (cells.str.strip() == "").to_numpy(dtype=bool)
+
+
+def _required(ctx: _Context, column: str) -> np.ndarray:
+    blank = _blank(ctx.frame[column])
+    ctx.issues.add(blank, column, "missing_value", "a required value is blank")
+    return blank
+
+
+def _patient_ids(ctx: _Context) -> pd.Series:
+    """NFC only (no trimming); ids not matching the pattern are ``bad_patient_id``."""
+    cells = ctx.frame["patient_id"]
+    codes, uniques = pd.factorize(cells, use_na_sentinel=False)
+    nfc = pd.Series([unicodedata.normalize("NFC", u) for u in uniques], dtype="str")
+    ok_u = nfc.str.fullmatch(PATIENT_ID_PATTERN).to_numpy(dtype=bool, na_value=False)
+    blank_u = (nfc == "").to_numpy(dtype=bool)
+    ids = pd.Series(nfc.to_numpy().take(codes) if len(nfc) else [], dtype="str")
+    ctx.issues.add(blank_u.take(codes), "patient_id", "missing_value", "a required value is blank")
+    ctx.issues.add(
+        ~ok_u.take(codes) & ~blank_u.take(codes),
+        "patient_id",
+        "bad_patient_id",
+        "expected ASCII letters, digits, _ and -, up to 64 characters (no spaces, no slashes, "
+        "no full-width or invisible characters)",
+    )
+    return ids.where(pd.Series(ok_u.take(codes) if len(nfc) else [], dtype=bool))
+
+
+def _zones(ctx: _Context, ids: pd.Series, patients: pd.DataFrame) -> pd.Series:
+    """Each row's patient time zone; unregistered patients are ``unknown_patient``."""
+    lookup = pd.Series(
+        patients["timezone"].astype("str").to_numpy(),
+        index=patients["patient_id"].astype("str").to_numpy(),
+    )
+    lookup = lookup[~lookup.index.duplicated(keep="last")]
+    zones = ids.map(lookup)
+    unknown = ids.notna().to_numpy() & zones.isna().to_numpy()
+    ctx.issues.add(
+        unknown,
+        "patient_id",
+        "unknown_patient",
+        "this patient is not registered; fix: import a patients file registering them",
+    )
+    return zones.astype("str") if zones.notna().all() else zones
+
+
+def _times(
+    ctx: _Context, column: str, zones: pd.Series, *, required: bool
+) -> tuple[pd.Series, np.ndarray]:
+    """UTC times of a column; reasons for blank, unreadable, skipped and implausible times."""
+    cells = ctx.frame[column]
+    parsed = parse_times(cells, date_order=ctx.settings.date_order)
+    if required:
+        ctx.issues.add(parsed.blank, column, "missing_value", "a required time is blank")
+    ctx.issues.add(parsed.reason != "", column, parsed.reason, parsed.detail)
+    local = localize(parsed.naive.where(~pd.Series(parsed.has_offset)), zones)
+    ctx.issues.add(
+        local.nonexistent,
+        column,
+        "nonexistent_local_time",
+        "this local time does not exist in the patient's time zone (clocks went forward); "
+        "fix: correct the time or give it with its UTC offset",
+    )
+    for row in ctx.rows[local.ambiguous]:
+        ctx.warnings.append(
+            f"row {row}: column {column}: ambiguous local time (DST fall-back), "
+            "first occurrence taken"
+        )
+    utc = parsed.utc.where(pd.Series(parsed.has_offset), local.utc)
+    late = ctx.now + pd.Timedelta(days=1)
+    implausible = (utc.notna() & ((utc < _EARLIEST) | (utc > late))).to_numpy(dtype=bool)
+    ctx.issues.add(
+        implausible,
+        column,
+        "implausible_time",
+        "before 2000-01-01 or more than a day in the future; fix: check the date",
+    )
+    return utc.where(~pd.Series(implausible)), parsed.blank
+
+
+def _text(cells: pd.Series) -> pd.Series:
+    """Free text exactly as given; blank is missing."""
+    return cells.where(cells != "")
+
+
+def _exercises(ctx: _Context, protocol: Protocol) -> pd.Series:
+    cells = ctx.frame["exercise"]
+    codes, uniques = pd.factorize(cells, use_na_sentinel=False)
+    table = dict(zip(*protocol.alias_table().to_dict("list").values(), strict=True))
+    ids = np.array([table.get(alias_key(u)) for u in uniques], dtype=object)
+    blank_u = np.array([not u.strip() for u in uniques], dtype=bool)
+    detail_u = np.array(
+        [
+            _exercise_hint(protocol, u) if ids[i] is None and not blank_u[i] else ""
+            for i, u in enumerate(uniques)
+        ],
+        dtype=object,
+    )
+    unknown_u = (ids == None) & ~blank_u  # noqa: E711 - elementwise on an object array
+    ctx.issues.add(blank_u.take(codes), "exercise", "missing_value", "a required value is blank")
+    ctx.issues.add(unknown_u.take(codes), "exercise", "unknown_exercise", detail_u.take(codes))
+    return pd.Series(ids.take(codes) if len(uniques) else [], dtype="str")
+
+
+def _exercise_hint(protocol: Protocol, name: str) -> str:
+    hint = protocol.suggest_exercise(name)
+    known = "not an exercise of the programme"
+    return f"{known}; did you mean {hint!r}?" if hint else f"{known}; see docs/export-format.md"
+
+
+def _codes(values: pd.Series) -> np.ndarray:
+    """Integer codes of a column (missing values get their own code)."""
+    if isinstance(values.dtype, pd.DatetimeTZDtype) or values.dtype.kind == "M":
+        return pd.DatetimeIndex(values).asi8
+    return pd.factorize(values, use_na_sentinel=False)[0]
+
+
+def _pairs_ok(exercise: pd.Series, value: pd.Series, allowed: set[tuple[str, str]]) -> np.ndarray:
+    """Whether each row's ``(exercise, value)`` pair is allowed, checked once per distinct pair."""
+    e_codes, e_uniq = pd.factorize(exercise, use_na_sentinel=False)
+    v_codes, v_uniq = pd.factorize(value, use_na_sentinel=False)
+    pair = e_codes.astype(np.int64) * (len(v_uniq) + 1) + v_codes
+    distinct, inverse = np.unique(pair, return_inverse=True)
+    width = len(v_uniq) + 1
+    ok = np.array(
+        [(e_uniq[d // width], v_uniq[d % width]) in allowed for d in distinct], dtype=bool
+    )
+    return ok[inverse] if len(pair) else np.zeros(0, dtype=bool)
+
+
+def _sessions(
+    ctx: _Context, patients: pd.DataFrame, protocol: Protocol, decimal_comma: bool
+) -> tuple[pd.DataFrame, list[list[str]]]:
+    f, issues = ctx.frame, ctx.issues
+    ids = _patient_ids(ctx)
+    zones = _zones(ctx, ids, patients)
+    performed, _ = _times(ctx, "performed_at", zones, required=True)
+    updated, _ = _times(ctx, "updated_at", zones, required=False)
+    exercise = _exercises(ctx, protocol)
+    known_ex = exercise.notna().to_numpy()
+    sidedness = exercise.map({ex.id: ex.sidedness for ex in protocol.exercises})
+    side_p = parse_vocabulary(f["side"], SIDE_WORDS, what="side")
+    issues.add_parsed(side_p, "side")
+    default_side = pd.Series(np.where(sidedness == "none", "none", "both"), dtype="str")
+    side = side_p.values.where(side_p.values.notna() | side_p.failed, default_side)
+    side_pairs = {(ex.id, s) for ex in protocol.exercises for s in ALLOWED_SIDES[ex.sidedness]}
+    bad_side = known_ex & side.notna().to_numpy() & ~_pairs_ok(exercise, side, side_pairs)
+    issues.add(bad_side, "side", "bad_vocabulary", "this side is not possible for this exercise")
+    sets = parse_integer(f["sets"], lo=1, hi=20, what="a number of sets")
+    reps = parse_integer(f["reps"], lo=0, hi=500, units=REPS_UNITS, what="a number of reps")
+    hold = parse_float(f["hold_s"], lo=0, hi=600, decimal_comma=decimal_comma)
+    pain_b = parse_integer(f["pain_before"], lo=0, hi=10, units=PAIN_UNITS, what="an NRS score")
+    pain_a = parse_integer(f["pain_after"], lo=0, hi=10, units=PAIN_UNITS, what="an NRS score")
+    for col, parsed in (("sets", sets), ("reps", reps), ("hold_s", hold),
+                        ("pain_before", pain_b), ("pain_after", pain_a)):  # fmt: skip
+        issues.add_parsed(parsed, col)
+    no_dose = _blank(f["reps"]) & _blank(f["hold_s"])
+    issues.add(no_dose, "reps", "no_dose", "neither reps nor hold_s given; fix: give one of them")
+    level = parse_vocabulary(f["level"], {lv: lv for lv in protocol.levels}, what="level")
+    variant = parse_vocabulary(f["variant"], {v: v for v in protocol.variants}, what="variant")
+    issues.add_parsed(level, "level")
+    issues.add_parsed(variant, "variant")
+    for col, parsed, attr in (("level", level, "ladder"), ("variant", variant, "variants")):
+        allowed = {(ex.id, v) for ex in protocol.exercises for v in getattr(ex, attr)}
+        given = parsed.values.notna().to_numpy()
+        wrong = known_ex & given & ~_pairs_ok(exercise, parsed.values, allowed)
+        issues.add(wrong, col, "bad_vocabulary", f"this exercise has no {col} of that name")
+    session = _text(f["session_id"])
+    issues.add(
+        (session.str.len() > 128).to_numpy(dtype=bool, na_value=False),
+        "session_id", "field_too_long", "session_id is longer than 128 characters",
+    )  # fmt: skip
+    typed = pd.DataFrame(
+        {
+            Sessions.patient_id: ids,
+            Sessions.session_id: session,
+            Sessions.performed_at: performed,
+            Sessions.day: local_day(performed, zones),
+            Sessions.exercise_id: exercise,
+            Sessions.side: side,
+            Sessions.sets: sets.values.fillna(1).where(~pd.Series(sets.failed)),
+            Sessions.reps: reps.values,
+            Sessions.hold_s: hold.values,
+            Sessions.level: level.values,
+            Sessions.variant: variant.values,
+            Sessions.pain_before: pain_b.values,
+            Sessions.pain_after: pain_a.values,
+            Sessions.note: _text(f["note"]),
+            "updated_at": updated,
+        }
+    )
+    base = [Sessions.patient_id, Sessions.exercise_id, Sessions.side]
+    keys = [[*base, Sessions.performed_at], [*base, Sessions.session_id]]
+    return typed, keys
+
+
+def _pain(ctx: _Context, patients: pd.DataFrame) -> tuple[pd.DataFrame, list[list[str]]]:
+    f, issues = ctx.frame, ctx.issues
+    ids = _patient_ids(ctx)
+    zones = _zones(ctx, ids, patients)
+    recorded, _ = _times(ctx, "recorded_at", zones, required=True)
+    updated, _ = _times(ctx, "updated_at", zones, required=False)
+    _required(ctx, "back_pain")
+    back = parse_integer(f["back_pain"], lo=0, hi=10, units=PAIN_UNITS, what="an NRS score")
+    leg = parse_integer(f["leg_pain"], lo=0, hi=10, units=PAIN_UNITS, what="an NRS score")
+    flare = parse_vocabulary(f["flare"], FLARE_WORDS, what="flare value (true/false)")
+    for col, parsed in (("back_pain", back), ("leg_pain", leg), ("flare", flare)):
+        issues.add_parsed(parsed, col)
+    typed = pd.DataFrame(
+        {
+            Pain.patient_id: ids,
+            Pain.recorded_at: recorded,
+            Pain.day: local_day(recorded, zones),
+            Pain.back_pain: back.values,
+            Pain.leg_pain: leg.values,
+            Pain.flare: flare.values.map({"true": True, "false": False}).astype("boolean"),
+            Pain.note: _text(f["note"]),
+            "updated_at": updated,
+        }
+    )
+    return typed, [[Pain.patient_id, Pain.recorded_at]]
+
+
+def _valid_zone_names() -> set[str]:
+    from zoneinfo import available_timezones
+
+    return {z for z in available_timezones() if "/" in z and not z.startswith("Etc/")} | {"UTC"}
+
+
+def _patients(ctx: _Context) -> tuple[pd.DataFrame, list[list[str]]]:
+    f, issues = ctx.frame, ctx.issues
+    ids = _patient_ids(ctx)
+    zone_cells = f["timezone"].str.strip()
+    blank_zone = _required(ctx, "timezone")
+    valid = zone_cells.isin(_valid_zone_names()).to_numpy(dtype=bool)
+    issues.add(
+        ~valid & ~blank_zone, "timezone", "bad_vocabulary",
+        "not an IANA time zone name; expected e.g. Europe/Amsterdam (no abbreviations or offsets)",
+    )  # fmt: skip
+    zones = zone_cells.where(pd.Series(valid))
+    start = parse_times(f["programme_start"], date_order=ctx.settings.date_order)
+    issues.add(start.blank, "programme_start", "missing_value", "a required date is blank")
+    not_date = ~start.blank & (
+        start.has_offset
+        | start.naive.isna().to_numpy()
+        | (start.naive != start.naive.dt.normalize())
+    ).to_numpy(dtype=bool)
+    issues.add(not_date, "programme_start", "bad_datetime", "expected a date YYYY-MM-DD")
+    day = start.naive.where(pd.Series(~not_date)).astype("datetime64[us]")
+    far = ctx.now.tz_localize(None) + pd.Timedelta(days=366)
+    implausible = (day.notna() & ((day < _EARLIEST.tz_localize(None)) | (day > far))).to_numpy()
+    issues.add(
+        implausible, "programme_start", "implausible_time", "before 2000 or over a year ahead"
+    )
+    updated, _ = _times(ctx, "updated_at", zones, required=False)
+    clinician = _text(f["clinician"])
+    issues.add(
+        (clinician.str.len() > 128).to_numpy(dtype=bool, na_value=False),
+        "clinician", "field_too_long", "clinician is longer than 128 characters",
+    )  # fmt: skip
+    typed = pd.DataFrame(
+        {
+            Patients.patient_id: ids,
+            Patients.timezone: zones.astype("str"),
+            Patients.programme_start: day.where(pd.Series(~implausible)),
+            Patients.clinician: clinician,
+            "updated_at": updated,
+        }
+    )
+    return typed, [[Patients.patient_id]]
+
+
+def _in_file_conflicts(
+    typed: pd.DataFrame, keys: list[list[str]], content: list[str], issues: _Issues
+) -> np.ndarray:
+    """Same record key twice with different content: the later rows are
+    ``duplicate_in_file``. Identical repeats stay (the store counts them as duplicates); the
+    returned mask marks them so that stage two validates each record once."""
+    repeat = np.zeros(len(typed), dtype=bool)
+    ok = ~issues.bad_rows()
+    if not ok.any():
+        return repeat
+    good = typed.loc[ok]
+    codes = {}
+    for key in keys:
+        has_key = good[key].notna().all(axis=1).to_numpy()
+        if not has_key.any():
+            continue
+        for col in key:
+            if col not in codes:
+                codes[col] = _codes(good[col])
+        key_frame = pd.DataFrame({c: codes[c] for c in key})
+        repeated = key_frame.duplicated(keep=False).to_numpy() & has_key
+        if not repeated.any():
+            continue
+        sub = good.loc[repeated, content]
+        content_hash = pd.util.hash_pandas_object(sub, index=False).to_numpy()
+        key_hash = pd.util.hash_pandas_object(sub[key], index=False).to_numpy()
+        frame = pd.DataFrame({"k": key_hash, "c": content_hash})
+        first = frame.groupby("k", sort=False)["c"].transform("first").to_numpy()
+        later = frame.duplicated(["k"]).to_numpy()
+        where = np.flatnonzero(ok)[np.flatnonzero(repeated)]
+        issues.add(
+            _mask(len(typed), where[first != content_hash]), key[-1], "duplicate_in_file",
+            "an earlier row of this file holds the same record with different content",
+        )  # fmt: skip
+        repeat[where[(first == content_hash) & later]] = True
+    return repeat
+
+
+def _mask(n: int, positions: np.ndarray) -> np.ndarray:
+    mask = np.zeros(n, dtype=bool)
+    mask[positions] = True
+    return mask
+
+
+def _stage_two(
+    typed: pd.DataFrame, model: object, protocol: Protocol, issues: _Issues, repeat: np.ndarray
+) -> None:
+    """Validate the parsed rows with the clean schema (lazy) and map failures to reasons.
+
+    Identical repeats (``repeat``) are left out, so the schema's uniqueness check sees each
+    record once; they share the verdict of their first occurrence through the store's dedup.
+    """
+    ok = ~issues.bad_rows() & ~repeat
+    if not ok.any():
+        return
+    good = typed.loc[ok].drop(columns=["_row", "updated_at"])
+    failures = find_failures(good, model, protocol=protocol)  # type: ignore[arg-type]
+    if failures.empty:
+        return
+    whole = failures["row"].isna()
+    if whole.any():
+        issues.add(ok, "", "bad_record", "the table failed a whole-column check")
+    for check, group in failures.loc[~whole].groupby("check", sort=False):
+        reason = next((r for k, r in _CHECK_REASONS if k in str(check)), "bad_record")
+        mask = np.zeros(len(typed), dtype=bool)
+        mask[group["row"].astype("int64").to_numpy()] = True
+        for column, sub in group.groupby("column", sort=False):
+            cmask = np.zeros(len(typed), dtype=bool)
+            cmask[sub["row"].astype("int64").to_numpy()] = True
+            issues.add(cmask, str(column), reason, f"failed the check {check}")
+
+
+def _rejects(
+    found: pd.DataFrame,
+    frame: pd.DataFrame,
+    rows: np.ndarray,
+    row_errors: pd.DataFrame,
+    settings: Settings,
+) -> pd.DataFrame:
+    limit = settings.max_field_chars
+    found = found.drop_duplicates(["pos", "column", "reason"])
+    pos = found["pos"].to_numpy(dtype=np.int64)
+    distinct = np.unique(pos)
+    columns = list(frame.columns)
+    cells = zip(*(frame[c].to_numpy(dtype=object)[distinct] for c in columns), strict=True)
+    raw_by_pos = {
+        int(p): json.dumps(dict(zip(columns, values, strict=True)), ensure_ascii=False)[:limit]
+        for p, values in zip(distinct, cells, strict=True)
+    }
+    out = pd.DataFrame(
+        {
+            "row": rows[pos] if len(pos) else np.array([], dtype=np.int64),
+            "column": found["column"].astype("str").to_numpy(),
+            "reason": found["reason"].astype("str").to_numpy(),
+            "detail": found["detail"].astype("str").to_numpy(),
+            "raw": [raw_by_pos[int(p)] for p in pos],
+        }
+    )
+    out = pd.concat([out, row_errors[list(REJECT_COLUMNS)]], ignore_index=True)
+    out = out.sort_values(["row", "column"], kind="stable").reset_index(drop=True)
+    return out.astype(
+        {"row": "int64", "column": "str", "reason": "str", "detail": "str", "raw": "str"}
+    )

@@ -1,0 +1,867 @@
+"""Readers of the export contract (``docs/export-format.md``): bytes in, all-text frames out.
+
+:func:`read_export` reads one CSV, JSON, JSON Lines, XLSX or FHIR R4 file into a
+:class:`RawExport`: one :class:`RawTable` per kind of record found, every cell pandas ``str``
+text (``""`` for blank), canonical column names, the file's own row numbers, and the rows refused
+while reading (``row_errors``). Nothing is interpreted here: values are parsed in
+:mod:`backcare_analytics.io.normalize`.
+
+A whole file is refused with :class:`FileRefused` (attribute ``reason``) when it cannot be read
+safely or has the wrong shape: too large (checked before reading it), empty, undecodable, a
+duplicated or missing column, nested too deep, an XLSX zip bomb or XML entity trick.
+
+>>> export = read_export(Path("p.csv"),
+...     data=b"Patient ID;performed_at;Exercise;reps\\nP001;2026-03-02 07:15;Bridge;00123\\n")
+>>> t = export.tables[0]
+>>> t.kind, list(t.frame.columns), t.frame.iloc[0]["reps"], t.row_numbers.tolist()
+('sessions', ['patient_id', 'performed_at', 'exercise', 'reps'], '00123', [2])
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import hashlib
+import io
+import json
+import re
+import unicodedata
+import zipfile
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+
+from backcare_analytics.config import Settings, get_settings
+from backcare_analytics.errors import InputDataError
+from backcare_analytics.schemas.raw import (
+    PAIN_COLUMNS,
+    PATIENT_COLUMNS,
+    SESSION_COLUMNS,
+    RawPain,
+    RawPatients,
+    RawSessions,
+    required_columns,
+)
+
+__all__ = [
+    "KNOWN_COLUMNS",
+    "TIME_COLUMNS",
+    "FileRefused",
+    "RawExport",
+    "RawTable",
+    "normalize_header",
+    "read_export",
+]
+
+Kind = Literal["sessions", "pain", "patients"]
+
+#: Columns read for each kind (everything else is ignored with a warning).
+KNOWN_COLUMNS: dict[str, tuple[str, ...]] = {
+    "sessions": (*SESSION_COLUMNS, "updated_at"),
+    "pain": (*PAIN_COLUMNS, "updated_at"),
+    "patients": (*PATIENT_COLUMNS, "updated_at"),
+}
+REQUIRED: dict[str, tuple[str, ...]] = {
+    "sessions": required_columns(RawSessions),
+    "pain": required_columns(RawPain),
+    "patients": required_columns(RawPatients),
+}
+#: Columns holding times or dates: a number there in an XLSX file is an Excel serial date.
+TIME_COLUMNS = frozenset({"performed_at", "recorded_at", "updated_at", "programme_start"})
+_MARKERS: dict[str, tuple[str, str]] = {
+    "sessions": ("exercise", "performed_at"),
+    "pain": ("back_pain", "recorded_at"),
+    "patients": ("timezone", "programme_start"),
+}
+SUPPORTED_MAJOR_VERSION = "1"
+ERROR_COLUMNS = ("row", "column", "reason", "detail", "raw")
+
+
+class FileRefused(InputDataError):
+    """The whole file is refused; ``reason`` is a reason code, the message says why and how to
+    fix it, naming the file but never a patient's values."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class RawTable:
+    """One kind of record read from a file, all cells text.
+
+    ``frame`` has canonical column names (only known columns and ``updated_at``) and a plain
+    RangeIndex; ``row_numbers[i]`` is the file's row number of ``frame`` row ``i`` as the export
+    contract defines it. ``row_errors`` lists rows refused while reading (columns ``row, column,
+    reason, detail, raw``). ``rows_read == len(frame) + len(row_errors)``. Excel date cells and
+    serial numbers in time columns are already ISO text without offset. ``decimal_comma`` says
+    whether ``"12,5"`` may be read as 12.5 (not in a comma-separated file).
+    """
+
+    kind: Kind
+    frame: pd.DataFrame
+    row_numbers: np.ndarray
+    row_errors: pd.DataFrame
+    source_format: str
+    warnings: tuple[str, ...] = ()
+    decimal_comma: bool = True
+
+    @property
+    def rows_read(self) -> int:
+        return len(self.frame) + len(self.row_errors)
+
+
+@dataclass(frozen=True)
+class RawExport:
+    """A file as read: its hash, size, format, tables and the blank lines skipped."""
+
+    path: Path
+    sha256: str
+    size_bytes: int
+    source_format: str
+    tables: tuple[RawTable, ...]
+    blank_rows: int = 0
+    warnings: tuple[str, ...] = field(default=())
+
+
+# --------------------------------------------------------------------------------------------
+# Shared helpers
+# --------------------------------------------------------------------------------------------
+
+
+def normalize_header(name: str) -> str:
+    """A column name as matched: NFKC, case-folded, trimmed, spaces and hyphens as ``_``.
+
+    >>> normalize_header(" Pain-Before "), normalize_header("\\ufeffPATIENT ID")
+    ('pain_before', 'patient_id')
+    """
+    text = unicodedata.normalize("NFKC", str(name)).replace("\ufeff", "").strip().casefold()
+    return re.sub(r"[\s\-]+", "_", text)
+
+
+def raw_json(record: dict[str, Any] | Sequence[Any] | Any, limit: int) -> str:
+    """The raw record as JSON text, cut to ``limit`` characters."""
+    try:
+        text = json.dumps(record, ensure_ascii=False, default=str)
+    except (TypeError, ValueError):
+        text = json.dumps(str(record), ensure_ascii=False)
+    return text[:limit]
+
+
+def error_frame(errors: Iterable[tuple[int, str, str, str, str]]) -> pd.DataFrame:
+    """The ``row_errors`` frame from ``(row, column, reason, detail, raw)`` tuples."""
+    rows = list(errors)
+    frame = pd.DataFrame(rows, columns=list(ERROR_COLUMNS))
+    return frame.astype(
+        {"row": "int64", "column": "str", "reason": "str", "detail": "str", "raw": "str"}
+    )
+
+
+def detect_kind(columns: Iterable[str], declared: str | None, where: str) -> Kind:
+    """The kind of a table from its columns (or the JSON envelope's ``kind``)."""
+    cols = set(columns)
+    if declared is not None:
+        if declared not in KNOWN_COLUMNS:
+            raise FileRefused(
+                "unknown_kind",
+                f"{where}: the envelope's kind is not one of sessions, pain, patients; "
+                "fix: correct 'kind' or leave it out",
+            )
+        return declared  # type: ignore[return-value]
+    found = [k for k, marks in _MARKERS.items() if set(marks) <= cols]
+    if len(found) == 1:
+        return found[0]  # type: ignore[return-value]
+    if len(found) > 1:
+        raise FileRefused(
+            "unknown_kind",
+            f"{where}: the columns mix several kinds of file ({', '.join(found)}); "
+            "fix: export session logs, pain diaries and patients to separate files",
+        )
+    partial = [(k, m) for k, m in _MARKERS.items() if cols & set(m)]
+    if partial:
+        kind, marks = partial[0]
+        missing = [m for m in marks if m not in cols]
+        raise FileRefused(
+            "missing_column",
+            f"{where}: looks like a {kind} file but has no column {', '.join(missing)}; "
+            "fix: add the column (see docs/export-format.md)",
+        )
+    raise FileRefused(
+        "unknown_kind",
+        f"{where}: cannot tell the kind of file from its columns; expected exercise + "
+        "performed_at (session log), back_pain + recorded_at (pain diary) or timezone + "
+        "programme_start (patients)",
+    )
+
+
+def build_table(
+    kind: Kind,
+    frame: pd.DataFrame,
+    row_numbers: np.ndarray,
+    errors: list[tuple[int, str, str, str, str]],
+    source_format: str,
+    settings: Settings,
+    where: str,
+    *,
+    warnings: Sequence[str] = (),
+    decimal_comma: bool = True,
+) -> RawTable:
+    """Keep known columns, check required ones, refuse over-long cells, and wrap up."""
+    warn = list(warnings)
+    known = KNOWN_COLUMNS[kind]
+    unknown = [c for c in frame.columns if c not in known]
+    for col in unknown:
+        warn.append(f"ignored unknown column {col!r}")
+    missing = [c for c in REQUIRED[kind] if c not in frame.columns]
+    if missing:
+        raise FileRefused(
+            "missing_column",
+            f"{where}: the {kind} file has no column {', '.join(missing)}; "
+            "fix: add it (see docs/export-format.md)",
+        )
+    frame = frame[[c for c in frame.columns if c in known]]
+    frame = frame.astype("str").reset_index(drop=True)
+    row_numbers = np.asarray(row_numbers, dtype=np.int64)
+    limit = settings.max_field_chars
+    too_long = np.zeros(len(frame), dtype=bool)
+    first_col = np.full(len(frame), "", dtype=object)
+    for col in frame.columns:
+        over = (frame[col].str.len() > limit).to_numpy(dtype=bool, na_value=False)
+        first_col[over & ~too_long] = col
+        too_long |= over
+    if too_long.any():
+        for pos in np.flatnonzero(too_long):
+            record = frame.iloc[pos].to_dict()
+            errors.append(
+                (
+                    int(row_numbers[pos]),
+                    str(first_col[pos]),
+                    "field_too_long",
+                    f"a cell is longer than {limit} characters; fix: shorten it",
+                    raw_json({k: v[:limit] for k, v in record.items()}, limit),
+                )
+            )
+        frame = frame.loc[~too_long].reset_index(drop=True)
+        row_numbers = row_numbers[~too_long]
+    err = error_frame(sorted(errors, key=lambda e: e[0]))
+    return RawTable(kind, frame, row_numbers, err, source_format, tuple(warn), decimal_comma)
+
+
+def record_cells(
+    record: Any, limit: int
+) -> tuple[dict[str, str] | None, tuple[str, str, str] | None]:
+    """A JSON record as ``{canonical column: text}``, or the reason it is refused.
+
+    Numbers arrive as their literal text (see ``_loads``); booleans become ``true``/``false``,
+    ``null`` becomes ``""``; an object or array as a value refuses the record.
+    """
+    if not isinstance(record, dict):
+        return None, ("", "bad_record", "the record is not a JSON object")
+    out: dict[str, str] = {}
+    for key, value in record.items():
+        col = normalize_header(key)
+        if col in out:
+            return None, (col, "bad_record", "the record names this column twice")
+        if value is None:
+            out[col] = ""
+        elif isinstance(value, str):
+            out[col] = value
+        elif isinstance(value, bool):
+            out[col] = "true" if value else "false"
+        elif isinstance(value, dict | list):
+            return None, (col, "bad_record", "a nested object or array where a value belongs")
+        else:
+            out[col] = str(value)
+    return out, None
+
+
+def _loads(text: str | bytes) -> Any:
+    """``json.loads`` keeping numbers as their literal text (no float rounding, no 4300-digit
+    limit, ``NaN``/``Infinity`` kept as text for the parser to refuse)."""
+    return json.loads(text, parse_int=str, parse_float=str, parse_constant=str)
+
+
+_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
+
+
+def json_depth(data: bytes) -> int:
+    """The deepest bracket nesting of a JSON text, found without recursion."""
+    if data.count(b"[") + data.count(b"{") == 0:
+        return 0
+    stripped = _JSON_STRING.sub(b'""', data)
+    arr = np.frombuffer(stripped, dtype=np.uint8)
+    step = np.isin(arr, (91, 123)).astype(np.int32) - np.isin(arr, (93, 125)).astype(np.int32)
+    return int(np.cumsum(step).max()) if len(step) else 0
+
+
+def _decode_utf8(data: bytes, where: str) -> str:
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise FileRefused(
+            "not_utf_decodable",
+            f"{where}: JSON must be UTF-8; fix: export it as UTF-8",
+        ) from None
+    return text
+
+
+# --------------------------------------------------------------------------------------------
+# Entry point
+# --------------------------------------------------------------------------------------------
+
+_FORMATS = {
+    ".csv": "csv", ".txt": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "jsonl",
+    ".ndjson": "jsonl", ".xlsx": "xlsx",
+}  # fmt: skip
+
+
+def read_export(
+    path: Path | str, settings: Settings | None = None, *, data: bytes | None = None
+) -> RawExport:
+    """Read one export file (or its ``data`` bytes, named by ``path``).
+
+    Raises
+    ------
+    FileRefused
+        With ``reason`` one of ``too_large``, ``empty_file``, ``not_utf_decodable``,
+        ``duplicate_column``, ``missing_column``, ``unknown_kind``, ``bad_json_shape``,
+        ``invalid_json``, ``truncated``, ``json_too_deep``, ``unsupported_version``,
+        ``bad_xlsx``, ``xlsx_zip_bomb``, ``xml_entities``, ``unsupported_format``.
+    """
+    settings = settings or get_settings()
+    path = Path(path)
+    where = path.name
+    if data is None:
+        try:
+            size = path.stat().st_size
+        except OSError:
+            raise FileRefused("unreadable", f"{where}: cannot read the file") from None
+        _check_size(size, settings, where)
+        data = path.read_bytes()
+    _check_size(len(data), settings, where)
+    sha = hashlib.sha256(data).hexdigest()
+    suffix = path.suffix.lower()
+    fmt = _FORMATS.get(suffix)
+    if fmt is None:
+        raise FileRefused(
+            "unsupported_format",
+            f"{where}: files ending in {suffix or '(nothing)'} are not read; fix: export as "
+            ".csv, .json, .jsonl, .ndjson or .xlsx",
+        )
+    if not data.strip(b" \t\r\n\x00\xef\xbb\xbf\xfe\xff"):
+        raise FileRefused("empty_file", f"{where}: the file is empty; fix: export it again")
+    blank = 0
+    warnings: tuple[str, ...] = ()
+    if fmt == "xlsx":
+        tables, blank = _read_xlsx(data, settings, where)
+    elif fmt == "csv":
+        tables, blank = _read_csv(data, settings, where)
+    else:
+        from backcare_analytics.io import fhir
+
+        if fhir.looks_like_fhir(data, fmt):
+            tables, blank, warnings = fhir.read_fhir(data, settings, where, fmt)
+            fmt = "fhir"
+        elif fmt == "json":
+            tables = _read_json(data, settings, where)
+        else:
+            tables, blank = _read_jsonl(data, settings, where)
+    return RawExport(path, sha, len(data), fmt, tuple(tables), blank, warnings)
+
+
+def _check_size(size: int, settings: Settings, where: str) -> None:
+    if size > settings.max_file_bytes:
+        mib = settings.max_file_bytes / 1024 / 1024
+        raise FileRefused(
+            "too_large",
+            f"{where}: the file is larger than {mib:g} MiB; fix: split the export by month "
+            "or raise BACKCARE_MAX_FILE_MIB",
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# JSON and JSON Lines
+# --------------------------------------------------------------------------------------------
+
+
+def _read_json(data: bytes, settings: Settings, where: str) -> list[RawTable]:
+    text = _decode_utf8(data, where)
+    if json_depth(data) > settings.max_json_depth:
+        raise FileRefused(
+            "json_too_deep",
+            f"{where}: JSON nested deeper than {settings.max_json_depth} levels; "
+            "fix: records are flat objects of values",
+        )
+    try:
+        doc = _loads(text)
+    except RecursionError:  # pragma: no cover - the depth scan comes first
+        raise FileRefused("json_too_deep", f"{where}: JSON nested too deep") from None
+    except json.JSONDecodeError as exc:
+        at_end = exc.pos >= len(text.rstrip()) - 1
+        if at_end:
+            raise FileRefused(
+                "truncated", f"{where}: the JSON ends early (truncated?); fix: export it again"
+            ) from None
+        raise FileRefused(
+            "invalid_json",
+            f"{where}: not valid JSON at line {exc.lineno}, column {exc.colno}; "
+            "fix: export it again",
+        ) from None
+    declared: str | None = None
+    if isinstance(doc, dict) and isinstance(doc.get("records"), list):
+        version = doc.get("format_version")
+        if version is not None and str(version).split(".")[0] != SUPPORTED_MAJOR_VERSION:
+            raise FileRefused(
+                "unsupported_version",
+                f"{where}: format_version is not 1.x; this importer reads contract 1.x",
+            )
+        kind = doc.get("kind")
+        declared = str(kind) if kind is not None else None
+        records = doc["records"]
+    elif isinstance(doc, list):
+        records = doc
+    else:
+        raise FileRefused(
+            "bad_json_shape",
+            f"{where}: expected an array of records or an object with 'records'; "
+            "fix: see docs/export-format.md, JSON",
+        )
+    if not records and declared is None:
+        raise FileRefused("empty_file", f"{where}: the file holds no records")
+    numbered = [(i, rec) for i, rec in enumerate(records, start=1)]
+    return [_records_table(numbered, declared, "json", settings, where)]
+
+
+def _records_table(
+    numbered: list[tuple[int, Any]],
+    declared: str | None,
+    fmt: str,
+    settings: Settings,
+    where: str,
+    errors: list[tuple[int, str, str, str, str]] | None = None,
+) -> RawTable:
+    limit = settings.max_field_chars
+    errors = list(errors or [])
+    cells: list[dict[str, str]] = []
+    numbers: list[int] = []
+    for row, rec in numbered:
+        out, problem = record_cells(rec, limit)
+        if problem is not None:
+            col, reason, detail = problem
+            errors.append((row, col, reason, detail, raw_json(rec, limit)))
+            continue
+        cells.append(out)  # type: ignore[arg-type]
+        numbers.append(row)
+    columns = list(dict.fromkeys(c for rec in cells for c in rec))
+    kind = detect_kind(columns, declared, where)
+    frame = pd.DataFrame.from_records(cells, columns=columns) if cells else None
+    if frame is None:
+        frame = pd.DataFrame({c: pd.Series(dtype="str") for c in REQUIRED[kind]})
+    frame = frame.fillna("")
+    return build_table(kind, frame, np.array(numbers, dtype=np.int64), errors, fmt, settings, where)
+
+
+def _read_jsonl(data: bytes, settings: Settings, where: str) -> tuple[list[RawTable], int]:
+    numbered, errors, blank = _jsonl_records(data, settings, where)
+    if not numbered and not errors:
+        raise FileRefused("empty_file", f"{where}: the file holds no records")
+    if not numbered:
+        raise FileRefused("bad_json_shape", f"{where}: no line holds a JSON record")
+    return [_records_table(numbered, None, "jsonl", settings, where, errors)], blank
+
+
+def _jsonl_records(
+    data: bytes, settings: Settings, where: str
+) -> tuple[list[tuple[int, Any]], list[tuple[int, str, str, str, str]], int]:
+    """Each non-blank line parsed; bad lines are row errors, blank lines counted."""
+    limit = settings.max_field_chars
+    if data.startswith(codecs.BOM_UTF8):
+        data = data[3:]
+    numbered: list[tuple[int, Any]] = []
+    errors: list[tuple[int, str, str, str, str]] = []
+    blank = 0
+    lines = data.split(b"\n")
+    if lines and not lines[-1].strip():
+        lines.pop()  # the end of the last line, not a line of its own
+    for lineno, line in enumerate(lines, start=1):
+        if not line.strip():
+            blank += 1
+            continue
+        raw = line.decode("utf-8", errors="replace").rstrip("\r")
+        try:
+            if line.count(b"[") + line.count(b"{") > settings.max_json_depth:
+                if json_depth(line) > settings.max_json_depth:
+                    raise ValueError("nested too deep")
+            numbered.append((lineno, _loads(line.decode("utf-8"))))
+        except (ValueError, RecursionError):  # JSONDecodeError and UnicodeDecodeError too
+            errors.append(
+                (lineno, "", "bad_record", "the line is not a valid JSON object", raw[:limit])
+            )
+    return numbered, errors, blank
+
+
+# --------------------------------------------------------------------------------------------
+# CSV
+# --------------------------------------------------------------------------------------------
+
+
+def _decode_text(data: bytes, where: str) -> str:
+    if data.startswith(codecs.BOM_UTF8):
+        return data[3:].decode("utf-8", errors="strict")
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        try:
+            return data.decode("utf-16")
+        except UnicodeDecodeError:
+            raise FileRefused(
+                "not_utf_decodable", f"{where}: broken UTF-16 text; fix: export as UTF-8"
+            ) from None
+    if b"\x00" in data:
+        raise FileRefused(
+            "not_utf_decodable",
+            f"{where}: the file holds NUL bytes (binary, or UTF-16 without a byte-order mark); "
+            "fix: export as UTF-8 text",
+        )
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        pass
+    try:
+        return data.decode("cp1252")
+    except UnicodeDecodeError:
+        return data.decode("latin-1")
+
+
+def _sniff_delimiter(header_line: str) -> str:
+    outside = re.sub(r'"[^"]*"', "", header_line)
+    counts = {d: outside.count(d) for d in (",", ";", "\t")}
+    best = max(counts, key=lambda d: counts[d])
+    return best if counts[best] > 0 else ","
+
+
+def _read_csv(data: bytes, settings: Settings, where: str) -> tuple[list[RawTable], int]:
+    text = _decode_text(data, where)
+    if "\x00" in text:
+        raise FileRefused("not_utf_decodable", f"{where}: the text holds NUL characters")
+    buf = text.encode("utf-8")
+    arr = np.frombuffer(buf, dtype=np.uint8)
+    newlines = np.flatnonzero(arr == 10)
+    starts = np.concatenate(([0], newlines + 1))
+    ends = np.concatenate((newlines, [len(arr)]))
+    if len(arr) and arr[-1] == 10:  # no line after the final newline
+        starts, ends = starts[:-1], ends[:-1]
+    lengths = ends - starts
+    cr_only = (lengths == 1) & (arr[np.minimum(starts, max(len(arr) - 1, 0))] == 13)
+    blank_line = (lengths == 0) | cr_only
+    nonblank = np.flatnonzero(~blank_line)
+    if not len(nonblank):
+        raise FileRefused("empty_file", f"{where}: the file holds only blank lines")
+    h = int(nonblank[0])
+    header_line = buf[starts[h] : ends[h]].decode("utf-8").rstrip("\r")
+    delim = _sniff_delimiter(header_line)
+    quotes = arr == 34
+    odd_total = bool(quotes.sum() % 2)
+    spans = quotes.any() and bool((np.cumsum(quotes)[newlines] % 2).any()) if len(arr) else False
+    header = None
+    if not spans and not odd_total:
+        header = next(csv.reader([header_line], delimiter=delim))
+        names = _header_names(header, where)
+        fast = _csv_fast(buf[ends[h] + 1 :] if h + 1 < len(starts) else b"", delim, len(names))
+        data_lines = nonblank[1:]
+        if fast is not None and len(fast) == len(data_lines):
+            fast.columns = names
+            blank = int(blank_line.sum())
+            table = _csv_table(fast, data_lines + 1, [], delim, settings, where)
+            return [table], blank
+    return _csv_slow(text, delim, odd_total, settings, where)
+
+
+def _header_names(header: list[str], where: str) -> list[str]:
+    names = [normalize_header(c) for c in header]
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            raise FileRefused(
+                "duplicate_column",
+                f"{where}: the column {name!r} appears twice in the header; "
+                "fix: remove or rename one of them",
+            )
+        seen.add(name)
+    return names
+
+
+def _csv_fast(body: bytes, delim: str, width: int) -> pd.DataFrame | None:
+    """pyarrow's CSV reader on a body with no line breaks inside quotes; ``None`` when it
+    cannot read it exactly (ragged rows, odd quoting): the slow path then explains each row."""
+    import pyarrow as pa
+    import pyarrow.csv as pcsv
+
+    if not body.strip():
+        return pd.DataFrame({f"c{i}": pd.Series(dtype="str") for i in range(width)})
+    names = [f"c{i}" for i in range(width)]
+    try:
+        table = pcsv.read_csv(
+            io.BytesIO(body),
+            read_options=pcsv.ReadOptions(column_names=names, block_size=16 << 20),
+            parse_options=pcsv.ParseOptions(delimiter=delim, newlines_in_values=False),
+            convert_options=pcsv.ConvertOptions(
+                column_types={n: pa.string() for n in names},
+                strings_can_be_null=False,
+                quoted_strings_can_be_null=False,
+                null_values=[],
+            ),
+        )
+    except (pa.ArrowInvalid, pa.ArrowException, ValueError):
+        return None
+    return table.to_pandas().astype("str")
+
+
+def _csv_slow(
+    text: str, delim: str, odd_total: bool, settings: Settings, where: str
+) -> tuple[list[RawTable], int]:
+    """The csv module, record by record: exact row numbers for quoted line breaks, ragged
+    rows refused one by one, no field-size crash."""
+    limit = settings.max_field_chars
+    old_limit = csv.field_size_limit()
+    csv.field_size_limit(max(old_limit, settings.max_file_bytes + 1))
+    try:
+        reader = csv.reader(io.StringIO(text), delimiter=delim)
+        names: list[str] | None = None
+        rows: list[list[str]] = []
+        numbers: list[int] = []
+        errors: list[tuple[int, str, str, str, str]] = []
+        blank = 0
+        prev_end = 0
+        while True:
+            try:
+                record = next(reader)
+            except StopIteration:
+                break
+            except csv.Error:
+                errors.append((prev_end + 1, "", "bad_record", "the line is not readable CSV", ""))
+                prev_end = reader.line_num
+                continue
+            start = prev_end + 1
+            prev_end = reader.line_num
+            if not record or (len(record) == 1 and not record[0].strip()):
+                blank += 1
+                continue
+            if names is None:
+                names = _header_names(record, where)
+                continue
+            if len(record) != len(names):
+                detail = f"the row has {len(record)} cells, the header {len(names)}"
+                errors.append((start, "", "bad_record", detail, raw_json(record, limit)))
+                continue
+            rows.append(record)
+            numbers.append(start)
+    finally:
+        csv.field_size_limit(old_limit)
+    if names is None:
+        raise FileRefused("empty_file", f"{where}: the file holds only blank lines")
+    if odd_total and numbers and (not errors or numbers[-1] > errors[-1][0]):
+        last = rows.pop()
+        errors.append(
+            (
+                numbers.pop(),
+                "",
+                "bad_record",
+                "the file ends inside a quoted cell (truncated?); fix: export it again",
+                raw_json(last, limit),
+            )
+        )
+    columns = list(zip(*rows, strict=True)) if rows else [() for _ in names]
+    frame = pd.DataFrame({f"c{i}": pd.Series(col, dtype="str") for i, col in enumerate(columns)})
+    frame.columns = names
+    table = _csv_table(frame, np.array(numbers, dtype=np.int64), errors, delim, settings, where)
+    return [table], blank
+
+
+def _csv_table(
+    frame: pd.DataFrame,
+    numbers: np.ndarray,
+    errors: list[tuple[int, str, str, str, str]],
+    delim: str,
+    settings: Settings,
+    where: str,
+) -> RawTable:
+    kind = detect_kind(frame.columns, None, where)
+    return build_table(
+        kind, frame, numbers, errors, "csv", settings, where, decimal_comma=delim != ","
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# XLSX
+# --------------------------------------------------------------------------------------------
+
+_XML_TRAPS = (b"<!DOCTYPE", b"<!ENTITY", "<!DOCTYPE".encode("utf-16-le"),
+              "<!ENTITY".encode("utf-16-le"), "<!DOCTYPE".encode("utf-16-be"),
+              "<!ENTITY".encode("utf-16-be"))  # fmt: skip
+_SMALL_PART = 1 << 20
+
+
+def check_xlsx(data: bytes, settings: Settings, where: str) -> None:
+    """Refuse zip bombs (declared sizes and ratios) and XML with a DOCTYPE or ENTITY before
+    any XML parser sees the file, reading each part in chunks."""
+    try:
+        zf = zipfile.ZipFile(io.BytesIO(data))
+        infos = zf.infolist()
+    except (zipfile.BadZipFile, OSError, ValueError):
+        raise FileRefused(
+            "bad_xlsx", f"{where}: not a readable .xlsx file (damaged or truncated?)"
+        ) from None
+    total = sum(i.file_size for i in infos)
+    packed = sum(i.compress_size for i in infos)
+    limit = settings.max_xlsx_uncompressed_bytes
+    ratio = settings.max_xlsx_ratio
+
+    def bomb() -> FileRefused:
+        return FileRefused(
+            "xlsx_zip_bomb",
+            f"{where}: the workbook expands to more than {limit // (1 << 20)} MiB or more than "
+            f"{ratio}x its size (a zip bomb?); fix: export the data again, or as CSV",
+        )
+
+    if total > limit or (total > _SMALL_PART and total > ratio * max(packed, 1)):
+        raise bomb()
+    for info in infos:
+        if info.file_size > _SMALL_PART and info.file_size > ratio * max(info.compress_size, 1):
+            raise bomb()
+    seen = 0
+    try:
+        for info in infos:
+            if not info.filename.endswith((".xml", ".rels", ".vml")):
+                continue
+            tail = b""
+            with zf.open(info) as part:
+                while chunk := part.read(1 << 20):
+                    seen += len(chunk)
+                    if seen > limit:
+                        raise bomb()
+                    window = tail + chunk
+                    if any(trap in window for trap in _XML_TRAPS):
+                        raise FileRefused(
+                            "xml_entities",
+                            f"{where}: the workbook's XML declares a DOCTYPE or ENTITY "
+                            "(an XML entity attack?); fix: save the workbook again from Excel",
+                        )
+                    tail = chunk[-32:]
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError):
+        raise FileRefused("bad_xlsx", f"{where}: a part of the workbook is damaged") from None
+
+
+def _excel_text(value: Any, column: str, epoch: datetime) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, datetime):
+        return _iso_local(value)
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, time):
+        return value.isoformat()
+    if isinstance(value, int | float):
+        if column in TIME_COLUMNS:
+            return _excel_serial(float(value), epoch)
+        if isinstance(value, float) and value.is_integer() and abs(value) < 1e15:
+            return str(int(value))
+        return repr(value) if isinstance(value, float) else str(value)
+    return str(value)
+
+
+def _iso_local(value: datetime) -> str:
+    value = value.replace(tzinfo=None)
+    if value.microsecond:
+        value = (value + timedelta(microseconds=500_000)).replace(microsecond=0)
+    return value.isoformat(sep=" ")
+
+
+def _excel_serial(serial: float, epoch: datetime) -> str:
+    """An Excel serial date (1900 system, with its 1900-02-29 bug) as ISO local text."""
+    if not np.isfinite(serial) or not 0 < serial < 2_958_466:
+        return f"excel-serial:{serial!r}"  # refused as bad_datetime by the parser
+    from openpyxl.utils.datetime import from_excel
+
+    return _iso_local(from_excel(serial, epoch))
+
+
+def _read_xlsx(data: bytes, settings: Settings, where: str) -> tuple[list[RawTable], int]:
+    check_xlsx(data, settings, where)
+    import openpyxl
+
+    try:
+        wb = openpyxl.load_workbook(io.BytesIO(data), read_only=True, data_only=False)
+    except Exception:  # openpyxl raises many types for damaged files
+        raise FileRefused("bad_xlsx", f"{where}: not a readable .xlsx workbook") from None
+    try:
+        named = [ws for ws in wb.worksheets if ws.title.strip().casefold() in KNOWN_COLUMNS]
+        sheets = named or wb.worksheets[:1]
+        tables = []
+        blank = 0
+        for ws in sheets:
+            declared = ws.title.strip().casefold() if named else None
+            table, b = _read_sheet(ws, declared, wb.epoch, settings, f"{where} [{ws.title}]")
+            tables.append(table)
+            blank += b
+    finally:
+        wb.close()
+    return tables, blank
+
+
+def _read_sheet(
+    ws: Any, declared: str | None, epoch: datetime, settings: Settings, where: str
+) -> tuple[RawTable, int]:
+    limit = settings.max_field_chars
+    names: list[str] | None = None
+    rows: list[list[str]] = []
+    numbers: list[int] = []
+    errors: list[tuple[int, str, str, str, str]] = []
+    blank = 0
+    for rownum, cells in enumerate(ws.iter_rows(), start=1):
+        values = [getattr(c, "value", None) for c in cells]
+        if all(v is None or (isinstance(v, str) and not v.strip()) for v in values):
+            blank += 1
+            continue
+        if names is None:
+            names = _header_names([_excel_text(v, "", epoch) for v in values], where)
+            while names and names[-1] == "":
+                names.pop()
+            continue
+        values = values + [None] * (len(names) - len(values))
+        formula = [
+            names[i]
+            for i, c in enumerate(cells[: len(names)])
+            if getattr(c, "data_type", None) == "f"
+        ]
+        text = [_excel_text(v, names[i], epoch) for i, v in enumerate(values[: len(names)])]
+        if formula:
+            errors.append(
+                (
+                    rownum,
+                    formula[0],
+                    "formula_cell",
+                    "a formula where a value belongs; fix: paste values only",
+                    raw_json(dict(zip(names, text, strict=True)), limit),
+                )
+            )
+            continue
+        if any(v not in (None, "") for v in values[len(names) :]):
+            detail = "the row has cells right of the last named column"
+            errors.append((rownum, "", "bad_record", detail, raw_json(text, limit)))
+            continue
+        rows.append(text)
+        numbers.append(rownum)
+    if names is None:
+        raise FileRefused("empty_file", f"{where}: the sheet is empty")
+    columns = list(zip(*rows, strict=True)) if rows else [() for _ in names]
+    frame = pd.DataFrame({f"c{i}": pd.Series(c, dtype="str") for i, c in enumerate(columns)})
+    frame.columns = names
+    frame = frame.loc[:, [n != "" for n in names]]
+    kind = detect_kind(frame.columns, declared, where)
+    return build_table(kind, frame, np.array(numbers), errors, "xlsx", settings, where), blank

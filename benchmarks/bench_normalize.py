@@ -1,0 +1,134 @@
+"""Read + normalise throughput of the importer's front half (readers and normalisation).
+
+Generates a 1M-row session-log CSV with a vectorised generator (300 patients in two time
+zones, the seven exercises, ~1 % planted bad cells), then times :func:`read_export` and
+:func:`normalize` on it, in one process, warm. Prints rows/s and peak memory (tracemalloc
+for Python allocations, ru_maxrss for the process) and writes JSON to
+``benchmarks/results/bench_normalize.json``.
+
+Run: ``python -m benchmarks.bench_normalize`` (about a minute on 2 cores).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from backcare_analytics.config import get_settings
+from backcare_analytics.io.normalize import normalize
+from backcare_analytics.io.readers import read_export
+
+N_ROWS = 1_000_000
+N_PATIENTS = 300
+EXERCISES = np.array(
+    ["breathing", "Low Back Stretch", "Bridge", "sciatic_floss", "Low Back Roll",
+     "Prone press up", "Mini Push Up"]
+)  # fmt: skip
+SIDES = np.array(["none", "both", "none", "left", "both", "none", "none"])
+
+
+def make_sessions_csv(path: Path, n_rows: int = N_ROWS, seed: int = 7) -> pd.DataFrame:
+    """Write a session log of ``n_rows`` rows (7 exercises per session) and return patients."""
+    rng = np.random.default_rng(seed)
+    n_sessions = n_rows // 7 + 1
+    patient = rng.integers(0, N_PATIENTS, n_sessions)
+    day = rng.integers(0, 300, n_sessions)
+    minute = rng.integers(6 * 60, 21 * 60, n_sessions)
+    start = (
+        pd.Timestamp("2026-01-05").to_datetime64()
+        + day.astype("timedelta64[D]")
+        + minute.astype("timedelta64[m]")
+    )
+    ex = np.tile(np.arange(7), n_sessions)[:n_rows]
+    sess = np.repeat(np.arange(n_sessions), 7)[:n_rows]
+    when = pd.Series(start[sess] + (ex * 2).astype("timedelta64[m]"))
+    reps = rng.integers(3, 15, n_rows).astype(str).astype(object)
+    bad = rng.random(n_rows) < 0.01
+    reps[bad] = "lots"
+    frame = pd.DataFrame(
+        {
+            "patient_id": pd.Series(patient[sess]).map(lambda i: f"P{i:04d}"),
+            "performed_at": when.dt.strftime("%Y-%m-%dT%H:%M:%S"),
+            "exercise": EXERCISES[ex],
+            "session_id": pd.Series(sess).astype(str),
+            "side": SIDES[ex],
+            "reps": reps,
+            "hold_s": np.where(np.isin(ex, [2, 5]), "15", ""),
+            "level": np.where(ex == 6, "wall", ""),
+            "pain_before": rng.integers(0, 8, n_rows).astype(str),
+            "pain_after": rng.integers(0, 8, n_rows).astype(str),
+            "note": "",
+        }
+    )
+    frame.to_csv(path, index=False)
+    ids = [f"P{i:04d}" for i in range(N_PATIENTS)]
+    return pd.DataFrame(
+        {
+            "patient_id": pd.Series(ids, dtype="str"),
+            "timezone": pd.Series(
+                ["Europe/Amsterdam" if i % 2 else "America/New_York" for i in range(N_PATIENTS)],
+                dtype="str",
+            ),
+            "programme_start": pd.Series([pd.Timestamp("2026-01-05")] * N_PATIENTS).astype(
+                "datetime64[us]"
+            ),
+            "clinician": pd.Series([None] * N_PATIENTS, dtype="str"),
+        }
+    )
+
+
+def main() -> dict[str, float]:
+    settings = replace(get_settings(), max_file_bytes=1 << 30)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "sessions.csv"
+        t0 = time.perf_counter()
+        patients = make_sessions_csv(path)
+        gen_s = time.perf_counter() - t0
+        size = path.stat().st_size
+        # warm-up on a small file so imports and caches are not timed
+        small = Path(tmp) / "small.csv"
+        small.write_bytes(b"".join(path.open("rb").readlines()[:2000]))
+        normalize(read_export(small, settings).tables[0], source_file="0" * 64, patients=patients)
+        t0 = time.perf_counter()
+        export = read_export(path, settings)
+        read_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        result = normalize(
+            export.tables[0], source_file=export.sha256, patients=patients,
+            now=pd.Timestamp("2026-12-31", tz="UTC"),
+        )  # fmt: skip
+        norm_s = time.perf_counter() - t0
+    rows = export.tables[0].rows_read
+    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    figures = {
+        "rows": rows,
+        "file_mib": size / 2**20,
+        "generate_s": gen_s,
+        "read_s": read_s,
+        "normalize_s": norm_s,
+        "rows_per_s": rows / (read_s + norm_s),
+        "read_rows_per_s": rows / read_s,
+        "normalize_rows_per_s": rows / norm_s,
+        "accepted": len(result.clean),
+        "rejected_rows": int(result.rejects["row"].nunique()),
+        "peak_rss_mib": peak_mib,
+        "load_1min": os.getloadavg()[0],
+    }
+    for key, value in figures.items():
+        print(f"{key:>22}: {value:,.2f}" if isinstance(value, float) else f"{key:>22}: {value:,}")
+    out = Path(__file__).parent / "results"
+    out.mkdir(exist_ok=True)
+    (out / "bench_normalize.json").write_text(json.dumps(figures, indent=2))
+    return figures
+
+
+if __name__ == "__main__":
+    main()
