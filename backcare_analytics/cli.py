@@ -99,10 +99,89 @@ def demo(
         raise typer.Exit(EXIT_REJECTED)
 
 
+# ---------------------------------------------------------------------------------------------
+# import, validate, rejects, rebuild (issue 3; see docs/import.md)
+# ---------------------------------------------------------------------------------------------
+
+PathsArg = Annotated[list[Path], typer.Argument(help="Export files or folders (recursive).")]
+JsonOption = Annotated[bool, typer.Option("--json", help="One JSON object on stdout.")]
+
+
+def _open_store(store: Path | None):  # -> Store
+    from backcare_analytics.config import get_settings
+    from backcare_analytics.store import Store
+
+    settings = get_settings()
+    return Store.from_settings(settings) if store is None else Store(store, settings=settings)
+
+
+def _import_command(paths: list[Path], store: Path | None, as_json: bool, dry_run: bool) -> None:
+    import json
+
+    from backcare_analytics.io.import_report import progress_bar
+    from backcare_analytics.io.importer import import_paths
+
+    bar = sys.stdout.isatty() and sys.stderr.isatty() and not as_json
+    try:
+        with progress_bar(bar, "validating" if dry_run else "importing") as progress:
+            report = import_paths(paths, _open_store(store), dry_run=dry_run, progress=progress)
+    except BackcareError as exc:
+        if as_json:
+            typer.echo(json.dumps({"error": str(exc)}))
+        raise _fail(str(exc)) from None
+    typer.echo(json.dumps(report.to_json()) if as_json else report.summary())
+    raise typer.Exit(report.exit_code)
+
+
+@app.command("import")
+def import_(paths: PathsArg, store: StoreOption = None, as_json: JsonOption = False) -> None:
+    """Import exports into the store: every row accepted, counted as a duplicate, or
+    quarantined with its reason; each file all or nothing. Exit 0 all accepted, 2 some refused."""
+    _import_command(paths, store, as_json, dry_run=False)
+
+
+@app.command()
+def validate(paths: PathsArg, store: StoreOption = None, as_json: JsonOption = False) -> None:
+    """Check exports as `import` would, against the store's patients, without writing."""
+    _import_command(paths, store, as_json, dry_run=True)
+
+
+@app.command()
+def rejects(
+    store: StoreOption = None,
+    file: Annotated[
+        str | None, typer.Option("--file", help="One file's SHA-256 (or its first 8+ chars).")
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """What was quarantined and why: reasons per file and column, and the rows (no values)."""
+    import json
+
+    from backcare_analytics.io.import_report import rejects_summary, rejects_text
+
+    if file is not None and len(file) < 8:
+        raise _fail(f"--file expects a SHA-256 or its first 8+ characters; received {file!r}")
+    st = _open_store(store)
+    summary = rejects_summary(st.rejects(), st.imports(), file)
+    typer.echo(json.dumps(summary) if as_json else rejects_text(summary))
+
+
+@app.command()
+def rebuild(store: StoreOption = None) -> None:
+    """Recreate the store from the raw archive alone (the old file is kept as .bak)."""
+    from backcare_analytics.io.importer import rebuild as rebuild_store
+
+    report = rebuild_store(_open_store(store))
+    typer.echo(report.summary())
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``backcare`` console script."""
     try:
-        app(args=argv, standalone_mode=False)
+        # standalone_mode=False makes click *return* a typer.Exit's code instead of raising
+        code = app(args=argv, standalone_mode=False)
+        if isinstance(code, int) and code != EXIT_OK:
+            return code
     except typer.Exit as exc:
         return exc.exit_code
     except BackcareError as exc:
