@@ -14,10 +14,22 @@ values.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-__all__ = ["REASON_WORDS", "FileReport", "ImportReport", "RetryReport"]
+import pandas as pd
+
+__all__ = [
+    "REASON_WORDS",
+    "FileReport",
+    "ImportReport",
+    "RetryReport",
+    "progress_bar",
+    "rejects_summary",
+    "rejects_text",
+]
 
 #: Reason codes of ``docs/export-format.md`` in words a clinic admin understands.
 REASON_WORDS: dict[str, str] = {
@@ -39,6 +51,7 @@ REASON_WORDS: dict[str, str] = {
     "conflicting_edit": "conflicts with a stored version",
     "duplicate_in_file": "same record twice in the file with different content",
 }
+
 
 def _rows(n: int) -> str:
     return f"{n} row" if n == 1 else f"{n} rows"
@@ -167,3 +180,85 @@ class ImportReport:
         if t["rejected"] and not self.dry_run:
             lines.append("see why: backcare rejects")
         return "\n".join(lines)
+
+
+# -- what was quarantined (``backcare rejects``) -------------------------------------------------
+
+
+def rejects_summary(
+    rejects: pd.DataFrame, imports: pd.DataFrame, file: str | None = None
+) -> dict[str, Any]:
+    """Quarantined rows per file: reason and column counts and the rows (never raw values).
+
+    ``file`` selects one file by its SHA-256 or a unique prefix of it (8 characters or more).
+    """
+    names = dict(zip(imports["sha256"], imports["path"], strict=True))
+    rej = rejects
+    if file:
+        rej = rej[rej["file_sha"].str.startswith(file.lower())]
+    out = []
+    for sha, g in rej.groupby("file_sha", sort=False):
+        out.append(
+            {
+                "sha256": sha,
+                "path": names.get(sha, ""),
+                "rejected_rows": int(g.drop_duplicates(["kind", "row"]).shape[0]),
+                "reasons": _counts(g.drop_duplicates(["kind", "row", "reason"])["reason"]),
+                "columns": _counts(g["column"]),
+                "rows": [
+                    {"kind": k, "row": None if pd.isna(r) else int(r), "column": c,
+                     "reason": why, "detail": d}
+                    for k, r, c, why, d in zip(g["kind"], g["row"], g["column"], g["reason"],
+                                               g["detail"], strict=True)
+                ],
+            }
+        )  # fmt: skip
+    return {"files": out, "total_rows": sum(f["rejected_rows"] for f in out)}
+
+
+def _counts(s: pd.Series) -> dict[str, int]:
+    vc = s.astype("str").value_counts()
+    return {str(k): int(v) for k, v in vc.items()}
+
+
+def rejects_text(summary: dict[str, Any], limit: int = 50) -> str:
+    """The human view of :func:`rejects_summary`: row, column, reason and detail only."""
+    if not summary["files"]:
+        return "nothing quarantined"
+    lines = []
+    for f in summary["files"]:
+        why = ", ".join(f"{n} {REASON_WORDS.get(r, r)} ({r})" for r, n in f["reasons"].items())
+        cols = ", ".join(f"{c}: {n}" for c, n in f["columns"].items())
+        lines.append(f"{f['path'] or '(unknown file)'}  [{f['sha256'][:12]}]")
+        lines.append(f"  {_rows(f['rejected_rows'])} refused: {why}")
+        lines.append(f"  by column: {cols}")
+        for r in f["rows"][:limit]:
+            lines.append(
+                f"  {r['kind']} row {r['row']}: {r['column']}: {r['reason']} - {r['detail']}"
+            )
+        if len(f["rows"]) > limit:
+            lines.append(
+                f"  ... and {len(f['rows']) - limit} more (--file {f['sha256'][:12]} --json)"
+            )
+    return "\n".join(lines)
+
+
+@contextmanager
+def progress_bar(enabled: bool, description: str = "importing") -> Iterator[Any]:
+    """A rich progress bar on the terminal's stderr, or a no-op callback."""
+    if not enabled:
+        yield None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TextColumn("{task.fields[name]}"), console=Console(stderr=True), transient=True,
+    ) as bar:  # fmt: skip
+        task = bar.add_task(description, total=None, name="")
+
+        def update(done: int, total: int, name: str) -> None:
+            bar.update(task, completed=done, total=total, name=name)
+
+        yield update

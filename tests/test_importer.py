@@ -1,0 +1,418 @@
+"""The importer: row accounting, one transaction per file, re-imports, edits, the
+unknown-patient retry, order independence, dry runs, rebuild and crash safety (SIGKILL).
+
+The readers and normalisation are replaced by the small stand-in of ``_import_standin`` so
+these tests exercise the importer and store alone.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import _import_standin as standin
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from backcare_analytics.config import Settings
+from backcare_analytics.errors import StoreError, ValidationDisabledError
+from backcare_analytics.io import importer
+from backcare_analytics.io.importer import import_paths, rebuild
+from backcare_analytics.schemas import Pain, Patients, Sessions, validate
+from backcare_analytics.store import Store
+
+ROOT = Path(__file__).resolve().parents[1]
+TESTS = Path(__file__).resolve().parent
+NOW = pd.Timestamp("2026-03-20T12:00:00Z")
+
+PATIENTS = "patient_id,timezone,programme_start\nP001,Europe/Amsterdam,2026-03-01\n"
+PATIENTS_2 = "patient_id,timezone,programme_start\nP002,America/New_York,2026-03-01\n"
+HEAD = "patient_id,performed_at,exercise,session_id,reps,hold_s,pain_before,updated_at\n"
+S_WEEK1 = HEAD + (
+    "P001,2026-03-02T07:15:00+01:00,bridge,,5,15,3,\n"
+    "P001,2026-03-02T07:20:00+01:00,mini_push_up,,10,,3,\n"
+    "P002,2026-03-02T07:15:00-05:00,bridge,,4,15,5,\n"
+    "P001,2026-03-03T07:15:00+01:00,bridge,S3,5,15,11,\n"  # pain 11: refused
+)
+S_WEEK1_2 = S_WEEK1 + (  # an overlapping re-export: week 1 again plus two new rows
+    "P001,2026-03-09T07:15:00+01:00,bridge,,5,15,2,\n"
+    "P002,2026-03-09T07:15:00-05:00,bridge,,6,15,4,\n"
+)
+S_EDIT = HEAD + "P001,2026-03-02T07:15:00+01:00,bridge,,7,15,3,2026-03-05T10:00:00Z\n"
+PAIN = "patient_id,recorded_at,back_pain,flare\n" + (
+    "P001,2026-03-02T20:00:00+01:00,4,true\nP002,2026-03-02T20:00:00-05:00,5,\n"
+    "P001,2026-03-03T20:00:00+01:00,12,\n"
+)
+FILES = {
+    "patients.csv": PATIENTS, "patients2.csv": PATIENTS_2, "s_week1.csv": S_WEEK1,
+    "s_week1_2.csv": S_WEEK1_2, "s_edit.csv": S_EDIT, "pain.csv": PAIN,
+}  # fmt: skip
+
+
+@pytest.fixture(autouse=True)
+def _standin(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(importer, "_read_export", lambda p, s, d: standin.read_export(p, s, data=d))
+    monkeypatch.setattr(importer, "_normalize", standin.normalize)
+
+
+def _store(tmp_path: Path, name: str = "clinic.duckdb", timeout: float = 2.0) -> Store:
+    settings = Settings(data_dir=tmp_path / "data", store_busy_timeout_s=timeout)
+    return Store(tmp_path / name, settings=settings)
+
+
+def _write(folder: Path, names: list[str]) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    out = []
+    for n in names:
+        (folder / n).write_text(FILES[n])
+        out.append(folder / n)
+    return out
+
+
+def _contents(store: Store) -> dict[str, pd.DataFrame]:
+    """The data, without provenance (which file first delivered a row)."""
+    return {
+        "sessions": store.sessions().drop(columns="source_file"),
+        "pain": store.pain().drop(columns="source_file"),
+        "patients": store.patients(),
+    }
+
+
+def _snapshot(store: Store) -> dict[str, pd.DataFrame]:
+    return {
+        "sessions": store.sessions(), "pain": store.pain(), "patients": store.patients(),
+        "rejects": store.rejects(), "imports": store.imports(),
+    }  # fmt: skip
+
+
+def _assert_same(a: dict[str, pd.DataFrame], b: dict[str, pd.DataFrame]) -> None:
+    assert a.keys() == b.keys()
+    for k in a:
+        pd.testing.assert_frame_equal(a[k], b[k], obj=k)
+
+
+def _balanced(store: Store) -> None:
+    led = store.imports()
+    assert (led["rows_read"] == led["accepted"] + led["rejected"] + led["duplicates"]).all()
+
+
+def test_counts_balance_in_report_and_ledger(tmp_path: Path) -> None:
+    s = _store(tmp_path)
+    paths = _write(tmp_path / "in", ["patients.csv", "patients2.csv", "s_week1.csv", "pain.csv"])
+    rep = import_paths([tmp_path / "in"], s, now=NOW)
+    by = {f.path: f for f in rep.files}
+    assert [f.path for f in rep.files][:2] == ["patients.csv", "patients2.csv"]  # first
+    assert (by["s_week1.csv"].accepted, by["s_week1.csv"].rejected) == (3, 1)
+    assert by["s_week1.csv"].reject_reasons == {"out_of_range": 1}
+    assert (by["pain.csv"].accepted, by["pain.csv"].rejected) == (2, 1)
+    assert all(f.balanced for f in rep.files) and rep.exit_code == 2
+    led = s.imports().set_index("path")
+    assert led.loc["s_week1.csv", "sha256"] == hashlib.sha256(paths[2].read_bytes()).hexdigest()
+    assert led.loc["s_week1.csv", "rejected"] == 1
+    _balanced(s)
+    rej = s.rejects()
+    assert set(zip(rej["kind"], rej["row"], rej["column"], rej["reason"], strict=True)) == {
+        ("sessions", 5, "pain_before", "out_of_range"),
+        ("pain", 4, "back_pain", "out_of_range"),
+    }
+    validate(s.sessions(), Sessions)
+    validate(s.pain(), Pain)
+    validate(s.patients(), Patients)
+    assert "1 value out of range" in rep.summary()
+
+
+def test_reimporting_the_same_bytes_changes_nothing(tmp_path: Path) -> None:
+    s = _store(tmp_path)
+    folder = tmp_path / "in"
+    _write(folder, ["patients.csv", "patients2.csv", "s_week1.csv"])
+    import_paths([folder], s, now=NOW)
+    before = _snapshot(s)
+    rep = import_paths([folder], s, now=NOW + pd.Timedelta(days=1))
+    assert {f.status for f in rep.files} == {"already_imported"}
+    assert all(f.balanced for f in rep.files) and rep.exit_code == 0
+    _assert_same(before, _snapshot(s))
+    # the same bytes under another name are the same file
+    (tmp_path / "copy.csv").write_text(S_WEEK1)
+    assert import_paths([tmp_path / "copy.csv"], s).files[0].status == "already_imported"
+
+
+def test_overlapping_reexport_adds_only_new_rows(tmp_path: Path) -> None:
+    s = _store(tmp_path)
+    folder = tmp_path / "in"
+    _write(folder, ["patients.csv", "patients2.csv", "s_week1.csv"])
+    import_paths([folder], s, now=NOW)
+    (p,) = _write(tmp_path / "later", ["s_week1_2.csv"])
+    f = import_paths([p], s, now=NOW).files[0]
+    assert (f.rows_read, f.accepted, f.duplicates, f.rejected) == (6, 2, 3, 1)
+    assert len(s.sessions()) == 5
+    _balanced(s)
+
+
+def test_an_edit_with_later_updated_at_replaces_the_stored_row(tmp_path: Path) -> None:
+    s = _store(tmp_path)
+    _write(tmp_path / "in", ["patients.csv", "patients2.csv", "s_week1.csv"])
+    import_paths([tmp_path / "in"], s, now=NOW)
+    (p,) = _write(tmp_path / "edit", ["s_edit.csv"])
+    f = import_paths([p], s, now=NOW).files[0]
+    assert (f.accepted, f.replaced) == (1, 1)
+    got = s.sessions()
+    row = got[(got["exercise_id"] == "bridge") & (got["performed_at"].dt.day == 2)
+              & (got["patient_id"] == "P001")]  # fmt: skip
+    assert list(row["reps"]) == [7]
+    assert len(got) == 3
+
+
+def test_unknown_patients_are_retried_when_registered(tmp_path: Path) -> None:
+    s = _store(tmp_path)
+    _write(tmp_path / "in", list(FILES))
+    first = import_paths([tmp_path / "in" / "s_week1.csv"], s, now=NOW).files[0]
+    assert first.reject_reasons == {"unknown_patient": 4, "out_of_range": 1}
+    assert first.rejected == 4
+    import_paths([tmp_path / "in" / "patients.csv"], s, now=NOW)
+    led = s.imports().set_index("path").loc["s_week1.csv"]
+    assert (led["accepted"], led["rejected"]) == (2, 2)  # P001's rows; P002 still unknown
+    rep = import_paths([tmp_path / "in" / "patients2.csv"], s, now=NOW)
+    assert [(r.path, r.accepted) for r in rep.retried] == [("s_week1.csv", 1)]
+    led = s.imports().set_index("path").loc["s_week1.csv"]
+    assert (led["accepted"], led["rejected"], led["duplicates"]) == (3, 1, 0)
+    assert list(s.rejects()["reason"]) == ["out_of_range"]
+    _balanced(s)
+    # the same contents as importing patients first
+    t = _store(tmp_path, "other.duckdb")
+    import_paths([tmp_path / "in" / n for n in ("patients.csv", "patients2.csv", "s_week1.csv")],
+                 t, now=NOW)  # fmt: skip
+    _assert_same(_contents(s), _contents(t))
+
+
+_REFERENCE: dict[str, dict[str, pd.DataFrame]] = {}
+
+
+@pytest.mark.slow
+@settings(
+    max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(order=st.permutations(list(FILES)))
+def test_import_order_does_not_change_the_store(tmp_path_factory, order: list[str]) -> None:
+    base = tmp_path_factory.mktemp("order")
+    _write(base / "files", list(FILES))
+
+    def run(batch: list[str], name: str) -> dict[str, pd.DataFrame]:
+        s = _store(base, name)
+        for f in batch:  # one file per run: the worst case for order
+            import_paths([base / "files" / f], s, now=NOW)
+        _balanced(s)
+        return _contents(s)
+
+    if "ref" not in _REFERENCE:
+        _REFERENCE["ref"] = run(list(FILES), "ref.duckdb")
+    _assert_same(_REFERENCE["ref"], run(order, "perm.duckdb"))
+
+
+def test_a_failure_mid_file_leaves_the_store_as_it_was(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    s = _store(tmp_path)
+    _write(tmp_path / "in", ["patients.csv", "patients2.csv"])
+    import_paths([tmp_path / "in"], s, now=NOW)
+    before = _snapshot(s)
+    archived = sorted(p.name for p in s.archive.root.iterdir())
+
+    def boom(*args, **kwargs):
+        raise OSError("disk full (injected)")
+
+    monkeypatch.setattr(importer, "_insert_ledger", boom)  # after the rows were inserted
+    (p,) = _write(tmp_path / "more", ["s_week1.csv"])
+    with pytest.raises(OSError, match="injected"):
+        import_paths([p], s, now=NOW)
+    _assert_same(before, _snapshot(s))
+    assert sorted(p.name for p in s.archive.root.iterdir()) == archived
+
+
+def test_refuses_to_run_with_validation_switched_off(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PANDERA_VALIDATION_ENABLED", "False")
+    s = _store(tmp_path)
+    _write(tmp_path / "in", ["patients.csv"])
+    with pytest.raises(ValidationDisabledError):
+        import_paths([tmp_path / "in"], s)
+    assert not s.path.exists()
+
+
+def test_a_refused_file_gets_a_ledger_row(tmp_path: Path) -> None:
+    s = _store(tmp_path)
+    (tmp_path / "empty.csv").write_text("")
+    f = import_paths([tmp_path / "empty.csv"], s, now=NOW).files[0]
+    assert (f.status, f.reason, f.balanced) == ("refused", "empty_file", True)
+    led = s.imports()
+    assert list(led["status"]) == ["refused"] and list(led["reason"]) == ["empty_file"]
+    assert not s.archive.has(f.sha256)
+
+
+def test_hidden_files_are_skipped_and_missing_paths_refused(tmp_path: Path) -> None:
+    _write(tmp_path / "in", ["patients.csv"])
+    (tmp_path / "in" / ".DS_Store").write_text("x")
+    (tmp_path / "in" / ".git").mkdir()
+    (tmp_path / "in" / ".git" / "x.csv").write_text(PATIENTS)
+    assert [p.name for p in importer.expand_paths([tmp_path / "in"])] == ["patients.csv"]
+    with pytest.raises(Exception, match="no such file"):
+        importer.expand_paths([tmp_path / "missing"])
+
+
+def test_a_dry_run_writes_nothing(tmp_path: Path) -> None:
+    s = _store(tmp_path)
+    _write(tmp_path / "in", ["patients.csv", "patients2.csv"])
+    import_paths([tmp_path / "in"], s, now=NOW)
+    digest = hashlib.sha256(s.path.read_bytes()).hexdigest()
+    _write(tmp_path / "new", ["s_week1.csv", "s_week1_2.csv"])
+    rep = import_paths([tmp_path / "new"], s, dry_run=True, now=NOW)
+    by = {f.path: f for f in rep.files}
+    assert by["s_week1.csv"].status == "validated" and by["s_week1.csv"].accepted == 3
+    assert by["s_week1_2.csv"].duplicates == 3  # sees the batch's earlier file
+    assert hashlib.sha256(s.path.read_bytes()).hexdigest() == digest
+    assert len(s.imports()) == 2
+    # with no store at all, a dry run creates none
+    t = _store(tmp_path, "none.duckdb")
+    import_paths([tmp_path / "in"], t, dry_run=True)
+    assert not t.path.exists() and not t.archive.root.exists()
+
+
+def test_rebuild_from_the_raw_archive_gives_the_same_contents(tmp_path: Path) -> None:
+    s = _store(tmp_path)
+    _write(tmp_path / "in", list(FILES))
+    for name in ["s_week1.csv", "patients.csv", "pain.csv", "patients2.csv", "s_edit.csv"]:
+        import_paths([tmp_path / "in" / name], s, now=NOW)
+    before = _contents(s)
+    led = s.imports()
+    rebuild(s)
+    _assert_same(before, _contents(s))
+    after = s.imports()
+    assert list(after["path"]) == list(led["path"])
+    pd.testing.assert_frame_equal(
+        after[["accepted", "rejected", "duplicates"]], led[["accepted", "rejected", "duplicates"]]
+    )
+    assert s.path.with_name(s.path.name + ".bak").exists()
+
+
+# -- crash safety ------------------------------------------------------------------------------
+
+_CHILD = """
+import sys, time
+from pathlib import Path
+sys.path.insert(0, {tests!r})
+import _import_standin as standin
+from backcare_analytics.config import Settings
+from backcare_analytics.io import importer
+from backcare_analytics.store import Store
+importer._read_export = lambda p, s, d: standin.read_export(p, s, data=d)
+importer._normalize = standin.normalize
+if {pause}:
+    real = importer._insert_ledger
+    def pausing(*a, **k):
+        out = real(*a, **k)
+        print("in-transaction", flush=True)
+        time.sleep(60)
+        return out
+    importer._insert_ledger = pausing
+print("start", flush=True)
+store = Store({store!r}, settings=Settings(data_dir=Path({data!r})))
+importer.import_paths([{path!r}], store)
+print("done", flush=True)
+"""
+
+
+def _big_file(path: Path, rows: int) -> None:
+    t = pd.date_range("2026-03-02T06:00Z", periods=rows, freq="min")
+    df = pd.DataFrame({"patient_id": "P001", "performed_at": t.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                       "exercise": "bridge", "reps": 5, "hold_s": 15})  # fmt: skip
+    df.to_csv(path, index=False)
+
+
+def _child(tmp_path: Path, store: Store, path: Path, pause: bool) -> subprocess.Popen:
+    code = _CHILD.format(tests=str(TESTS), pause=pause, store=str(store.path),
+                         data=str(tmp_path / "data"), path=str(path))  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True,
+                            cwd=ROOT, env=env)  # fmt: skip
+
+
+@pytest.mark.slow
+def test_sigkill_mid_transaction_leaves_all_or_none(tmp_path: Path) -> None:
+    s = _store(tmp_path, timeout=10)
+    _write(tmp_path / "in", ["patients.csv"])
+    import_paths([tmp_path / "in"], s, now=NOW)
+    big = tmp_path / "big.csv"
+    _big_file(big, 60_000)
+    # 1. killed after the rows and rejects were written, before COMMIT: none of them
+    proc = _child(tmp_path, s, big, pause=True)
+    while (line := proc.stdout.readline().strip()) != "in-transaction":
+        assert line, "child ended early"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert len(s.sessions()) == 0
+    assert list(s.imports()["path"]) == ["patients.csv"]
+    # 2. killed at arbitrary moments: all or none, and the store always opens
+    counts = set()
+    for delay in (0.3, 0.8, 1.5, 3.0):
+        proc = _child(tmp_path, s, big, pause=False)
+        assert proc.stdout.readline().strip() == "start"
+        time.sleep(delay)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        n = len(s.sessions())
+        counts.add(n)
+        assert n in (0, 60_000)
+        assert (len(s.imports()) == 2) == (n == 60_000)
+    # 3. the file imports whole afterwards (or was already in)
+    import_paths([big], s)
+    assert len(s.sessions()) == 60_000
+    _balanced(s)
+
+
+@pytest.mark.slow
+def test_a_notebook_reader_does_not_block_an_import(tmp_path: Path) -> None:
+    s = _store(tmp_path, timeout=20)
+    _write(tmp_path / "in", ["patients.csv"])
+    import_paths([tmp_path / "in"], s, now=NOW)
+    reader = textwrap.dedent(
+        f"""
+        import time
+        from pathlib import Path
+        from backcare_analytics.config import Settings
+        from backcare_analytics.store import Store
+        s = Store({str(s.path)!r}, settings=Settings(data_dir=Path({str(tmp_path / "data")!r}),
+                  store_busy_timeout_s=20))
+        seen = set()
+        end = time.monotonic() + 4
+        print("reading", flush=True)
+        while time.monotonic() < end:
+            seen.add(len(s.sessions()))  # one short read-only connection per call
+        print(sorted(seen), flush=True)
+        """
+    )
+    proc = subprocess.Popen([sys.executable, "-c", reader], stdout=subprocess.PIPE, text=True,
+                            cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})  # fmt: skip
+    assert proc.stdout.readline().strip() == "reading"
+    big = tmp_path / "big.csv"
+    _big_file(big, 20_000)
+    f = import_paths([big], s).files[0]
+    assert f.accepted == 20_000
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0
+    assert set(eval(out.strip())) <= {0, 20_000}  # all or none, never half a file
+
+
+def test_store_errors_are_not_swallowed(tmp_path: Path) -> None:
+    s = _store(tmp_path)
+    s.path.write_bytes(b"not a duckdb file")
+    _write(tmp_path / "in", ["patients.csv"])
+    with pytest.raises(StoreError, match="cannot open"):
+        import_paths([tmp_path / "in"], s)
