@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 import subprocess
 import sys
 from collections.abc import Mapping
@@ -107,3 +108,45 @@ def test_dask_cluster_agrees_with_local(tmp_path):
     ):
         remote = dist.run_buckets(tmp_path, _per_patient, client=client)
     assert dist.same_results(local, remote) == []
+
+
+@pytest.fixture(scope="module")
+def synthetic_clinic():
+    synth = pytest.importorskip("backcare_analytics.synth", reason="the synthetic clinic")
+    from backcare_analytics.synth.config import SynthConfig
+
+    clinic = synth.simulate(SynthConfig(patients=30, weeks=6, seed=3))
+    return clinic, {
+        "sessions": clinic.sessions,
+        "pain": clinic.pain,
+        "patients": clinic.patients,
+        "prescriptions": clinic.prescriptions,
+    }
+
+
+@pytest.mark.slow
+@needs_dask
+def test_synthetic_clinic_every_metric_agrees_on_dask(synthetic_clinic, tmp_path):
+    from distributed import Client, LocalCluster
+
+    from backcare_analytics.research.cohort import CohortPolicy
+
+    clinic, tables = synthetic_clinic
+    fn = dist.metrics_fn(
+        dist.cohort_window(tables), CohortPolicy(programme_days=clinic.config.days)
+    )
+    pickle.loads(pickle.dumps(fn))  # shippable to worker processes of a real cluster
+    local = dist.run_local(tables, fn)
+    assert {"adherence_daily", "persistence", "pain_summary", "cohort_summary"} <= set(local)
+    dist.write_buckets(tables, tmp_path, 4)
+    with (
+        LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None
+        ) as cluster,
+        Client(cluster) as client,
+    ):
+        remote = dist.run_buckets(tmp_path, fn, client=client)
+    assert set(remote) == set(local)
+    assert dist.same_results(local, remote) == []
+    for name, frame in local.items():
+        assert len(remote[name]) == len(frame), name

@@ -26,6 +26,7 @@ The engine is Dask (optional extra: ``pip install 'backcare_analytics[dask]'``);
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -35,9 +36,14 @@ import numpy as np
 import pandas as pd
 
 from backcare_analytics.errors import InputDataError
+from backcare_analytics.metrics.params import Window
+from backcare_analytics.research.cohort import CohortPolicy, cohort_metrics
 
 __all__ = [
     "BucketFn",
+    "all_metrics",
+    "cohort_window",
+    "metrics_fn",
     "dask_available",
     "patient_bucket",
     "run_buckets",
@@ -219,3 +225,52 @@ def same_results(
         except AssertionError:
             differ.append(name)
     return sorted(differ)
+
+
+# ---------------------------------------------------------------------------------------------
+# the package's metrics as one bucket function
+# ---------------------------------------------------------------------------------------------
+
+
+def cohort_window(tables: Mapping[str, pd.DataFrame]) -> Window:
+    """One window for the whole cohort: from the first programme start to the last logged day.
+
+    Bucketed runs need it explicitly: a default window ("up to the last day anyone logged") would
+    end on a different day in each bucket.
+    """
+    days = [tables[t]["day"].max() for t in ("sessions", "pain") if len(tables.get(t, ()))]
+    if not days:
+        raise InputDataError("the cohort has no session or diary rows; nothing to compute")
+    end = max(days)
+    first = tables["patients"]["programme_start"].min()
+    return Window(end=end, days=int((end - first) // pd.Timedelta(days=1)) + 1)
+
+
+def all_metrics(
+    tables: Mapping[str, pd.DataFrame],
+    *,
+    window: Window,
+    policy: CohortPolicy,
+    skipped: list[str] | None = None,
+) -> dict[str, pd.DataFrame]:
+    """Every metric table of :func:`backcare_analytics.metrics.run.metric_tables`, unchanged,
+    plus the cohort tables (``cohort_summary``, ``cohort_weeks``, ``cohort_exercise_pdc``)."""
+    from backcare_analytics.metrics.run import metric_tables
+
+    out = metric_tables(
+        tables["sessions"],
+        tables["pain"],
+        tables["patients"],
+        tables["prescriptions"],
+        window=window,
+        skipped=skipped,
+    )
+    for name, frame in cohort_metrics(tables, policy=policy).items():
+        out[f"cohort_{name}"] = frame
+    return out
+
+
+def metrics_fn(window: Window, policy: CohortPolicy) -> BucketFn:
+    """:func:`all_metrics` with the cohort-wide window and policy bound (picklable, so Dask can
+    ship it to worker processes)."""
+    return functools.partial(all_metrics, window=window, policy=policy)
