@@ -1,0 +1,555 @@
+"""Strength progression: capacity per strength exercise, progression and regression events, and
+the *ready to progress* and *consider regression* flags of the protocol's rules (CERT 7a/7b).
+
+Capacity is never converted between exercises or ladder levels: the bridge and the press-up are
+measured in seconds under tension (sets x reps x hold), the press-up apart for each variant
+(prone and standing are different loads), the mini push-up by its ladder level and the reps at
+that level. A level change is an event of its own.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from backcare_analytics.errors import InputDataError
+from backcare_analytics.metrics.params import Window
+from backcare_analytics.protocol import Protocol, load_protocol
+from backcare_analytics.schemas import validate
+from backcare_analytics.schemas.clean import Sessions
+from backcare_analytics.schemas.results.progression import (
+    CapacityDaily,
+    CapacityWeekly,
+    ProgressionEvents,
+    ProgressionFlags,
+)
+
+__all__ = ["capacity_daily", "capacity_weekly", "progression_events", "progression_flags"]
+
+_KEYS = ["patient_id", "exercise_id", "variant"]
+
+
+def _day_numbers(values: pd.Series | np.ndarray) -> np.ndarray:
+    return np.asarray(values, dtype="datetime64[us]").astype("datetime64[D]").astype(np.int64)
+
+
+def _to_days(numbers: np.ndarray) -> np.ndarray:
+    return np.asarray(numbers, dtype=np.int64).astype("datetime64[D]").astype("datetime64[us]")
+
+
+def _strength_rows(sessions: pd.DataFrame, protocol: Protocol, window: Window | None):
+    need = [Sessions.patient_id, Sessions.day, Sessions.exercise_id, Sessions.sets,
+            Sessions.reps, Sessions.hold_s, Sessions.level, Sessions.variant]  # fmt: skip
+    missing = [c for c in need if c not in sessions.columns]
+    if missing:
+        raise InputDataError(
+            f"sessions frame: missing column(s) {missing}; fix: pass the clean sessions table"
+        )
+    ids = [ex.id for ex in protocol.exercises if ex.is_strength]
+    keep = sessions[Sessions.exercise_id].isin(ids).to_numpy()
+    if window is not None:
+        keep &= window.contains(sessions[Sessions.day]).to_numpy()
+    return sessions[keep], ids
+
+
+def capacity_daily(
+    sessions: pd.DataFrame,
+    *,
+    protocol: Protocol | None = None,
+    window: Window | None = None,
+) -> pd.DataFrame:
+    """The best session of each day for each strength exercise and patient.
+
+    Parameters
+    ----------
+    sessions : DataFrame
+        Clean sessions, many patients; non-strength exercises are ignored.
+    protocol : Protocol, optional
+        Which exercises are strength work, their ladders, default levels and variants.
+    window : Window, optional
+        Keep the window's days only.
+
+    Returns
+    -------
+    DataFrame
+        :class:`~backcare_analytics.schemas.results.CapacityDaily`: ``patient_id, exercise_id,
+        variant`` (missing for exercises without variants; a missing variant is the protocol's
+        default), ``day, sessions`` (rows that day), ``level, level_rank`` (0 = the easiest
+        rung; ladder exercises only, a missing level is the default level), ``reps`` (sets x
+        reps), ``hold_s`` and ``capacity_s`` (sets x reps x hold, for exercises with a
+        prescribed hold) of the day's best row.
+
+    Notes
+    -----
+    Best row: largest ``capacity_s`` for hold exercises; highest level then most reps for
+    ladder exercises. Twice-a-day sessions do not add up: capacity is what the patient can do.
+
+    References
+    ----------
+    Slade SC et al. (2016) CERT, Br J Sports Med 50:1428-1437 (items 7a/7b, 8).
+
+    Examples
+    --------
+    >>> s = pd.DataFrame({"patient_id": ["P1"] * 3, "day": pd.to_datetime(["2026-01-05"] * 3),
+    ...     "exercise_id": ["bridge", "bridge", "mini_push_up"],
+    ...     "sets": pd.array([1, 1, 1], dtype="Int64"), "reps": pd.array([3, 5, 8], dtype="Int64"),
+    ...     "hold_s": pd.array([15, 10, None], dtype="Float64"),
+    ...     "level": [None, None, "counter"], "variant": [None, None, None]})
+    >>> capacity_daily(s)[["exercise_id", "sessions", "level", "reps", "capacity_s"]].to_string(index=False)
+    ' exercise_id  sessions   level  reps  capacity_s\\n      bridge         2     NaN     5        50.0\\nmini_push_up         1 counter     8         NaN'
+    """
+    protocol = protocol or load_protocol()
+    s, ids = _strength_rows(sessions, protocol, window)
+    by_id = protocol.by_id
+    ex = s[Sessions.exercise_id].astype("str")
+    variant = s[Sessions.variant].astype("str")
+    level = s[Sessions.level].astype("str")
+    rank = np.full(len(s), np.nan)
+    hold_ex = np.zeros(len(s), dtype=bool)
+    for ex_id in ids:
+        e = by_id[ex_id]
+        m = (ex == ex_id).to_numpy()
+        if not m.any():
+            continue
+        if e.variants:
+            variant = variant.mask(m & variant.isna().to_numpy(), e.default_variant)
+        else:
+            variant = variant.mask(m, None)
+        if e.ladder:
+            level = level.mask(m & level.isna().to_numpy(), e.default_level)
+            ranks = level[m].map({lv: k for k, lv in enumerate(e.ladder)})
+            rank[m] = ranks.to_numpy(dtype=np.float64, na_value=np.nan)
+        else:
+            level = level.mask(m, None)
+        hold_ex[m] = e.dose.hold_s is not None
+    sets = s[Sessions.sets].to_numpy(dtype=np.float64, na_value=np.nan)
+    reps = np.where(np.isnan(sets), 1.0, sets) * s[Sessions.reps].to_numpy(
+        dtype=np.float64, na_value=np.nan
+    )
+    hold = s[Sessions.hold_s].to_numpy(dtype=np.float64, na_value=np.nan)
+    cap = np.where(hold_ex, reps * hold, np.nan)
+    score = np.where(
+        ~np.isnan(rank),
+        rank * 1e4 + np.nan_to_num(reps, nan=-1.0),
+        np.where(np.isnan(cap), np.nan_to_num(reps, nan=-1.0) - 1e9, cap),
+    )
+    keys = pd.DataFrame(
+        {"patient_id": s[Sessions.patient_id].astype("str").to_numpy(), "exercise_id": ex.to_numpy(),
+         "variant": variant.to_numpy()}
+    )  # fmt: skip
+    kcode = keys.groupby(_KEYS, sort=False, dropna=False).ngroup().to_numpy()
+    day = _day_numbers(s[Sessions.day])
+    order = np.lexsort((score, day, kcode))
+    k, d = kcode[order], day[order]
+    last = np.r_[(k[1:] != k[:-1]) | (d[1:] != d[:-1]), True] if k.size else np.zeros(0, bool)
+    ends = np.flatnonzero(last)
+    n_rows = np.diff(np.r_[-1, ends])
+    pick = order[ends]
+    out = pd.DataFrame(
+        {
+            "patient_id": pd.Series(keys["patient_id"].to_numpy()[pick], dtype="str"),
+            "exercise_id": pd.Series(keys["exercise_id"].to_numpy()[pick], dtype="str"),
+            "variant": pd.Series(keys["variant"].to_numpy()[pick], dtype="str"),
+            "day": _to_days(day[pick]),
+            "sessions": n_rows.astype(np.int64),
+            "level": pd.Series(level.to_numpy()[pick], dtype="str"),
+            "level_rank": pd.array(rank[pick], dtype="Float64").astype("Int64"),
+            "reps": pd.array(reps[pick], dtype="Float64").round().astype("Int64"),
+            "hold_s": hold[pick],
+            "capacity_s": cap[pick],
+        }
+    )
+    out = out.sort_values(["patient_id", "exercise_id", "variant", "day"], kind="stable")
+    return validate(out.reset_index(drop=True), CapacityDaily, what="capacity_daily output")
+
+
+def _iso_labels(mondays: np.ndarray) -> np.ndarray:
+    uniq, inv = np.unique(mondays, return_inverse=True)
+    labels = np.array(
+        [f"{d.isocalendar()[0]}-W{d.isocalendar()[1]:02d}" for d in _to_days(uniq).astype(object)],
+        dtype=object,
+    )
+    return labels[inv]
+
+
+def capacity_weekly(daily: pd.DataFrame) -> pd.DataFrame:
+    """Weekly capacity per patient, strength exercise and variant, from :func:`capacity_daily`.
+
+    Returns
+    -------
+    DataFrame
+        :class:`~backcare_analytics.schemas.results.CapacityWeekly`: ``patient_id,
+        exercise_id, variant, week`` (ISO ``YYYY-Www``), ``week_start`` (Monday), ``days``
+        (days with a session), ``level, level_rank`` (the highest rung that week), ``reps``
+        (median over the week's days at that rung), ``hold_s`` and ``capacity_s`` (medians of
+        the daily best).
+
+    Notes
+    -----
+    The median of the daily best sessions is robust to one partial or overdone day. Weeks are
+    ISO weeks (Monday-Sunday) of the patient-local day, so a DST change never moves a day.
+
+    References
+    ----------
+    ISO 8601 week dates.
+
+    Examples
+    --------
+    >>> d = pd.DataFrame({"patient_id": "P1", "exercise_id": "bridge", "variant": None,
+    ...     "day": pd.to_datetime(["2026-01-05", "2026-01-06", "2026-01-07"]),
+    ...     "sessions": 1, "level": None, "level_rank": pd.array([None] * 3, dtype="Int64"),
+    ...     "reps": pd.array([3, 4, 5], dtype="Int64"), "hold_s": [15.0, 15.0, 20.0],
+    ...     "capacity_s": [45.0, 60.0, 100.0]})
+    >>> capacity_weekly(d)[["week", "days", "reps", "capacity_s"]].to_string(index=False)
+    '    week  days  reps  capacity_s\\n2026-W02     3   4.0        60.0'
+    """
+    day = _day_numbers(daily["day"])
+    monday = day - ((day + 3) % 7)  # 1970-01-01 was a Thursday
+    rank = daily["level_rank"].to_numpy(dtype=np.float64, na_value=np.nan)
+    f = pd.DataFrame(
+        {
+            "patient_id": daily["patient_id"].to_numpy(),
+            "exercise_id": daily["exercise_id"].to_numpy(),
+            "variant": daily["variant"].to_numpy(),
+            "monday": monday,
+            "rank": rank,
+            "reps": daily["reps"].to_numpy(dtype=np.float64, na_value=np.nan),
+            "hold_s": daily["hold_s"].to_numpy(dtype=np.float64, na_value=np.nan),
+            "capacity_s": daily["capacity_s"].to_numpy(dtype=np.float64, na_value=np.nan),
+            "level": daily["level"].to_numpy(),
+        }
+    )
+    keys = [*_KEYS, "monday"]
+    g = f.groupby(keys, sort=True, dropna=False)
+    days = g.size()
+    top = g["rank"].transform("max").to_numpy()
+    at_top = np.isnan(top) | (rank == top)
+    agg = (
+        f[at_top]
+        .groupby(keys, sort=True, dropna=False)
+        .agg(rank=("rank", "max"), reps=("reps", "median"), hold_s=("hold_s", "median"),
+             capacity_s=("capacity_s", "median"), level=("level", "last"))
+    )  # fmt: skip
+    agg["days"] = days.reindex(agg.index).to_numpy()
+    agg = agg.reset_index()
+    mon = agg["monday"].to_numpy(dtype=np.int64)
+    out = pd.DataFrame(
+        {
+            "patient_id": agg["patient_id"].astype("str"),
+            "exercise_id": agg["exercise_id"].astype("str"),
+            "variant": agg["variant"].astype("str"),
+            "week": pd.Series(_iso_labels(mon), dtype="str"),
+            "week_start": _to_days(mon),
+            "days": agg["days"].astype(np.int64),
+            "level": agg["level"].astype("str"),
+            "level_rank": pd.array(agg["rank"].to_numpy(), dtype="Float64").astype("Int64"),
+            "reps": agg["reps"].astype(np.float64),
+            "hold_s": agg["hold_s"].astype(np.float64),
+            "capacity_s": agg["capacity_s"].astype(np.float64),
+        }
+    )
+    return validate(out, CapacityWeekly, what="capacity_weekly output")
+
+
+def progression_events(capacity: pd.DataFrame, *, protocol: Protocol | None = None) -> pd.DataFrame:
+    """Level, reps and hold changes between consecutive rows of a capacity frame.
+
+    Pass :func:`capacity_weekly` for the clinician's view (changes of the weekly medians) or
+    :func:`capacity_daily` for day-to-day changes of the best session.
+
+    Returns
+    -------
+    DataFrame
+        :class:`~backcare_analytics.schemas.results.ProgressionEvents`: ``patient_id,
+        exercise_id, variant, day`` (the day or week start of the change), ``previous_day``,
+        ``event`` (``level_up``, ``level_down``, ``reps_up``, ``reps_down``, ``hold_up``,
+        ``hold_down``), ``before``, ``after`` (level rank, reps or seconds), ``level_before``,
+        ``level_after``.
+
+    Notes
+    -----
+    A level change is its own event (reps across levels are not compared). Otherwise
+    reps_up when reps rise by >= ``reps_step``, hold_up when the hold rises by >=
+    ``hold_step_s`` (protocol ``rules.progression``), and the same downwards.
+
+    References
+    ----------
+    Slade SC et al. (2016) CERT item 7b (progression rule).
+
+    Examples
+    --------
+    >>> w = pd.DataFrame({"patient_id": "P1", "exercise_id": "mini_push_up", "variant": None,
+    ...     "week_start": pd.to_datetime(["2026-01-05", "2026-01-12", "2026-01-19"]),
+    ...     "level": ["wall", "wall", "counter"], "level_rank": pd.array([0, 0, 1], dtype="Int64"),
+    ...     "reps": [10.0, 14.0, 8.0], "hold_s": float("nan")})
+    >>> progression_events(w)[["day", "event", "before", "after"]].to_string(index=False)
+    '       day    event  before  after\\n2026-01-12  reps_up    10.0   14.0\\n2026-01-19 level_up     0.0    1.0'
+    """
+    protocol = protocol or load_protocol()
+    rule = protocol.rules.progression
+    dcol = "week_start" if "week_start" in capacity.columns else "day"
+    c = capacity.sort_values([*_KEYS, dcol], kind="stable").reset_index(drop=True)
+    same = (
+        (c["patient_id"] == c["patient_id"].shift())
+        & (c["exercise_id"] == c["exercise_id"].shift())
+        & (c["variant"].fillna("") == c["variant"].fillna("").shift())
+    ).to_numpy()
+    rank = c["level_rank"].to_numpy(dtype=np.float64, na_value=np.nan)
+    reps = c["reps"].to_numpy(dtype=np.float64, na_value=np.nan)
+    hold = c["hold_s"].to_numpy(dtype=np.float64, na_value=np.nan)
+
+    def prev(a: np.ndarray) -> np.ndarray:
+        return np.r_[np.nan, a[:-1]]
+
+    d_rank = rank - prev(rank)
+    d_reps = reps - prev(reps)
+    d_hold = hold - prev(hold)
+    level_change = same & ~np.isnan(d_rank) & (d_rank != 0)
+    same_level = same & ~level_change
+    eps = 1e-9
+    specs = [
+        ("level_up", level_change & (d_rank > 0), rank),
+        ("level_down", level_change & (d_rank < 0), rank),
+        ("reps_up", same_level & (d_reps >= rule.reps_step - eps), reps),
+        ("reps_down", same_level & (d_reps <= -rule.reps_step + eps), reps),
+        ("hold_up", same_level & (d_hold >= rule.hold_step_s - eps), hold),
+        ("hold_down", same_level & (d_hold <= -rule.hold_step_s + eps), hold),
+    ]
+    day = c[dcol].to_numpy(dtype="datetime64[us]")
+    lvl = c["level"].astype("str")
+    parts = []
+    for name, mask, values in specs:
+        idx = np.flatnonzero(mask)
+        parts.append(
+            pd.DataFrame(
+                {
+                    "patient_id": c["patient_id"].to_numpy()[idx],
+                    "exercise_id": c["exercise_id"].to_numpy()[idx],
+                    "variant": c["variant"].to_numpy()[idx],
+                    "day": day[idx],
+                    "previous_day": day[idx - 1],
+                    "event": name,
+                    "before": values[idx - 1],
+                    "after": values[idx],
+                    "level_before": lvl.to_numpy()[idx - 1],
+                    "level_after": lvl.to_numpy()[idx],
+                }
+            )
+        )
+    out = pd.concat(parts, ignore_index=True)
+    for col in ("patient_id", "exercise_id", "variant", "event", "level_before", "level_after"):
+        out[col] = out[col].astype("str")
+    for col in ("day", "previous_day"):
+        out[col] = out[col].astype("datetime64[us]")
+    for col in ("before", "after"):
+        out[col] = out[col].astype(np.float64)
+    out = out.sort_values(["patient_id", "exercise_id", "variant", "day", "event"], kind="stable")
+    return validate(out.reset_index(drop=True), ProgressionEvents, what="progression_events output")
+
+
+def _doses_on(s: pd.DataFrame, prescriptions: pd.DataFrame) -> tuple[np.ndarray, ...]:
+    """Prescribed sets, reps and hold in force on each session row's day (NaN where none).
+
+    (``protocol.prescriptions_on`` does the same but currently fails under pandas 3 when it
+    blanks the boolean ``per_side`` column, so the numeric columns are looked up here.)
+    """
+    left = pd.DataFrame(
+        {"patient_id": s[Sessions.patient_id].astype("str").to_numpy(),
+         "exercise_id": s[Sessions.exercise_id].astype("str").to_numpy(),
+         "day": s[Sessions.day].to_numpy(dtype="datetime64[us]"), "_row": np.arange(len(s))}
+    ).sort_values("day", kind="stable")  # fmt: skip
+    right = pd.DataFrame(
+        {"patient_id": prescriptions["patient_id"].astype("str").to_numpy(),
+         "exercise_id": prescriptions["exercise_id"].astype("str").to_numpy(),
+         "valid_from": prescriptions["valid_from"].to_numpy(dtype="datetime64[us]"),
+         "valid_to": prescriptions["valid_to"].to_numpy(dtype="datetime64[us]"),
+         "sets": prescriptions["sets"].to_numpy(dtype=np.float64, na_value=np.nan),
+         "reps": prescriptions["reps"].to_numpy(dtype=np.float64, na_value=np.nan),
+         "hold_s": prescriptions["hold_s"].to_numpy(dtype=np.float64, na_value=np.nan)}
+    ).sort_values("valid_from", kind="stable")  # fmt: skip
+    m = pd.merge_asof(
+        left, right, left_on="day", right_on="valid_from", by=["patient_id", "exercise_id"]
+    ).sort_values("_row")
+    ended = (m["valid_to"].notna() & (m["day"] >= m["valid_to"])).to_numpy()
+    cols = ("sets", "reps", "hold_s")
+    return tuple(np.where(ended, np.nan, m[c].to_numpy(dtype=np.float64)) for c in cols)
+
+
+def _count(keys: pd.DataFrame, mask: np.ndarray, index: pd.MultiIndex) -> np.ndarray:
+    if not mask.any():
+        return np.zeros(len(index), dtype=np.int64)
+    counts = keys[mask].groupby(["patient_id", "exercise_id"], sort=False).size()
+    return counts.reindex(index, fill_value=0).to_numpy(dtype=np.int64)
+
+
+def progression_flags(
+    sessions: pd.DataFrame,
+    pain: pd.DataFrame | None = None,
+    prescriptions: pd.DataFrame | None = None,
+    *,
+    adherence: pd.DataFrame | None = None,
+    window: Window | None = None,
+    protocol: Protocol | None = None,
+) -> pd.DataFrame:
+    """*Ready to progress* and *consider regression*, per patient and strength exercise.
+
+    Ready to progress (protocol ``rules.progression``, CERT 7b): the dose was met on at least
+    ``dose_met_days`` of the last ``window_days`` days, no session of the exercise in those
+    days had pain after above ``max_pain_after``, and there was no flare in the last
+    ``flare_free_days`` days. Consider regression (``rules.regression``, CERT 7a): at least
+    ``sessions`` sessions in the last ``window_days`` days with pain after >=
+    ``pain_after_at_least`` or a rise of >= ``pain_increase_at_least`` during the session.
+
+    Parameters
+    ----------
+    sessions : DataFrame
+        Clean sessions, many patients.
+    pain : DataFrame, optional
+        Clean pain diary: flares are flare days of back pain (:func:`~backcare_analytics.
+        metrics.pain.pain_daily`) or days the patient marked ``flare``. Without it
+        ``flare_in_window`` and ``ready_to_progress`` are missing where the rest holds.
+    prescriptions : DataFrame, optional
+        Clean prescriptions for the dose check (default: the protocol's doses).
+    adherence : DataFrame, optional
+        :func:`~backcare_analytics.metrics.adherence.adherence_daily` output; its ``met``
+        column is used instead of the minimal check below.
+    window : Window, optional
+        ``window.end`` is the day the flags are for; default each patient's last session day.
+    protocol : Protocol, optional
+
+    Returns
+    -------
+    DataFrame
+        :class:`~backcare_analytics.schemas.results.ProgressionFlags`: ``patient_id,
+        exercise_id, as_of, days_met, sessions`` (rows in the progression window),
+        ``sessions_over_pain`` (pain after > ``max_pain_after``), ``flare_in_window``,
+        ``ready_to_progress, regression_sessions, consider_regression``.
+
+    Notes
+    -----
+    Minimal dose check without ``adherence``: a day is met when one row has
+    sets x reps >= ``dose_met_ratio`` x prescribed sets x reps and, when a hold is prescribed
+    and logged, hold >= ``dose_met_ratio`` x prescribed hold.
+
+    References
+    ----------
+    Slade SC et al. (2016) CERT, Br J Sports Med 50:1428-1437 (items 7a, 7b).
+
+    Examples
+    --------
+    >>> s = pd.DataFrame({"patient_id": "P1", "exercise_id": "bridge",
+    ...     "day": pd.date_range("2026-01-05", periods=7).astype("datetime64[us]"),
+    ...     "sets": pd.array([1] * 7, dtype="Int64"), "reps": pd.array([5] * 7, dtype="Int64"),
+    ...     "hold_s": pd.array([15.0] * 7, dtype="Float64"), "level": None, "variant": None,
+    ...     "pain_before": pd.array([2] * 7, dtype="Int64"),
+    ...     "pain_after": pd.array([2] * 7, dtype="Int64")})
+    >>> f = progression_flags(s)
+    >>> f[f.exercise_id == "bridge"][["exercise_id", "days_met", "ready_to_progress", "consider_regression"]].to_string(index=False)
+    'exercise_id  days_met  ready_to_progress  consider_regression\\n     bridge         7               <NA>                False'
+    """
+    protocol = protocol or load_protocol()
+    prog, reg = protocol.rules.progression, protocol.rules.regression
+    ratio = protocol.rules.dose_met_ratio
+    s, ids = _strength_rows(sessions, protocol, None)
+    pid = s[Sessions.patient_id].astype("str")
+    day = _day_numbers(s[Sessions.day])
+    if window is not None:
+        end = int(_day_numbers(np.array([window.end.to_datetime64()]))[0])
+        all_ids = pd.Index(sessions[Sessions.patient_id].astype("str").unique())
+        as_of = pd.Series(end, index=all_ids)
+    else:
+        last = pd.Series(
+            _day_numbers(sessions[Sessions.day]), index=sessions[Sessions.patient_id].astype("str")
+        )
+        as_of = last.groupby(level=0).max()
+    as_of = as_of.sort_index()
+    index = pd.MultiIndex.from_product([as_of.index, ids], names=["patient_id", "exercise_id"])
+    row_end = as_of.reindex(pid).to_numpy(dtype=np.int64)
+    keys = pd.DataFrame(
+        {
+            "patient_id": pid.to_numpy(),
+            "exercise_id": s[Sessions.exercise_id].astype("str").to_numpy(),
+        }
+    )
+    in_prog = (day <= row_end) & (day > row_end - prog.window_days)
+    in_reg = (day <= row_end) & (day > row_end - reg.window_days)
+
+    before = s[Sessions.pain_before].to_numpy(dtype=np.float64, na_value=np.nan)
+    after = s[Sessions.pain_after].to_numpy(dtype=np.float64, na_value=np.nan)
+    over = after > prog.max_pain_after
+    bad = (after >= reg.pain_after_at_least) | (after - before >= reg.pain_increase_at_least)
+
+    if adherence is not None:
+        a = adherence[adherence["met"].to_numpy(dtype=bool)]
+        a = a[a["exercise_id"].isin(ids)]
+        aday = _day_numbers(a["day"])
+        aend = as_of.reindex(a["patient_id"].astype("str")).to_numpy(dtype=np.float64)
+        ok = (aday <= aend) & (aday > aend - prog.window_days)
+        met_days = a.loc[ok, ["patient_id", "exercise_id", "day"]].drop_duplicates()
+        met_keys = met_days[["patient_id", "exercise_id"]].astype("str")
+        days_met = _count(met_keys, np.ones(len(met_keys), dtype=bool), index)
+    else:
+        if prescriptions is not None:
+            rx_sets, rx_reps, rx_hold = _doses_on(s, prescriptions)
+        else:
+            dose = protocol.dose_table().set_index("exercise_id")
+            ex = keys["exercise_id"]
+            rx_sets = ex.map(dose["sets"]).to_numpy(dtype=np.float64, na_value=np.nan)
+            rx_reps = ex.map(dose["reps"]).to_numpy(dtype=np.float64, na_value=np.nan)
+            rx_hold = ex.map(dose["hold_s"]).to_numpy(dtype=np.float64, na_value=np.nan)
+        sets = s[Sessions.sets].to_numpy(dtype=np.float64, na_value=np.nan)
+        reps = np.where(np.isnan(sets), 1.0, sets) * s[Sessions.reps].to_numpy(
+            dtype=np.float64, na_value=np.nan
+        )
+        hold = s[Sessions.hold_s].to_numpy(dtype=np.float64, na_value=np.nan)
+        met = (reps >= ratio * rx_sets * rx_reps - 1e-9) & (
+            np.isnan(rx_hold) | np.isnan(hold) | (hold >= ratio * rx_hold - 1e-9)
+        )
+        md = keys.assign(day=day)[met & in_prog].drop_duplicates()
+        days_met = _count(md[["patient_id", "exercise_id"]], np.ones(len(md), dtype=bool), index)
+
+    n_sessions = _count(keys, in_prog, index)
+    n_over = _count(keys, in_prog & over, index)
+    n_bad = _count(keys, in_reg & bad, index)
+
+    pat = index.get_level_values("patient_id")
+    end_per_row = as_of.reindex(pat).to_numpy(dtype=np.int64)
+    flare = pd.array([pd.NA] * len(index), dtype="boolean")
+    if pain is not None:
+        from backcare_analytics.metrics.pain import pain_daily
+
+        pdaily = pain_daily(pain)
+        back = pdaily[pdaily["measure"] == "back_pain"]
+        reported = pain[pain["flare"].fillna(False).to_numpy(dtype=bool)]
+        frames = [
+            pd.DataFrame({"patient_id": back["patient_id"].to_numpy(), "day": _day_numbers(back["day"]),
+                          "flare": back["flare_day"].to_numpy(dtype=bool)}),
+            pd.DataFrame({"patient_id": reported["patient_id"].astype("str").to_numpy(),
+                          "day": _day_numbers(reported["day"]), "flare": True}),
+        ]  # fmt: skip
+        fd = pd.concat(frames, ignore_index=True)
+        fend = as_of.reindex(fd["patient_id"]).to_numpy(dtype=np.float64)
+        fd = fd[(fd["day"] <= fend) & (fd["day"] > fend - prog.flare_free_days)]
+        per = fd.groupby("patient_id")["flare"].any()
+        known = per.reindex(pat)
+        flare = pd.array(known.to_numpy(dtype=object), dtype="boolean")
+
+    ready = pd.array(
+        (days_met >= prog.dose_met_days) & (n_over == 0) & (n_sessions > 0), dtype="boolean"
+    )
+    ready = ready & ~flare  # Kleene: missing flare knowledge leaves a would-be True missing
+    out = pd.DataFrame(
+        {
+            "patient_id": pd.Series(pat, dtype="str"),
+            "exercise_id": pd.Series(index.get_level_values("exercise_id"), dtype="str"),
+            "as_of": _to_days(end_per_row),
+            "days_met": days_met,
+            "sessions": n_sessions,
+            "sessions_over_pain": n_over,
+            "flare_in_window": flare,
+            "ready_to_progress": ready,
+            "regression_sessions": n_bad,
+            "consider_regression": n_bad >= reg.sessions,
+        }
+    )
+    return validate(out, ProgressionFlags, what="progression_flags output")
