@@ -175,6 +175,48 @@ def rebuild(store: StoreOption = None) -> None:
     typer.echo(report.summary())
 
 
+# ---------------------------------------------------------------------------------------------
+# research exports (issue 6; see docs/research.md)
+# ---------------------------------------------------------------------------------------------
+
+export_app = typer.Typer(help="De-identified research exports.", no_args_is_help=True)
+app.add_typer(export_app, name="export")
+KeyFileOption = Annotated[
+    Path,
+    typer.Option("--key-file", help="The study's secret key: outside the repo and the store."),
+]
+
+
+@export_app.command("research")
+def export_research(
+    out: Annotated[Path, typer.Option("--out", help="Folder for the Parquet and CSV files.")],
+    key_file: KeyFileOption,
+    store: StoreOption = None,
+    new_key: Annotated[
+        bool, typer.Option("--new-key", help="Create the key file first (refused if it exists).")
+    ] = False,
+) -> None:
+    """Write de-identified Parquet and CSV: keyed pseudonyms, study days, no free text."""
+    from backcare_analytics.config import get_settings
+    from backcare_analytics.research.export import export_research_from_store
+
+    path = store if store is not None else get_settings().store
+    result = export_research_from_store(path, out, key_file, create_key=new_key)
+    rows = ", ".join(f"{len(df)} {name}" for name, df in result.tables.items())
+    typer.echo(f"wrote {out}: {rows} (key fingerprint {result.key_fingerprint})")
+
+
+@export_app.command("new-key")
+def export_new_key(
+    key_file: Annotated[Path, typer.Argument(help="Where to create the key (mode 0600).")],
+) -> None:
+    """Create a per-study secret key: 32 random bytes, readable by you only."""
+    from backcare_analytics.research.export import key_fingerprint, load_key, new_key
+
+    path = new_key(key_file)
+    typer.echo(f"created {path} (fingerprint {key_fingerprint(load_key(path))}); keep it safe")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``backcare`` console script."""
     try:

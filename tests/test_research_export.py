@@ -279,3 +279,70 @@ def test_missing_or_short_key_is_refused(tmp_path):
     short.chmod(0o600)
     with pytest.raises(ConfigError, match="8 bytes"):
         ex.load_key(short)
+
+
+# ---------------------------------------------------------------------------------------------
+# the command, end to end on an imported synthetic clinic
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def imported_store(tmp_path_factory):
+    synth = pytest.importorskip("backcare_analytics.synth", reason="the synthetic clinic")
+    from backcare_analytics.cli import main
+    from backcare_analytics.synth.config import SynthConfig
+
+    root = tmp_path_factory.mktemp("clinic")
+    synth.generate_clinic(SynthConfig(patients=6, weeks=2, seed=5), root / "exports")
+    store = root / "store" / "backcare.duckdb"
+    store.parent.mkdir()
+    assert main(["import", str(root / "exports"), "--store", str(store)]) in (0, 2)
+    return store
+
+
+@pytest.mark.slow
+def test_cli_export_research_end_to_end(imported_store, tmp_path, capsys):
+    from backcare_analytics.cli import main
+    from backcare_analytics.store import Store
+
+    key = tmp_path / "keys" / "study.key"
+    out = tmp_path / "export"
+    code = main(
+        ["export", "research", "--store", str(imported_store), "--out", str(out),
+         "--key-file", str(key), "--new-key"]
+    )  # fmt: skip
+    assert code == 0, capsys.readouterr().err
+    db = Store(imported_store)
+    sessions, pain, patients = db.sessions(), db.pain(), db.patients()
+    cells = _all_cells(out)
+    raw = b"".join(f.read_bytes() for f in out.iterdir())
+    notes = set(sessions["note"].dropna()) | set(pain["note"].dropna())
+    ids = set(patients["patient_id"])
+    for value in ids | {n for n in notes if len(n) >= 4}:
+        assert not any(value in c for c in cells), "identifier or note leaked"
+        assert value.encode() not in raw
+    for pid in ids:
+        for algo in ("sha256", "sha1", "md5"):
+            assert hashlib.new(algo, pid.encode()).hexdigest()[:12].encode() not in raw
+    assert not any(DATE_RE.search(c) for c in cells)
+    assert len(ex.read_research(out, "sessions")) == len(sessions)
+    # Same key again: the same pseudonyms.
+    assert main(["export", "research", "--store", str(imported_store), "--out",
+                 str(tmp_path / "again"), "--key-file", str(key)]) == 0  # fmt: skip
+    pd.testing.assert_frame_equal(
+        ex.read_research(out, "patients"), ex.read_research(tmp_path / "again", "patients")
+    )
+
+
+@pytest.mark.slow
+def test_cli_refuses_a_key_beside_the_store(imported_store, tmp_path, capsys):
+    from backcare_analytics.cli import main
+
+    key = imported_store.parent / "study.key"
+    code = main(
+        ["export", "research", "--store", str(imported_store), "--out", str(tmp_path / "o"),
+         "--key-file", str(key), "--new-key"]
+    )  # fmt: skip
+    assert code == 1
+    assert "store's folder" in capsys.readouterr().err
+    assert not key.exists() and not (tmp_path / "o").exists()
