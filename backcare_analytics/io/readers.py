@@ -751,6 +751,8 @@ def check_xlsx(data: bytes, settings: Settings, where: str) -> None:
                             "(an XML entity attack?); fix: save the workbook again from Excel",
                         )
                     tail = chunk[-32:]
+    except FileRefused:
+        raise
     except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError):
         raise FileRefused("bad_xlsx", f"{where}: a part of the workbook is damaged") from None
 
@@ -809,6 +811,10 @@ def _read_xlsx(data: bytes, settings: Settings, where: str) -> tuple[list[RawTab
             table, b = _read_sheet(ws, declared, wb.epoch, settings, f"{where} [{ws.title}]")
             tables.append(table)
             blank += b
+    except FileRefused:
+        raise
+    except Exception:  # a damaged sheet part: openpyxl/lxml raise many types
+        raise FileRefused("bad_xlsx", f"{where}: a worksheet of the workbook is damaged") from None
     finally:
         wb.close()
     return tables, blank
