@@ -217,6 +217,85 @@ def export_new_key(
     typer.echo(f"created {path} (fingerprint {key_fingerprint(load_key(path))}); keep it safe")
 
 
+# ---------------------------------------------------------------------------------------------
+# reports (issue 5; see docs/reports.md)
+# ---------------------------------------------------------------------------------------------
+
+report_app = typer.Typer(
+    help="Render weekly patient reports and the clinic overview (HTML, PDF).",
+    no_args_is_help=True,
+)
+app.add_typer(report_app, name="report")
+WeekOption = Annotated[str, typer.Option("--week", help="YYYY-Www, or 'latest' (default).")]
+FormatOption = Annotated[str, typer.Option("--format", help="html, pdf or html,pdf.")]
+OutOption = Annotated[
+    Path | None, typer.Option("--out", help="Parent folder (default: reports/); files in <week>/.")
+]
+JobsOption = Annotated[
+    int | None, typer.Option("--jobs", min=1, max=64, help="Warm kernels (default: one per core).")
+]
+
+
+def _report_command(
+    store: Path | None,
+    week: str,
+    patients: list[str] | None,
+    fmt: str,
+    out: Path | None,
+    jobs: int | None,
+    *,
+    weekly: bool,
+    clinic: bool,
+) -> None:
+    from backcare_analytics.config import get_settings
+    from backcare_analytics.reports.batch import parse_formats, render_week
+
+    settings = get_settings()
+    try:
+        summary = render_week(
+            Path(store or settings.store),
+            week,
+            patients=patients or None,
+            formats=parse_formats(fmt),
+            out=out or settings.reports_dir,
+            jobs=jobs,
+            weekly=weekly,
+            clinic=clinic,
+        )
+    except (ValueError, LookupError, FileNotFoundError) as exc:
+        raise _fail(str(exc)) from None
+    for line in summary.lines():
+        typer.echo(line)
+    if summary.failed:
+        raise typer.Exit(EXIT_FAILED)
+
+
+@report_app.command("weekly")
+def report_weekly(
+    store: StoreOption = None,
+    week: WeekOption = "latest",
+    patient: Annotated[
+        list[str] | None, typer.Option("--patient", help="Only this patient (repeatable).")
+    ] = None,
+    fmt: FormatOption = "html",
+    out: OutOption = None,
+    jobs: JobsOption = None,
+) -> None:
+    """Weekly patient reports of a week, one per patient, in warm kernels on every core."""
+    _report_command(store, week, patient, fmt, out, jobs, weekly=True, clinic=False)
+
+
+@report_app.command("clinic")
+def report_clinic(
+    store: StoreOption = None,
+    week: WeekOption = "latest",
+    fmt: FormatOption = "html",
+    out: OutOption = None,
+) -> None:
+    """The clinic overview of a week: every patient, who needs attention first."""
+    _report_command(store, week, None, fmt, out, 1, weekly=False, clinic=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``backcare`` console script."""
     try:

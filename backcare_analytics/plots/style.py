@@ -52,14 +52,19 @@ OKABE_ITO: dict[str, str] = {
     "grey": "#999999",
 }
 
-#: How each adherence status of a day is drawn: fill colour, hatch (for greyscale), label.
-#: Lightness falls from "met" to "missed" so the order survives greyscale; "no log" is white
-#: with a dotted hatch: a day without any log is not a missed day.
+#: How each adherence status of a day is drawn: fill colour, a marker (so the grid reads in
+#: greyscale), the marker's ink and the legend label. "No log" is pale grey with a "?": a day
+#: without any log is not a missed day.
 ADHERENCE_STATUS_STYLE: dict[str, dict[str, str]] = {
-    "met": {"color": OKABE_ITO["blue"], "hatch": "", "label": "met (dose ≥ 80 %)"},
-    "partial": {"color": OKABE_ITO["sky"], "hatch": "//", "label": "partial"},
-    "missed": {"color": OKABE_ITO["vermillion"], "hatch": "xx", "label": "missed"},
-    "no_log": {"color": "#FFFFFF", "hatch": "..", "label": "no log that day"},
+    "met": {
+        "color": OKABE_ITO["blue"],
+        "marker": "o",
+        "ink": "white",
+        "label": "met (dose ≥ 80 %)",
+    },
+    "partial": {"color": OKABE_ITO["sky"], "marker": "$½$", "ink": "black", "label": "partial"},
+    "missed": {"color": OKABE_ITO["vermillion"], "marker": "x", "ink": "black", "label": "missed"},
+    "no_log": {"color": "#F2F2F2", "marker": "$?$", "ink": "#555555", "label": "no log that day"},
 }
 
 #: Figure sizes in inches (A4 text width is about 7.2 in at our margins).

@@ -25,12 +25,24 @@ __all__ = [
     "HtmlFragment",
     "environment",
     "html_fragment",
+    "package_version",
     "render_fragment",
     "show",
 ]
 
 #: Resolution of report figures: sharp on screen and legible in print, small in an e-mail.
 FIGURE_DPI = 110
+
+
+@cache
+def package_version() -> str:
+    """The installed version of backcare_analytics (from the package metadata)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("backcare_analytics")
+    except PackageNotFoundError:  # pragma: no cover - a bare checkout
+        return "0.0.0+unknown"
 
 
 @cache

@@ -24,7 +24,7 @@ from typing import Any
 import bleach
 from markupsafe import Markup
 
-from backcare_analytics.reports.display import environment
+from backcare_analytics.reports.display import environment, package_version
 
 __all__ = ["CSP", "notebook_blocks", "notebook_to_html", "sanitize_html"]
 
@@ -135,13 +135,11 @@ def notebook_blocks(nb: Any) -> list[dict[str, Any]]:
 
 def notebook_to_html(nb: Any, *, title: str, footer: str = "") -> str:
     """One self-contained HTML page (CSP, embedded images, no code) from an executed notebook."""
-    from backcare_analytics import __version__
-
     page = environment().get_template("page.html.j2")
     return page.render(
         csp=Markup(CSP),  # our constant; quotes stay literal for the browser and for tests
         title=title,
         footer=footer,
-        version=__version__,
+        version=package_version(),
         blocks=notebook_blocks(nb),
     )

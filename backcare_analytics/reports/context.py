@@ -1,0 +1,273 @@
+"""A week's data, loaded and computed once per process, then sliced per patient.
+
+A report kernel renders many patients of the same week. :func:`load_week` reads the store once
+(short-lived read-only connections), runs every metric family vectorised over all patients, and
+memoises the result keyed by the store file, its modification time and the week, so the
+second patient's notebook only slices (:meth:`WeekData.patient`), draws and exports.
+
+Metric families that are not installed yet (a module missing from this checkout) are listed in
+``WeekData.unavailable`` and printed as a data-quality remark; any other failure raises.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from backcare_analytics.metrics.params import Window
+from backcare_analytics.protocol import Protocol, load_protocol
+
+__all__ = [
+    "VERDICT_LABELS",
+    "VERDICT_PRIORITY",
+    "ReportPolicy",
+    "WeekData",
+    "load_week",
+    "resolve_week",
+]
+
+_WEEK = re.compile(r"^\d{4}-W\d{2}$")
+
+#: Verdicts in order of who needs attention first.
+VERDICT_PRIORITY: dict[str, int] = {
+    "review": 0,
+    "loading_ahead_of_symptoms": 1,
+    "pain_improving_strength_stalled": 2,
+    "insufficient_data": 3,
+    "progressing": 4,
+}
+VERDICT_LABELS: dict[str, str] = {
+    "review": "Review",
+    "loading_ahead_of_symptoms": "Loading ahead of symptoms",
+    "pain_improving_strength_stalled": "Pain improving, strength stalled",
+    "insufficient_data": "Insufficient data",
+    "progressing": "Progressing",
+}
+
+
+@dataclass(frozen=True)
+class ReportPolicy:
+    """Thresholds of the report's own flags (the metric families keep theirs).
+
+    Attributes
+    ----------
+    history_days
+        Days shown in the daily pictures (heatmap, pain, timing), ending on the week's Sunday.
+    missed_days
+        Flag "missed days" when the routine was not done on at least this many days of the week.
+    dropout_risk_days
+        Flag "dropout risk" after this many days without any logged session (the dropout
+        metric itself says "dropped out" at 21 days).
+    pain_rise_points
+        Flag "pain rise" when this week's mean back pain is at least this many NRS points above
+        the previous week's mean (the minimal important change, Ostelo 2008).
+    """
+
+    history_days: int = 28
+    missed_days: int = 2
+    dropout_risk_days: int = 7
+    pain_rise_points: float = 2.0
+
+
+def _optional(module: str) -> Any | None:
+    """The metric module, or ``None`` when it is not part of this checkout yet."""
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError as exc:
+        if exc.name and module.startswith(exc.name):
+            return None
+        raise
+
+
+def _store(path: Path | str) -> Any:
+    from backcare_analytics.store import Store
+
+    return Store(Path(path))
+
+
+def resolve_week(store: Path | str, week: str = "latest") -> str:
+    """``week`` itself when it is ``YYYY-Www``; for ``"latest"``, the ISO week of the last day
+    with any session or diary entry in the store."""
+    if week != "latest":
+        if not _WEEK.match(week):
+            raise ValueError(f"week must be 'latest' or look like 2026-W10; received {week!r}")
+        Window.iso_week(week)  # checks the week exists
+        return week
+    table = _store(store).query(
+        "SELECT max(d) AS d FROM (SELECT max(day) AS d FROM sessions "
+        "UNION ALL SELECT max(day) FROM pain)"
+    )
+    last = table.column("d")[0].as_py()
+    if last is None:
+        raise ValueError(f"the store {store} holds no sessions or diary entries; import first")
+    iso = pd.Timestamp(last).isocalendar()
+    return f"{iso.year}-W{iso.week:02d}"
+
+
+@dataclass
+class WeekData:
+    """Everything the week's reports show, for every patient of the clinic at once."""
+
+    store: Path
+    week: Window
+    history: Window
+    protocol: Protocol
+    policy: ReportPolicy
+    patients: pd.DataFrame
+    frames: dict[str, pd.DataFrame]
+    policies: dict[str, Any]
+    flags: pd.DataFrame
+    overview: pd.DataFrame
+    provenance: dict[str, Any]
+    unavailable: list[str] = field(default_factory=list)
+
+    @property
+    def label(self) -> str:
+        return self.week.label
+
+    def frame(self, name: str) -> pd.DataFrame:
+        """A clinic-wide frame by name (empty when its metric family is unavailable)."""
+        return self.frames.get(name, pd.DataFrame())
+
+    def patient(self, patient_id: str) -> Any:
+        """The :class:`~backcare_analytics.reports.weekly.PatientWeek` of one patient."""
+        from backcare_analytics.reports.weekly import PatientWeek
+
+        return PatientWeek.from_week(self, patient_id)
+
+
+def _sha_short(path: Path) -> str:
+    return hashlib.sha256(str(path).encode()).hexdigest()[:12]
+
+
+def _compute(store_path: Path, label: str, policy: ReportPolicy) -> WeekData:
+    store = _store(store_path)
+    week = Window.iso_week(label)
+    history = Window(end=week.end, days=policy.history_days)
+    protocol = load_protocol()
+    patients = store.patients()
+    patients = patients[patients["programme_start"] <= week.end].reset_index(drop=True)
+    sessions = store.sessions(end=week.end)
+    pain = store.pain(end=week.end)
+    prescriptions = store.prescriptions(protocol=protocol)
+    frames: dict[str, pd.DataFrame] = {"sessions": sessions, "pain": pain}
+    policies: dict[str, Any] = {"report": policy}
+    unavailable: list[str] = []
+
+    adh = _optional("backcare_analytics.metrics.adherence")
+    if adh is not None:
+        apol = adh.AdherencePolicy.from_protocol(protocol)
+        policies["adherence"] = apol
+        daily = adh.adherence_daily(
+            sessions, prescriptions, patients, window=Window(end=week.end, days=10_000),
+            policy=apol,
+        )  # fmt: skip
+        frames["adherence_daily"] = daily
+        frames["adherence_week"] = adh.adherence_summary(daily, pain, window=week)
+        frames["adherence_weekly"] = adh.adherence_summary(daily, pain, by="iso_week")
+    else:
+        unavailable.append("adherence")
+
+    for name, loader in _FAMILIES.items():
+        module = _optional(f"backcare_analytics.metrics.{name}")
+        if module is None:
+            unavailable.append(name)
+            continue
+        loader(module, frames, policies, patients, prescriptions, protocol, week)
+
+    from backcare_analytics.reports.flags import attention_table, week_flags
+
+    flags = week_flags(frames, patients, week, policy)
+    overview = attention_table(frames, patients, flags, week)
+    imports = store.imports()
+    provenance = {
+        "store": str(store_path),
+        "store_id": _sha_short(store_path.resolve()),
+        "imports": imports,
+        "computed_at": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+    }
+    return WeekData(
+        store=store_path,
+        week=week,
+        history=history,
+        protocol=protocol,
+        policy=policy,
+        patients=patients,
+        frames=frames,
+        policies=policies,
+        flags=flags,
+        overview=overview,
+        provenance=provenance,
+        unavailable=unavailable,
+    )
+
+
+def _persistence(module, frames, policies, patients, prescriptions, protocol, week):
+    frames["persistence"] = module.persistence(
+        frames["sessions"], patients, window=Window(end=week.end, days=10_000),
+        policy=policies.get("adherence"),
+    )  # fmt: skip
+
+
+def _timing(module, frames, policies, patients, prescriptions, protocol, week):
+    span = Window(end=week.end, days=28)
+    pol = policies.get("adherence")
+    frames["first_session_times"] = module.first_session_times(
+        frames["sessions"], patients, window=span, policy=pol
+    )
+    frames["timing"] = module.timing_consistency(
+        frames["sessions"], patients, window=span, policy=pol
+    )
+
+
+def _pain(module, frames, policies, patients, prescriptions, protocol, week):
+    policy = module.PainPolicy()
+    policies["pain"] = policy
+    span = Window(end=week.end, days=10_000)
+    frames["pain_daily"] = module.pain_daily(frames["pain"], patients, window=span, policy=policy)
+    frames["pain_summary"] = module.pain_summary(
+        frames["pain"], patients, window=span, policy=policy
+    )
+
+
+_FAMILIES: dict[str, Any] = {
+    "persistence": _persistence,
+    "timing": _timing,
+    "pain": _pain,
+}
+
+
+@cache
+def _memo(store: str, mtime_ns: int, label: str, policy: ReportPolicy) -> WeekData:
+    return _compute(Path(store), label, policy)
+
+
+def load_week(
+    store: Path | str, week: str = "latest", policy: ReportPolicy | None = None
+) -> WeekData:
+    """The week's data for every patient, computed once per process and store version.
+
+    Parameters
+    ----------
+    store
+        The DuckDB store file.
+    week
+        ``YYYY-Www`` or ``"latest"`` (the week of the last logged day).
+    policy
+        The report's own flag thresholds.
+    """
+    path = Path(store).resolve()
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"store {path} not found; fix: import exports first (backcare import) or pass --store"
+        )
+    label = resolve_week(path, week)
+    return _memo(str(path), path.stat().st_mtime_ns, label, policy or ReportPolicy())

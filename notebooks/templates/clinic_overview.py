@@ -1,0 +1,36 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% tags=["parameters"]
+week = "latest"
+store = "build/demo/backcare.duckdb"
+
+# %%
+from backcare_analytics.reports.overview import load_clinic_week
+
+clinic = load_clinic_week(store, week)
+
+# %%
+clinic.header()
+
+# %% [markdown]
+# ## Every patient, who needs attention first
+
+# %%
+clinic.patient_table()
+
+# %% [markdown]
+# ## Flags this week
+
+# %%
+clinic.flag_counts()
