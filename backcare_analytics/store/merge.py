@@ -102,6 +102,8 @@ def merge_rows(
     ``updated_at``. Accepted rows are inserted with ``source_row`` and ``updated_at``.
     """
     spec = SPECS[kind]
+    if "source_file" not in clean:  # the clean Patients schema has no provenance column
+        clean = clean.assign(source_file=file_sha)
     frame = clean[[*spec.columns, "updated_at", "_row"]]
     con.register("_incoming", frame)
     try:
