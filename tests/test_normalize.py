@@ -491,3 +491,43 @@ def test_every_row_lands_once_and_no_bad_cell_hides_another(rows: list[tuple]) -
         }
         expected = {e for e in expected if e[2] is not None}
         assert {g for g in got if g[0] == row} == expected
+
+
+# --- the synthetic clinic: exactly the planted bad rows --------------------------------------
+
+
+@pytest.mark.slow
+def test_synthetic_clinic_rejects_exactly_the_planted_rows() -> None:
+    synth = pytest.importorskip("backcare_analytics.synth")
+    clinic = synth.simulate(synth.SynthConfig(patients=6, weeks=4, seed=11, bad_share=0.04))
+    truth = clinic.truth
+    expected = {f["file"]: f for f in truth["files"]}
+    planted = {(b["file"], b["row"], b["reason"]) for b in truth["bad_rows"]}
+    assert planted, "the clinic should plant bad rows"
+    found: set[tuple[str, int, str]] = set()
+    formats: set[str] = set()
+    patients = None
+    for name, data in clinic.files.items():
+        export = read_export(Path(name), data=data)
+        formats.add(export.source_format)
+        (table,) = export.tables
+        result = normalize(table, source_file=export.sha256, patients=patients, now=NOW)
+        if table.kind == "patients":
+            patients = result.clean
+        exp = expected[name]
+        assert table.rows_read == exp["rows_read"], name
+        assert len(result.clean) == exp["accepted"] + exp["duplicates"], name
+        assert result.rejects["row"].nunique() == exp["rejected"], name
+        assert_conserved_rows(result, table)
+        found |= {
+            (name, int(r), c) for r, c in zip(result.rejects["row"], result.rejects["reason"])
+        }
+    assert found == planted
+    assert formats == {"csv", "json", "jsonl", "xlsx"}
+
+
+def assert_conserved_rows(result: Normalized, table) -> None:
+    every = set(table.row_numbers.tolist()) | set(table.row_errors["row"].tolist())
+    clean_rows, reject_rows = set(result.clean["_row"]), set(result.rejects["row"])
+    assert not clean_rows & reject_rows
+    assert clean_rows | reject_rows == every
