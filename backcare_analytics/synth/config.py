@@ -52,7 +52,7 @@ class SynthConfig:
         default_factory=lambda: {
             "responder": -0.35,
             "slow_responder": -0.15,
-            "non_responder": 0.0,
+            "non_responder": 0.08,
             "flare_prone": -0.10,
         }
     )
