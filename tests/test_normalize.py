@@ -519,9 +519,8 @@ def test_synthetic_clinic_rejects_exactly_the_planted_rows() -> None:
         assert len(result.clean) == exp["accepted"] + exp["duplicates"], name
         assert result.rejects["row"].nunique() == exp["rejected"], name
         assert_conserved_rows(result, table)
-        found |= {
-            (name, int(r), c) for r, c in zip(result.rejects["row"], result.rejects["reason"])
-        }
+        rejects = zip(result.rejects["row"], result.rejects["reason"], strict=True)
+        found |= {(name, int(r), c) for r, c in rejects}
     assert found == planted
     assert formats == {"csv", "json", "jsonl", "xlsx"}
 
