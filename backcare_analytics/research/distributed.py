@@ -152,6 +152,16 @@ def _run_one(folder: str, k: int, fn: BucketFn) -> dict[str, pd.DataFrame]:
     return dict(fn(read_bucket(folder, k)))
 
 
+def _run_one_to_files(folder: str, k: int, fn: BucketFn, out: str) -> dict[str, int]:
+    """Run one bucket and write each result as ``<out>/<name>/part-<k>.parquet``; return the
+    row counts only, so nothing large travels back to the client."""
+    result = _run_one(folder, k, fn)
+    for name, frame in result.items():
+        _part(Path(out), name, k).parent.mkdir(parents=True, exist_ok=True)
+        frame.to_parquet(_part(Path(out), name, k), index=False, compression="zstd")
+    return {name: len(frame) for name, frame in result.items()}
+
+
 def _concat(parts: list[Mapping[str, pd.DataFrame]]) -> dict[str, pd.DataFrame]:
     names = list(parts[0]) if parts else []
     out = {}
@@ -168,7 +178,8 @@ def run_buckets(
     *,
     engine: str = "dask",
     client: Any | None = None,
-) -> dict[str, pd.DataFrame]:
+    out: Path | str | None = None,
+) -> dict[str, pd.DataFrame] | dict[str, int]:
     """Run ``fn`` on every bucket and concatenate the results, bucket after bucket.
 
     Parameters
@@ -177,9 +188,17 @@ def run_buckets(
         ``"dask"``: one ``dask.delayed`` task per bucket, computed on ``client`` (a
         ``distributed.Client``) when given, else on Dask's default scheduler. ``"serial"``: a
         plain loop in this process (the reference, and a fallback without the extra).
+    out
+        When given, each bucket's results are written by the worker to
+        ``<out>/<name>/part-<k>.parquet`` (read them back with :func:`read_bucket` layout or
+        ``pd.read_parquet(out / name)``) and only total row counts per result are returned: the
+        client then never holds the cohort's results, which is what keeps a 10^5-patient run
+        within one machine's memory.
     """
     folder = Path(folder)
     n, _ = _layout(folder)
+    if out is not None:
+        return _run_to_files(folder, fn, n, Path(out), engine=engine, client=client)
     if engine == "serial":
         return _concat([_run_one(str(folder), k, fn) for k in range(n)])
     if engine != "dask":
@@ -197,6 +216,26 @@ def run_buckets(
     else:
         parts = list(dask.compute(*tasks))
     return _concat(parts)
+
+
+def _run_to_files(
+    folder: Path, fn: BucketFn, n: int, out: Path, *, engine: str, client: Any | None
+) -> dict[str, int]:
+    if engine == "serial":
+        counts = [_run_one_to_files(str(folder), k, fn, str(out)) for k in range(n)]
+    else:
+        import dask
+
+        tasks = [
+            dask.delayed(_run_one_to_files, pure=True)(str(folder), k, fn, str(out))
+            for k in range(n)
+        ]
+        counts = (
+            client.gather(client.compute(tasks)) if client is not None else dask.compute(*tasks)
+        )
+    names = list(counts[0]) if counts else []
+    (out / "_buckets.txt").write_text(f"{n}\n" + "\n".join(names) + "\n", encoding="utf-8")
+    return {name: int(sum(c[name] for c in counts)) for name in names}
 
 
 def run_local(tables: Mapping[str, pd.DataFrame], fn: BucketFn) -> dict[str, pd.DataFrame]:
