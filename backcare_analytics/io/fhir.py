@@ -64,6 +64,10 @@ SESSION_COMPONENTS = (
     "reps", "hold_s", "sets", "side", "level", "variant", "pain_before", "pain_after",
 )  # fmt: skip
 PAIN_COMPONENTS = ("leg_pain", "flare")
+#: UCUM time units kept with a Quantity's value so that seconds and minutes are not confused.
+TIME_UNITS = ("s", "min")
+#: Statuses of an Observation that is void: refused, never read as a measurement.
+VOID_STATUSES = ("entered-in-error", "cancelled")
 
 
 def looks_like_fhir(data: bytes, fmt: str) -> bool:
@@ -94,7 +98,11 @@ def _value(holder: dict[str, Any]) -> str | None:
         if key in holder:
             return _text(holder[key])
     if isinstance(q := holder.get("valueQuantity"), dict):
-        return _text(q.get("value"))
+        value = _text(q.get("value"))
+        unit = q.get("code", q.get("unit"))
+        if value and unit in TIME_UNITS:  # "15 s", "1 min": the hold_s parser reads both
+            return f"{value} {unit}"
+        return value
     if isinstance(cc := holder.get("valueCodeableConcept"), dict):
         coding = cc.get("coding")
         if isinstance(coding, list) and coding and isinstance(coding[0], dict):
@@ -162,6 +170,8 @@ def observation_record(
             rec["session_id"] = session
     else:
         return "sessions", None, ("", "bad_record", "an Observation of an unknown code")
+    if resource.get("status") in VOID_STATUSES:
+        return kind, None, ("", "bad_record", "the Observation is void (its status)")
     rec[time_col] = _text(when)  # type: ignore[assignment]
     if note is not None:
         rec["note"] = _text(note)  # type: ignore[assignment]
