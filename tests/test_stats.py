@@ -130,3 +130,13 @@ def test_multi_key_groups_keep_key_dtypes() -> None:
     r = trend_tests(df, by=["pid", "m"], x="x", y="y", min_n=2)
     assert len(r) == 4 and r["pid"].dtype == df["pid"].dtype
     assert (r["n"] == 3).all()
+
+
+def test_without_sen_slopes_same_mann_kendall() -> None:
+    df = _random_groups(21, 30, ties=True)
+    codes = df["g"].to_numpy()
+    full = trend_arrays(codes, df["x"].to_numpy(), df["y"].to_numpy(), min_n=2)
+    fast = trend_arrays(codes, df["x"].to_numpy(), df["y"].to_numpy(), min_n=2, sen=False)
+    for name in ("mk_s", "mk_var_s", "mk_z", "mk_p", "kendall_tau"):
+        np.testing.assert_array_equal(full[name], fast[name])
+    assert np.isnan(fast["sen_slope"]).all()

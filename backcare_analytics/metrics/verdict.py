@@ -229,9 +229,9 @@ def weekly_verdict(
     kw = dict(n_groups=ne, min_n=p.min_weeks)
     tp = trend_arrays(row_ev, x, pain_d[row_pos], **kw)
     tc = trend_arrays(row_ev, x, index_d[row_pos], **kw)
-    tu = trend_arrays(row_ev, x, order_d[row_pos], **kw)
+    tu = trend_arrays(row_ev, x, order_d[row_pos], sen=False, **kw)
     both = ~np.isnan(pain_d[row_pos]) & ~np.isnan(index_d[row_pos])
-    tau = trend_arrays(row_ev[both], pain_d[row_pos][both], index_d[row_pos][both], **kw)
+    tau = trend_arrays(row_ev[both], pain_d[row_pos][both], index_d[row_pos][both], sen=False, **kw)
     cap_weeks = np.bincount(
         row_ev, weights=~np.isnan(index_d[row_pos]) | ~np.isnan(order_d[row_pos]), minlength=ne
     )
