@@ -49,6 +49,7 @@ __all__ = [
     "run_buckets",
     "run_local",
     "read_bucket",
+    "research_metrics",
     "same_results",
     "write_buckets",
 ]
@@ -309,7 +310,35 @@ def all_metrics(
     return out
 
 
-def metrics_fn(window: Window, policy: CohortPolicy) -> BucketFn:
-    """:func:`all_metrics` with the cohort-wide window and policy bound (picklable, so Dask can
-    ship it to worker processes)."""
-    return functools.partial(all_metrics, window=window, policy=policy)
+def research_metrics(
+    tables: Mapping[str, pd.DataFrame], *, window: Window, policy: CohortPolicy
+) -> dict[str, pd.DataFrame]:
+    """The tables a cohort study needs, from the metric functions unchanged: adherence summary
+    (PDC per exercise and routine), persistence and dropout, pain summary (responders), and the
+    cohort tables. (The clinic-report tables, e.g. per-session tolerance and rolling adherence,
+    are left to :func:`all_metrics`.)"""
+    from backcare_analytics.metrics.adherence import adherence_daily, adherence_summary
+    from backcare_analytics.metrics.pain import pain_summary
+    from backcare_analytics.metrics.persistence import persistence
+
+    s, p, pts = tables["sessions"], tables["pain"], tables["patients"]
+    daily = adherence_daily(s, tables["prescriptions"], pts, window=window)
+    out = {
+        "adherence_summary": adherence_summary(daily, p, window=window),
+        "persistence": persistence(s, pts, window=window),
+        "pain_summary": pain_summary(p, pts, window=window),
+    }
+    del daily
+    for name, frame in cohort_metrics(tables, policy=policy).items():
+        out[f"cohort_{name}"] = frame
+    return out
+
+
+def metrics_fn(window: Window, policy: CohortPolicy, which: str = "all") -> BucketFn:
+    """:func:`all_metrics` (``which="all"``) or :func:`research_metrics` (``"research"``) with
+    the cohort-wide window and policy bound (picklable, so Dask can ship it to worker
+    processes)."""
+    fns = {"all": all_metrics, "research": research_metrics}
+    if which not in fns:
+        raise ValueError(f"which must be 'all' or 'research'; received {which!r}")
+    return functools.partial(fns[which], window=window, policy=policy)
