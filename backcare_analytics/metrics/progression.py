@@ -52,6 +52,75 @@ def _strength_rows(sessions: pd.DataFrame, protocol: Protocol, window: Window | 
     return sessions[keep], ids
 
 
+class _Coded:
+    """Strength rows of a sessions frame as integer codes (strings are factorised once and only
+    the output rows are turned back into strings)."""
+
+    def __init__(self, sessions: pd.DataFrame, protocol: Protocol, window: Window | None) -> None:
+        need = [Sessions.patient_id, Sessions.day, Sessions.exercise_id, Sessions.sets,
+                Sessions.reps, Sessions.hold_s, Sessions.level, Sessions.variant]  # fmt: skip
+        missing = [c for c in need if c not in sessions.columns]
+        if missing:
+            raise InputDataError(
+                f"sessions frame: missing column(s) {missing}; fix: pass the clean sessions table"
+            )
+        self.ex_names = [ex.id for ex in protocol.exercises if ex.is_strength]
+        self.ex_sorted_rank = np.argsort(np.argsort(np.array(self.ex_names, dtype=object)))
+        ecode, euni = pd.factorize(sessions[Sessions.exercise_id])
+        emap = np.array([self.ex_names.index(u) if u in self.ex_names else -1 for u in euni] + [-1])
+        e = emap[ecode]  # code -1 (missing) indexes the trailing -1
+        day = _day_numbers(sessions[Sessions.day])
+        keep = e >= 0
+        if window is not None:
+            keep &= window.contains(sessions[Sessions.day]).to_numpy()
+        self.rows = np.flatnonzero(keep)
+        self.ex = e[self.rows]
+        self.day = day[self.rows]
+        self._frame = sessions
+        pcode, puni = pd.factorize(sessions[Sessions.patient_id])
+        self._pnames = np.asarray(puni, dtype=object)
+        ranks = np.argsort(np.argsort(self._pnames)) if self._pnames.size else np.zeros(0, int)
+        self._pcode = pcode[self.rows]
+        self.prank = ranks[self._pcode] if self.rows.size else np.zeros(0, dtype=np.int64)
+        vcode, vuni = pd.factorize(sessions[Sessions.variant])
+        lcode, luni = pd.factorize(sessions[Sessions.level])
+        self.vcode, self.variants = vcode[self.rows], [str(v) for v in vuni]
+        self.lcode, self.levels = lcode[self.rows], [str(v) for v in luni]
+
+    def col(self, name: str) -> np.ndarray:
+        return self._frame[name].to_numpy(dtype=np.float64, na_value=np.nan)[self.rows]
+
+    def variant_code(self, name: str | None) -> int:
+        if name is None:
+            return -1
+        if name not in self.variants:
+            self.variants.append(name)
+        return self.variants.index(name)
+
+    def level_code(self, name: str | None) -> int:
+        if name is None:
+            return -1
+        if name not in self.levels:
+            self.levels.append(name)
+        return self.levels.index(name)
+
+    def sorted_variant_rank(self, vcode: np.ndarray) -> np.ndarray:
+        ranks = np.argsort(np.argsort(np.array(self.variants, dtype=object)))
+        return np.where(vcode >= 0, ranks[np.maximum(vcode, 0)] if ranks.size else 0, len(ranks))
+
+    def patient_names(self, pick: np.ndarray) -> pd.Series:
+        return pd.Series(self._pnames[self._pcode[pick]], dtype="str")
+
+    @staticmethod
+    def names(uniques: list[str], codes: np.ndarray) -> pd.Series:
+        table = np.asarray([*uniques, None], dtype=object)
+        return pd.Series(table[np.where(codes >= 0, codes, len(uniques))], dtype="str")
+
+
+def _coded(sessions: pd.DataFrame, protocol: Protocol, window: Window | None) -> _Coded:
+    return _Coded(sessions, protocol, window)
+
+
 def capacity_daily(
     sessions: pd.DataFrame,
     *,
@@ -99,67 +168,61 @@ def capacity_daily(
     ' exercise_id  sessions   level  reps  capacity_s\\n      bridge         2     NaN     5        50.0\\nmini_push_up         1 counter     8         NaN'
     """
     protocol = protocol or load_protocol()
-    s, ids = _strength_rows(sessions, protocol, window)
-    by_id = protocol.by_id
-    ex = s[Sessions.exercise_id].astype("str")
-    variant = s[Sessions.variant].astype("str")
-    level = s[Sessions.level].astype("str")
-    rank = np.full(len(s), np.nan)
-    hold_ex = np.zeros(len(s), dtype=bool)
-    for ex_id in ids:
-        e = by_id[ex_id]
-        m = (ex == ex_id).to_numpy()
+    c = _coded(sessions, protocol, window)
+    rows, e, by_id = c.rows, c.ex, protocol.by_id
+    vcode, lcode = c.vcode.copy(), c.lcode.copy()
+    rank = np.full(rows.size, np.nan)
+    hold_ex = np.zeros(rows.size, dtype=bool)
+    for k, ex_id in enumerate(c.ex_names):
+        ex = by_id[ex_id]
+        m = e == k
         if not m.any():
             continue
-        if e.variants:
-            variant = variant.mask(m & variant.isna().to_numpy(), e.default_variant)
+        if ex.variants:
+            vcode[m & (vcode < 0)] = c.variant_code(ex.default_variant)
         else:
-            variant = variant.mask(m, None)
-        if e.ladder:
-            level = level.mask(m & level.isna().to_numpy(), e.default_level)
-            ranks = level[m].map({lv: k for k, lv in enumerate(e.ladder)})
-            rank[m] = ranks.to_numpy(dtype=np.float64, na_value=np.nan)
+            vcode[m] = -1
+        if ex.ladder:
+            lcode[m & (lcode < 0)] = c.level_code(ex.default_level)
+            table = np.array([ex.ladder.index(lv) if lv in ex.ladder else np.nan
+                              for lv in c.levels], dtype=np.float64)  # fmt: skip
+            lc = lcode[m]
+            rank[m] = np.where(lc >= 0, table[np.maximum(lc, 0)] if table.size else np.nan, np.nan)
         else:
-            level = level.mask(m, None)
-        hold_ex[m] = e.dose.hold_s is not None
-    sets = s[Sessions.sets].to_numpy(dtype=np.float64, na_value=np.nan)
-    reps = np.where(np.isnan(sets), 1.0, sets) * s[Sessions.reps].to_numpy(
-        dtype=np.float64, na_value=np.nan
-    )
-    hold = s[Sessions.hold_s].to_numpy(dtype=np.float64, na_value=np.nan)
+            lcode[m] = -1
+        hold_ex[m] = ex.dose.hold_s is not None
+    sets = c.col(Sessions.sets)
+    reps = np.where(np.isnan(sets), 1.0, sets) * c.col(Sessions.reps)
+    hold = c.col(Sessions.hold_s)
     cap = np.where(hold_ex, reps * hold, np.nan)
     score = np.where(
         ~np.isnan(rank),
         rank * 1e4 + np.nan_to_num(reps, nan=-1.0),
         np.where(np.isnan(cap), np.nan_to_num(reps, nan=-1.0) - 1e9, cap),
     )
-    keys = pd.DataFrame(
-        {"patient_id": s[Sessions.patient_id].astype("str").to_numpy(), "exercise_id": ex.to_numpy(),
-         "variant": variant.to_numpy()}
-    )  # fmt: skip
-    kcode = keys.groupby(_KEYS, sort=False, dropna=False).ngroup().to_numpy()
-    day = _day_numbers(s[Sessions.day])
-    order = np.lexsort((score, day, kcode))
-    k, d = kcode[order], day[order]
+    # Sort keys in the output order: patient, exercise, variant (missing last), day.
+    vrank = c.sorted_variant_rank(vcode)
+    key = (c.prank * len(c.ex_names) + c.ex_sorted_rank[e]) * (len(c.variants) + 1) + vrank
+    order = np.lexsort((score, c.day, key))
+    k, d = key[order], c.day[order]
     last = np.r_[(k[1:] != k[:-1]) | (d[1:] != d[:-1]), True] if k.size else np.zeros(0, bool)
     ends = np.flatnonzero(last)
     n_rows = np.diff(np.r_[-1, ends])
     pick = order[ends]
     out = pd.DataFrame(
         {
-            "patient_id": pd.Series(keys["patient_id"].to_numpy()[pick], dtype="str"),
-            "exercise_id": pd.Series(keys["exercise_id"].to_numpy()[pick], dtype="str"),
-            "variant": pd.Series(keys["variant"].to_numpy()[pick], dtype="str"),
-            "day": _to_days(day[pick]),
+            "patient_id": c.patient_names(pick),
+            "exercise_id": pd.Series(np.asarray(c.ex_names, dtype=object)[e[pick]], dtype="str"),
+            "variant": c.names(c.variants, vcode[pick]),
+            "day": _to_days(c.day[pick]),
             "sessions": n_rows.astype(np.int64),
-            "level": pd.Series(level.to_numpy()[pick], dtype="str"),
+            "level": c.names(c.levels, lcode[pick]),
             "level_rank": pd.array(rank[pick], dtype="Float64").astype("Int64"),
             "reps": pd.array(reps[pick], dtype="Float64").round().astype("Int64"),
             "hold_s": hold[pick],
             "capacity_s": cap[pick],
         }
     )
-    out = out.sort_values(["patient_id", "exercise_id", "variant", "day"], kind="stable")
     return validate(out.reset_index(drop=True), CapacityDaily, what="capacity_daily output")
 
 
@@ -206,42 +269,50 @@ def capacity_weekly(daily: pd.DataFrame) -> pd.DataFrame:
     day = _day_numbers(daily["day"])
     monday = day - ((day + 3) % 7)  # 1970-01-01 was a Thursday
     rank = daily["level_rank"].to_numpy(dtype=np.float64, na_value=np.nan)
+    codes, names = {}, {}
+    for col in _KEYS:  # integer keys, missing last, in the order of the sorted names
+        cc, uu = pd.factorize(daily[col], sort=True)
+        codes[col] = np.where(cc < 0, len(uu), cc)
+        names[col] = np.asarray([*uu, None], dtype=object)
+    lcode, luni = pd.factorize(daily["level"])
     f = pd.DataFrame(
         {
-            "patient_id": daily["patient_id"].to_numpy(),
-            "exercise_id": daily["exercise_id"].to_numpy(),
-            "variant": daily["variant"].to_numpy(),
+            "p": codes["patient_id"],
+            "e": codes["exercise_id"],
+            "v": codes["variant"],
             "monday": monday,
             "rank": rank,
             "reps": daily["reps"].to_numpy(dtype=np.float64, na_value=np.nan),
             "hold_s": daily["hold_s"].to_numpy(dtype=np.float64, na_value=np.nan),
             "capacity_s": daily["capacity_s"].to_numpy(dtype=np.float64, na_value=np.nan),
-            "level": daily["level"].to_numpy(),
+            "level": lcode,
         }
     )
-    keys = [*_KEYS, "monday"]
-    g = f.groupby(keys, sort=True, dropna=False)
+    keys = ["p", "e", "v", "monday"]
+    g = f.groupby(keys, sort=True)
     days = g.size()
     top = g["rank"].transform("max").to_numpy()
     at_top = np.isnan(top) | (rank == top)
     agg = (
         f[at_top]
-        .groupby(keys, sort=True, dropna=False)
+        .groupby(keys, sort=True)
         .agg(rank=("rank", "max"), reps=("reps", "median"), hold_s=("hold_s", "median"),
-             capacity_s=("capacity_s", "median"), level=("level", "last"))
+             capacity_s=("capacity_s", "median"), level=("level", "max"))
     )  # fmt: skip
     agg["days"] = days.reindex(agg.index).to_numpy()
     agg = agg.reset_index()
     mon = agg["monday"].to_numpy(dtype=np.int64)
+    lnames = np.asarray([*luni, None], dtype=object)
+    lv = agg["level"].to_numpy()
     out = pd.DataFrame(
         {
-            "patient_id": agg["patient_id"].astype("str"),
-            "exercise_id": agg["exercise_id"].astype("str"),
-            "variant": agg["variant"].astype("str"),
+            "patient_id": pd.Series(names["patient_id"][agg["p"].to_numpy()], dtype="str"),
+            "exercise_id": pd.Series(names["exercise_id"][agg["e"].to_numpy()], dtype="str"),
+            "variant": pd.Series(names["variant"][agg["v"].to_numpy()], dtype="str"),
             "week": pd.Series(_iso_labels(mon), dtype="str"),
             "week_start": _to_days(mon),
             "days": agg["days"].astype(np.int64),
-            "level": agg["level"].astype("str"),
+            "level": pd.Series(lnames[np.where(lv < 0, len(luni), lv)], dtype="str"),
             "level_rank": pd.array(agg["rank"].to_numpy(), dtype="Float64").astype("Int64"),
             "reps": agg["reps"].astype(np.float64),
             "hold_s": agg["hold_s"].astype(np.float64),
