@@ -530,3 +530,19 @@ def assert_conserved_rows(result: Normalized, table) -> None:
     clean_rows, reject_rows = set(result.clean["_row"]), set(result.rejects["row"])
     assert not clean_rows & reject_rows
     assert clean_rows | reject_rows == every
+
+
+@pytest.mark.parametrize(
+    ("name", "header", "model"),
+    [
+        ("s.csv", SESSION_HEADER, Sessions),
+        ("p.csv", "patient_id,recorded_at,back_pain", Pain),
+        ("q.csv", "patient_id,timezone,programme_start", Patients),
+    ],
+)
+def test_empty_tables_keep_their_schema(name: str, header: str, model) -> None:
+    table = read_export(Path(name), data=f"{header}\n".encode()).tables[0]
+    result = normalize(table, source_file=SHA, patients=None, now=NOW)
+    assert result.clean.empty and result.rejects.empty
+    validate(result.clean.drop(columns=["_row", "updated_at"]), model)
+    assert list(result.rejects.columns) == ["row", "column", "reason", "detail", "raw"]

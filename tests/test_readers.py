@@ -347,3 +347,16 @@ def test_fixture_files_are_read() -> None:
         for table in export.tables:
             assert table.rows_read == len(table.frame) + len(table.row_errors)
             assert np.all(np.diff(table.row_numbers) > 0)
+
+
+def test_columns_without_a_header_are_ignored_with_a_warning() -> None:
+    table = read("s.csv", b"patient_id,performed_at,exercise,,\nP1,t,b,x,\n").tables[0]
+    assert list(table.frame.columns) == ["patient_id", "performed_at", "exercise"]
+    assert table.warnings == ("ignored a column without a header",)
+    data = xlsx_bytes(
+        [["patient_id", "performed_at", "exercise", None, None, None],
+         ["P1", "t", "b", None, "scribble", None], ["P2", "t", "b", None, None, "more"]]
+    )  # fmt: skip
+    table = read("s.xlsx", data).tables[0]
+    assert table.rows_read == 2 and table.row_errors.empty
+    assert table.warnings == ("ignored cells in columns without a header on 2 row(s)",)

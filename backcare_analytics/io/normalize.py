@@ -129,7 +129,7 @@ def normalize(
     table: RawTable,
     *,
     source_file: str,
-    patients: pd.DataFrame,
+    patients: pd.DataFrame | None,
     protocol: Protocol | None = None,
     settings: Settings | None = None,
     now: pd.Timestamp | None = None,
@@ -145,7 +145,8 @@ def normalize(
     patients
         A clean Patients frame: the registered patients plus those of the same import batch.
         Session and diary rows of other patients are refused ``unknown_patient``; naive times
-        are read in the patient's ``timezone``. Not used for ``kind == "patients"``.
+        are read in the patient's ``timezone``. Not used for ``kind == "patients"`` (may be
+        ``None`` there; ``None`` elsewhere means no patient is registered).
     now
         The import time (plausibility: at most one day after it); default the clock.
 
@@ -162,7 +163,7 @@ def normalize(
     frame = table.frame.reindex(columns=list(KNOWN_COLUMNS[table.kind]), fill_value="")
     frame = frame.astype("str").reset_index(drop=True)
     issues = _Issues(len(frame))
-    warnings: list[str] = list(table.warnings)
+    warnings: list[str] = []
     ctx = _Context(frame, issues, warnings, np.asarray(table.row_numbers), settings, now)
     if table.kind == "sessions":
         typed, keys = _sessions(ctx, patients, protocol, table.decimal_comma)
@@ -230,8 +231,10 @@ def _patient_ids(ctx: _Context) -> pd.Series:
     return ids.where(pd.Series(ok_u.take(codes) if len(nfc) else [], dtype=bool))
 
 
-def _zones(ctx: _Context, ids: pd.Series, patients: pd.DataFrame) -> pd.Series:
+def _zones(ctx: _Context, ids: pd.Series, patients: pd.DataFrame | None) -> pd.Series:
     """Each row's patient time zone; unregistered patients are ``unknown_patient``."""
+    if patients is None:
+        patients = pd.DataFrame({"patient_id": [], "timezone": []}, dtype="str")
     lookup = pd.Series(
         patients["timezone"].astype("str").to_numpy(),
         index=patients["patient_id"].astype("str").to_numpy(),
@@ -333,7 +336,7 @@ def _pairs_ok(exercise: pd.Series, value: pd.Series, allowed: set[tuple[str, str
 
 
 def _sessions(
-    ctx: _Context, patients: pd.DataFrame, protocol: Protocol, decimal_comma: bool
+    ctx: _Context, patients: pd.DataFrame | None, protocol: Protocol, decimal_comma: bool
 ) -> tuple[pd.DataFrame, list[list[str]]]:
     f, issues = ctx.frame, ctx.issues
     ids = _patient_ids(ctx)
@@ -398,7 +401,7 @@ def _sessions(
     return typed, keys
 
 
-def _pain(ctx: _Context, patients: pd.DataFrame) -> tuple[pd.DataFrame, list[list[str]]]:
+def _pain(ctx: _Context, patients: pd.DataFrame | None) -> tuple[pd.DataFrame, list[list[str]]]:
     f, issues = ctx.frame, ctx.issues
     ids = _patient_ids(ctx)
     zones = _zones(ctx, ids, patients)

@@ -215,8 +215,10 @@ def build_table(
     warn = list(warnings)
     known = KNOWN_COLUMNS[kind]
     unknown = [c for c in frame.columns if c not in known]
-    for col in unknown:
-        warn.append(f"ignored unknown column {col!r}")
+    for col in dict.fromkeys(unknown):
+        warn.append(
+            f"ignored unknown column {col!r}" if col else "ignored a column without a header"
+        )
     missing = [c for c in REQUIRED[kind] if c not in frame.columns]
     if missing:
         raise FileRefused(
@@ -584,7 +586,7 @@ def _header_names(header: list[str], where: str) -> list[str]:
     names = [normalize_header(c) for c in header]
     seen: set[str] = set()
     for name in names:
-        if name in seen:
+        if name in seen and name != "":  # unnamed columns are ignored, not duplicates
             raise FileRefused(
                 "duplicate_column",
                 f"{where}: the column {name!r} appears twice in the header; "
@@ -828,7 +830,7 @@ def _read_sheet(
     rows: list[list[str]] = []
     numbers: list[int] = []
     errors: list[tuple[int, str, str, str, str]] = []
-    blank = 0
+    blank = stray = 0
     for rownum, cells in enumerate(ws.iter_rows(), start=1):
         values = [getattr(c, "value", None) for c in cells]
         if all(v is None or (isinstance(v, str) and not v.strip()) for v in values):
@@ -858,9 +860,7 @@ def _read_sheet(
             )
             continue
         if any(v not in (None, "") for v in values[len(names) :]):
-            detail = "the row has cells right of the last named column"
-            errors.append((rownum, "", "bad_record", detail, raw_json(text, limit)))
-            continue
+            stray += 1
         rows.append(text)
         numbers.append(rownum)
     if names is None:
@@ -868,6 +868,13 @@ def _read_sheet(
     columns = list(zip(*rows, strict=True)) if rows else [() for _ in names]
     frame = pd.DataFrame({f"c{i}": pd.Series(c, dtype="str") for i, c in enumerate(columns)})
     frame.columns = names
-    frame = frame.loc[:, [n != "" for n in names]]
+    unnamed = [n == "" for n in names]
+    if any(unnamed) and (frame.loc[:, unnamed] != "").any(axis=None):
+        stray += 1
+    frame = frame.loc[:, [not u for u in unnamed]]
+    warn = [f"ignored cells in columns without a header on {stray} row(s)"] if stray else []
     kind = detect_kind(frame.columns, declared, where)
-    return build_table(kind, frame, np.array(numbers), errors, "xlsx", settings, where), blank
+    table = build_table(
+        kind, frame, np.array(numbers), errors, "xlsx", settings, where, warnings=warn
+    )
+    return table, blank
