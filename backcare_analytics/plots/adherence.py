@@ -117,6 +117,7 @@ def adherence_heatmap(
             mdates.DayLocator(interval=1 if n_days <= 10 else 7 if n_days > 35 else 3)
         )
         ax.set_xlabel("Day (patient's local calendar)")
+        ax.set_ylabel("Exercise (prescribed)")
         ax.set_title("Exercises done, by day")
         ax.legend(
             handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.3), ncols=4,

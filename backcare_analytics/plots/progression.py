@@ -140,17 +140,19 @@ def pushup_ladder(
         reps = pd.to_numeric(part["reps"], errors="coerce").to_numpy(
             dtype="float64", na_value=np.nan
         )
-        if len(x) <= 31:
-            for xi, yi, r in zip(x, y, reps, strict=True):
-                if np.isfinite(yi) and np.isfinite(r):
-                    ax.annotate(
-                        f"{r:.0f}",
-                        (xi, yi),
-                        textcoords="offset points",
-                        xytext=(0, 5),
-                        ha="center",
-                        fontsize=7,
-                    )
+        # Label the reps where they change (every session would overlap on a month of days).
+        prev_r, prev_y = np.r_[np.nan, reps[:-1]], np.r_[np.nan, y[:-1]]
+        changed = (reps != prev_r) | (y != prev_y)
+        for xi, yi, r, show in zip(x, y, reps, changed, strict=True):
+            if show and np.isfinite(yi) and np.isfinite(r):
+                ax.annotate(
+                    f"{r:.0f}",
+                    (xi, yi),
+                    textcoords="offset points",
+                    xytext=(0, 5),
+                    ha="center",
+                    fontsize=7,
+                )
         ax.set_yticks(range(len(ladder)), list(ladder))
         ax.set_ylim(-0.5, len(ladder) - 0.3)
         ax.set_ylabel("Ladder level (easier → harder)")

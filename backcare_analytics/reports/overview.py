@@ -66,7 +66,7 @@ class ClinicWeek:
         ]
         frame = pd.DataFrame(
             {
-                "Patient": links,
+                "Patient": pd.Series(links, dtype=object),  # keep Markup (str dtype drops it)
                 "Verdict": ov["verdict"].map(VERDICT_LABELS).fillna(ov["verdict"]),
                 "Why": ov["reason"],
                 "Flags": flag_text,

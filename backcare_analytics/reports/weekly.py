@@ -161,7 +161,7 @@ class PatientWeek:
             weekly = pd.DataFrame({"week_start": [], "back_pain": []})
         else:
             back = pain[pain["measure"] == "back_pain"]
-            start = back["day"] - pd.to_timedelta(back["day"].dt.dayofweek, unit="D")
+            start = back["day"] - pd.to_timedelta(back["day"].dt.day_of_week, unit="D")
             weekly = (
                 back.assign(week_start=start)
                 .groupby("week_start", as_index=False)["pain"]
