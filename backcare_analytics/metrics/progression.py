@@ -16,7 +16,7 @@ from backcare_analytics.errors import InputDataError
 from backcare_analytics.metrics.params import Window
 from backcare_analytics.protocol import Protocol, load_protocol
 from backcare_analytics.schemas import validate
-from backcare_analytics.schemas.clean import Sessions
+from backcare_analytics.schemas.clean import Pain, Sessions
 from backcare_analytics.schemas.results.progression import (
     CapacityDaily,
     CapacityWeekly,
@@ -35,21 +35,6 @@ def _day_numbers(values: pd.Series | np.ndarray) -> np.ndarray:
 
 def _to_days(numbers: np.ndarray) -> np.ndarray:
     return np.asarray(numbers, dtype=np.int64).astype("datetime64[D]").astype("datetime64[us]")
-
-
-def _strength_rows(sessions: pd.DataFrame, protocol: Protocol, window: Window | None):
-    need = [Sessions.patient_id, Sessions.day, Sessions.exercise_id, Sessions.sets,
-            Sessions.reps, Sessions.hold_s, Sessions.level, Sessions.variant]  # fmt: skip
-    missing = [c for c in need if c not in sessions.columns]
-    if missing:
-        raise InputDataError(
-            f"sessions frame: missing column(s) {missing}; fix: pass the clean sessions table"
-        )
-    ids = [ex.id for ex in protocol.exercises if ex.is_strength]
-    keep = sessions[Sessions.exercise_id].isin(ids).to_numpy()
-    if window is not None:
-        keep &= window.contains(sessions[Sessions.day]).to_numpy()
-    return sessions[keep], ids
 
 
 class _Coded:
@@ -80,6 +65,7 @@ class _Coded:
         pcode, puni = pd.factorize(sessions[Sessions.patient_id])
         self._pnames = np.asarray(puni, dtype=object)
         ranks = np.argsort(np.argsort(self._pnames)) if self._pnames.size else np.zeros(0, int)
+        self.pcode_all = pcode
         self._pcode = pcode[self.rows]
         self.prank = ranks[self._pcode] if self.rows.size else np.zeros(0, dtype=np.int64)
         vcode, vuni = pd.factorize(sessions[Sessions.variant])
@@ -446,13 +432,6 @@ def _doses_on(s: pd.DataFrame, prescriptions: pd.DataFrame) -> tuple[np.ndarray,
     return tuple(np.where(ended, np.nan, m[c].to_numpy(dtype=np.float64)) for c in cols)
 
 
-def _count(keys: pd.DataFrame, mask: np.ndarray, index: pd.MultiIndex) -> np.ndarray:
-    if not mask.any():
-        return np.zeros(len(index), dtype=np.int64)
-    counts = keys[mask].groupby(["patient_id", "exercise_id"], sort=False).size()
-    return counts.reindex(index, fill_value=0).to_numpy(dtype=np.int64)
-
-
 def progression_flags(
     sessions: pd.DataFrame,
     pain: pd.DataFrame | None = None,
@@ -521,106 +500,120 @@ def progression_flags(
     protocol = protocol or load_protocol()
     prog, reg = protocol.rules.progression, protocol.rules.regression
     ratio = protocol.rules.dose_met_ratio
-    s, ids = _strength_rows(sessions, protocol, None)
-    pid = s[Sessions.patient_id].astype("str")
-    day = _day_numbers(s[Sessions.day])
+    c = _coded(sessions, protocol, None)
+    n_ex = len(c.ex_names)
+    pnames = c._pnames
+    n_pat = pnames.size
+    # As of: the window's end, else each patient's last session day (any exercise).
     if window is not None:
-        end = int(_day_numbers(np.array([window.end.to_datetime64()]))[0])
-        all_ids = pd.Index(sessions[Sessions.patient_id].astype("str").unique())
-        as_of = pd.Series(end, index=all_ids)
+        as_of = np.full(n_pat, int(_day_numbers(np.array([window.end.to_datetime64()]))[0]))
     else:
-        last = pd.Series(
-            _day_numbers(sessions[Sessions.day]), index=sessions[Sessions.patient_id].astype("str")
-        )
-        as_of = last.groupby(level=0).max()
-    as_of = as_of.sort_index()
-    index = pd.MultiIndex.from_product([as_of.index, ids], names=["patient_id", "exercise_id"])
-    row_end = as_of.reindex(pid).to_numpy(dtype=np.int64)
-    keys = pd.DataFrame(
-        {
-            "patient_id": pid.to_numpy(),
-            "exercise_id": s[Sessions.exercise_id].astype("str").to_numpy(),
-        }
-    )
-    in_prog = (day <= row_end) & (day > row_end - prog.window_days)
-    in_reg = (day <= row_end) & (day > row_end - reg.window_days)
-
-    before = s[Sessions.pain_before].to_numpy(dtype=np.float64, na_value=np.nan)
-    after = s[Sessions.pain_after].to_numpy(dtype=np.float64, na_value=np.nan)
+        as_of = np.full(n_pat, np.iinfo(np.int64).min)
+        np.maximum.at(as_of, c.pcode_all, _day_numbers(sessions[Sessions.day]))
+    p, e, day = c._pcode, c.ex, c.day
+    key = p * n_ex + e
+    n_keys = n_pat * n_ex
+    end = as_of[p]
+    in_prog = (day <= end) & (day > end - prog.window_days)
+    in_reg = (day <= end) & (day > end - reg.window_days)
+    before, after = c.col(Sessions.pain_before), c.col(Sessions.pain_after)
     over = after > prog.max_pain_after
     bad = (after >= reg.pain_after_at_least) | (after - before >= reg.pain_increase_at_least)
 
+    def distinct_days(k: np.ndarray, d: np.ndarray) -> np.ndarray:
+        if k.size == 0:
+            return np.zeros(n_keys, dtype=np.int64)
+        u = np.unique(k * 100_000_000 + (d - d.min()))
+        return np.bincount(u // 100_000_000, minlength=n_keys).astype(np.int64)
+
     if adherence is not None:
         a = adherence[adherence["met"].to_numpy(dtype=bool)]
-        a = a[a["exercise_id"].isin(ids)]
+        ap = pd.Index(pnames).get_indexer(a["patient_id"])
+        ae = pd.Index(c.ex_names).get_indexer(a["exercise_id"])
         aday = _day_numbers(a["day"])
-        aend = as_of.reindex(a["patient_id"].astype("str")).to_numpy(dtype=np.float64)
-        ok = (aday <= aend) & (aday > aend - prog.window_days)
-        met_days = a.loc[ok, ["patient_id", "exercise_id", "day"]].drop_duplicates()
-        met_keys = met_days[["patient_id", "exercise_id"]].astype("str")
-        days_met = _count(met_keys, np.ones(len(met_keys), dtype=bool), index)
+        ok = (ap >= 0) & (ae >= 0)
+        ok &= (aday <= as_of[np.maximum(ap, 0)]) & (
+            aday > as_of[np.maximum(ap, 0)] - prog.window_days
+        )
+        days_met = distinct_days((ap * n_ex + ae)[ok], aday[ok])
     else:
         if prescriptions is not None:
-            rx_sets, rx_reps, rx_hold = _doses_on(s, prescriptions)
+            sub = sessions.iloc[c.rows]
+            rx_sets, rx_reps, rx_hold = _doses_on(sub, prescriptions)
         else:
-            dose = protocol.dose_table().set_index("exercise_id")
-            ex = keys["exercise_id"]
-            rx_sets = ex.map(dose["sets"]).to_numpy(dtype=np.float64, na_value=np.nan)
-            rx_reps = ex.map(dose["reps"]).to_numpy(dtype=np.float64, na_value=np.nan)
-            rx_hold = ex.map(dose["hold_s"]).to_numpy(dtype=np.float64, na_value=np.nan)
-        sets = s[Sessions.sets].to_numpy(dtype=np.float64, na_value=np.nan)
-        reps = np.where(np.isnan(sets), 1.0, sets) * s[Sessions.reps].to_numpy(
-            dtype=np.float64, na_value=np.nan
-        )
-        hold = s[Sessions.hold_s].to_numpy(dtype=np.float64, na_value=np.nan)
+            dose = protocol.dose_table().set_index("exercise_id").loc[c.ex_names]
+            rx_sets = dose["sets"].to_numpy(dtype=np.float64, na_value=np.nan)[e]
+            rx_reps = dose["reps"].to_numpy(dtype=np.float64, na_value=np.nan)[e]
+            rx_hold = dose["hold_s"].to_numpy(dtype=np.float64, na_value=np.nan)[e]
+        sets = c.col(Sessions.sets)
+        reps = np.where(np.isnan(sets), 1.0, sets) * c.col(Sessions.reps)
+        hold = c.col(Sessions.hold_s)
         met = (reps >= ratio * rx_sets * rx_reps - 1e-9) & (
             np.isnan(rx_hold) | np.isnan(hold) | (hold >= ratio * rx_hold - 1e-9)
         )
-        md = keys.assign(day=day)[met & in_prog].drop_duplicates()
-        days_met = _count(md[["patient_id", "exercise_id"]], np.ones(len(md), dtype=bool), index)
+        days_met = distinct_days(key[met & in_prog], day[met & in_prog])
 
-    n_sessions = _count(keys, in_prog, index)
-    n_over = _count(keys, in_prog & over, index)
-    n_bad = _count(keys, in_reg & bad, index)
+    n_sessions = np.bincount(key[in_prog], minlength=n_keys)
+    n_over = np.bincount(key[in_prog & over], minlength=n_keys)
+    n_bad = np.bincount(key[in_reg & bad], minlength=n_keys)
 
-    pat = index.get_level_values("patient_id")
-    end_per_row = as_of.reindex(pat).to_numpy(dtype=np.int64)
-    flare = pd.array([pd.NA] * len(index), dtype="boolean")
+    flare = pd.array(np.zeros(n_keys, dtype=bool), dtype="boolean")
+    flare[:] = pd.NA
     if pain is not None:
-        from backcare_analytics.metrics.pain import pain_daily
+        from backcare_analytics.metrics.pain import PainPolicy, _build_grid, _flares
 
-        pdaily = pain_daily(pain)
-        back = pdaily[pdaily["measure"] == "back_pain"]
-        reported = pain[pain["flare"].fillna(False).to_numpy(dtype=bool)]
-        frames = [
-            pd.DataFrame({"patient_id": back["patient_id"].to_numpy(), "day": _day_numbers(back["day"]),
-                          "flare": back["flare_day"].to_numpy(dtype=bool)}),
-            pd.DataFrame({"patient_id": reported["patient_id"].astype("str").to_numpy(),
-                          "day": _day_numbers(reported["day"]), "flare": True}),
-        ]  # fmt: skip
-        fd = pd.concat(frames, ignore_index=True)
-        fend = as_of.reindex(fd["patient_id"]).to_numpy(dtype=np.float64)
-        fd = fd[(fd["day"] <= fend) & (fd["day"] > fend - prog.flare_free_days)]
-        per = fd.groupby("patient_id")["flare"].any()
-        known = per.reindex(pat)
-        flare = pd.array(known.to_numpy(dtype=object), dtype="boolean")
+        g = _build_grid(pain, None, None)
+        _, _, fl, _ = _flares(g, PainPolicy())
+        obs = (g.key % 2 == 0) & ~np.isnan(g.value)  # back pain diary days
+        gp = pd.Index(pnames).get_indexer(g.ids)[g.key[obs] // 2]
+        gday = (g.first[g.key] + g.t)[obs]
+        gfl = fl[obs]
+        rep = pain[Pain.flare].to_numpy(dtype=np.float64, na_value=np.nan) == 1.0
+        rp = pd.Index(pnames).get_indexer(pain[Pain.patient_id])[rep]
+        rday = _day_numbers(pain[Pain.day])[rep]
+        fp = np.r_[gp, rp]
+        fday = np.r_[gday, rday]
+        fflag = np.r_[gfl, np.ones(rp.size, dtype=bool)]
+        ok = fp >= 0
+        fend = as_of[np.maximum(fp, 0)]
+        ok &= (fday <= fend) & (fday > fend - prog.flare_free_days)
+        seen = np.bincount(fp[ok], minlength=n_pat) > 0
+        any_flare = np.bincount(fp[ok & fflag], minlength=n_pat) > 0
+        per_key_seen = np.repeat(seen, n_ex)
+        flare = pd.array(np.repeat(any_flare, n_ex), dtype="boolean")
+        flare[~per_key_seen] = pd.NA
 
     ready = pd.array(
         (days_met >= prog.dose_met_days) & (n_over == 0) & (n_sessions > 0), dtype="boolean"
     )
     ready = ready & ~flare  # Kleene: missing flare knowledge leaves a would-be True missing
-    out = pd.DataFrame(
-        {
-            "patient_id": pd.Series(pat, dtype="str"),
-            "exercise_id": pd.Series(index.get_level_values("exercise_id"), dtype="str"),
-            "as_of": _to_days(end_per_row),
-            "days_met": days_met,
-            "sessions": n_sessions,
-            "sessions_over_pain": n_over,
-            "flare_in_window": flare,
-            "ready_to_progress": ready,
-            "regression_sessions": n_bad,
-            "consider_regression": n_bad >= reg.sessions,
-        }
+    order = (
+        np.argsort(
+            np.repeat(np.argsort(np.argsort(pnames)), n_ex) * n_ex
+            + np.tile(np.arange(n_ex), n_pat),
+            kind="stable",
+        )
+        if n_keys
+        else np.zeros(0, int)
+    )
+    out = (
+        pd.DataFrame(
+            {
+                "patient_id": pd.Series(np.repeat(pnames, n_ex), dtype="str"),
+                "exercise_id": pd.Series(
+                    np.tile(np.asarray(c.ex_names, dtype=object), n_pat), dtype="str"
+                ),
+                "as_of": _to_days(np.repeat(as_of, n_ex)),
+                "days_met": days_met,
+                "sessions": n_sessions.astype(np.int64),
+                "sessions_over_pain": n_over.astype(np.int64),
+                "flare_in_window": flare,
+                "ready_to_progress": ready,
+                "regression_sessions": n_bad.astype(np.int64),
+                "consider_regression": n_bad >= reg.sessions,
+            }
+        )
+        .iloc[order]
+        .reset_index(drop=True)
     )
     return validate(out, ProgressionFlags, what="progression_flags output")
