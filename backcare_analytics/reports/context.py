@@ -158,7 +158,11 @@ def _compute(store_path: Path, label: str, policy: ReportPolicy) -> WeekData:
     sessions = store.sessions(end=week.end)
     pain = store.pain(end=week.end)
     prescriptions = store.prescriptions(protocol=protocol)
-    frames: dict[str, pd.DataFrame] = {"sessions": sessions, "pain": pain}
+    frames: dict[str, pd.DataFrame] = {
+        "sessions": sessions,
+        "pain": pain,
+        "reject_counts": _reject_counts(store.rejects()),
+    }
     policies: dict[str, Any] = {"report": policy}
     unavailable: list[str] = []
 
@@ -238,11 +242,65 @@ def _pain(module, frames, policies, patients, prescriptions, protocol, week):
     )
 
 
+def _tolerance(module, frames, policies, patients, prescriptions, protocol, week):
+    policy = module.TolerancePolicy()
+    policies["tolerance"] = policy
+    frames["session_tolerance"] = module.session_tolerance(
+        frames["sessions"], frames["pain"], protocol=protocol, window=week, policy=policy
+    )
+
+
+def _progression(module, frames, policies, patients, prescriptions, protocol, week):
+    history = Window(end=week.end, days=10_000)
+    daily = module.capacity_daily(frames["sessions"], protocol=protocol, window=history)
+    frames["capacity_weekly"] = module.capacity_weekly(daily)
+    frames["progression_flags"] = module.progression_flags(
+        frames["sessions"], frames["pain"], prescriptions,
+        adherence=frames.get("adherence_daily"), window=week, protocol=protocol,
+    )  # fmt: skip
+
+
+def _verdict(module, frames, policies, patients, prescriptions, protocol, week):
+    policy = module.VerdictPolicy()
+    policies["verdict"] = policy
+    frames["verdict"] = module.weekly_verdict(
+        frames["pain"], frames["sessions"], patients, protocol=protocol, window=week,
+        policy=policy, all_weeks=False,
+    )  # fmt: skip
+
+
+def _quality(module, frames, policies, patients, prescriptions, protocol, week):
+    policy = module.QualityPolicy() if hasattr(module, "QualityPolicy") else None
+    if policy is not None:
+        policies["quality"] = policy
+    frames["quality"] = module.quality_flags(
+        frames["sessions"], frames["pain"], patients, prescriptions,
+        rejects=frames.get("reject_counts"), window=week, policy=policy,
+    )  # fmt: skip
+
+
 _FAMILIES: dict[str, Any] = {
     "persistence": _persistence,
     "timing": _timing,
     "pain": _pain,
+    "tolerance": _tolerance,
+    "progression": _progression,
+    "verdict": _verdict,
+    "quality": _quality,
 }
+
+
+def _reject_counts(rejects: pd.DataFrame) -> pd.DataFrame:
+    """Quarantined rows per patient, from the ids inside the refused rows' raw values (the
+    quarantine itself has no patient column); rows without a readable id are not attributed."""
+    if rejects.empty:
+        return pd.DataFrame({"patient_id": pd.Series(dtype="str"), "n_rejected": []})
+    rows = rejects.drop_duplicates(["file_sha", "row"])
+    ids = rows["raw"].str.extract(r'"patient_id"\s*:\s*"([A-Za-z0-9][A-Za-z0-9_-]{0,63})"')[0]
+    counts = ids.dropna().value_counts()
+    return pd.DataFrame(
+        {"patient_id": counts.index.astype("str"), "n_rejected": counts.to_numpy("int64")}
+    )
 
 
 @cache

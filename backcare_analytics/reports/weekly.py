@@ -154,8 +154,16 @@ class PatientWeek:
     def capacity_frames(self) -> tuple[pd.DataFrame, pd.DataFrame]:
         """Weekly capacity as % of the first week, and weekly mean back pain."""
         cap = self.frame("capacity_weekly")
+        cap = cap[cap["capacity_s"].notna()] if not cap.empty else cap
         if cap.empty:
             cap = pd.DataFrame({"week_start": [], "exercise_id": [], "capacity_pct": []})
+        else:
+            # Hold exercises (bridge, press-up): reps x hold in seconds, as % of the first
+            # week; the push-up's ladder has its own picture.
+            per = cap.groupby(["exercise_id", "week_start"], as_index=False)["capacity_s"].mean()
+            first = per.groupby("exercise_id")["capacity_s"].transform("first")
+            per["capacity_pct"] = 100.0 * per["capacity_s"] / first
+            cap = per
         pain = self.frame("pain_daily")
         if pain.empty:
             weekly = pd.DataFrame({"week_start": [], "back_pain": []})
@@ -208,7 +216,7 @@ class PatientWeek:
         summ = self.frame("adherence_week")
         daily = self.frame("adherence_daily")
         daily = daily[week.contains(daily["day"])] if not daily.empty else daily
-        tol = self.frame("tolerance_week")
+        tol = self.tolerance_summary()
         rows = []
         names = self.exercise_labels
         for ex in [*self.exercise_order, _ROUTINE]:
@@ -247,6 +255,30 @@ class PatientWeek:
             caption="Days met: dose ≥ 80 % of the prescribed minimum. Adherence: share of the "
             "week's days met. A day without any log counts as not met; see remarks.",
         )
+
+    def tolerance_summary(self) -> pd.DataFrame:
+        """Per exercise this week: ``exercise_id, summary`` ("5/6 tolerated, 1 red")."""
+        tol = self.frame("session_tolerance")
+        if tol.empty:
+            return pd.DataFrame({"exercise_id": [], "summary": []})
+        tol = tol[self.data.week.contains(tol["day"])]
+        judged = tol["tolerated"].notna()
+        agg = (
+            pd.DataFrame(
+                {
+                    "exercise_id": tol["exercise_id"],
+                    "judged": judged,
+                    "ok": tol["tolerated"].fillna(False).astype(bool),
+                    "red": tol["light"].eq("red").fillna(False).astype(bool),
+                }
+            )
+            .groupby("exercise_id", as_index=False)[["judged", "ok", "red"]]
+            .sum()
+        )
+        text = agg["ok"].astype(str) + "/" + agg["judged"].astype(str) + " tolerated"
+        text = text.where(agg["red"] == 0, text + ", " + agg["red"].astype(str) + " red")
+        text = text.where(agg["judged"] > 0, t.DASH)
+        return pd.DataFrame({"exercise_id": agg["exercise_id"], "summary": text})
 
     def notes(self) -> HtmlFragment:
         """The patient's free-text notes of the week, escaped."""
