@@ -108,3 +108,9 @@ def test_many_patients_and_window() -> None:
     w = session_tolerance(s, diary, window=Window.iso_week("2026-W10"))
     assert len(w) == 2 and set(w.patient_id) == {"A", "B"}
     assert len(session_tolerance(s.iloc[:0], diary)) == 0
+
+
+def test_diary_of_other_patients_only() -> None:
+    s = sessions_frame([_s(pain_before=2, pain_after=2)])
+    t = session_tolerance(s, pain_frame("OTHER", "2026-03-28", [9]))
+    assert pd.isna(t.next_morning_back.iloc[0]) and t.tolerated.iloc[0]

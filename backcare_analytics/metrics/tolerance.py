@@ -164,9 +164,14 @@ def session_tolerance(
     nm_leg = np.full(n, np.nan)
     leg_ref = np.full(n, np.nan)
     if pain is not None and len(pain) and n:
-        ids = pd.Index(pd.concat([s[Sessions.patient_id], pain[Pain.patient_id]]).unique())
-        sp = ids.get_indexer(s[Sessions.patient_id]).astype(np.int64)
-        dp = ids.get_indexer(pain[Pain.patient_id]).astype(np.int64)
+        # Patient codes from the sessions (diary rows of other patients are dropped).
+        sp, uniques = pd.factorize(s[Sessions.patient_id])
+        sp = sp.astype(np.int64)
+        dp = pd.Index(uniques).get_indexer(pain[Pain.patient_id]).astype(np.int64)
+        mine = dp >= 0
+        pain = pain[mine] if not mine.all() else pain
+        dp = dp[mine]
+    if pain is not None and len(pain) and n:
         dday = _day_numbers(pain[Pain.day])
         sday = _day_numbers(s[Sessions.day])
         dsec = _seconds(pain[Pain.recorded_at])
