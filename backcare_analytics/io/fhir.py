@@ -38,11 +38,11 @@ from backcare_analytics.io.readers import (
     KNOWN_COLUMNS,
     FileRefused,
     RawTable,
-    _decode_utf8,
-    _jsonl_records,
-    _loads,
     build_table,
+    decode_utf8,
     json_depth,
+    jsonl_records,
+    loads_json,
     raw_json,
 )
 
@@ -194,11 +194,11 @@ def read_fhir(
     limit = settings.max_field_chars
     blank = 0
     if fmt == "json":
-        text = _decode_utf8(data, where)
+        text = decode_utf8(data, where)
         if json_depth(data) > settings.max_json_depth:
             raise FileRefused("json_too_deep", f"{where}: FHIR JSON nested deeper than the limit")
         try:
-            doc = _loads(text)
+            doc = loads_json(text)
         except json.JSONDecodeError:
             raise FileRefused("invalid_json", f"{where}: not valid JSON") from None
         entries = doc.get("entry") if isinstance(doc, dict) else None
@@ -210,7 +210,7 @@ def read_fhir(
         ]
         line_errors: list[tuple[int, str, str, str, str]] = []
     else:
-        numbered, line_errors, blank = _jsonl_records(data, settings, where)
+        numbered, line_errors, blank = jsonl_records(data, settings, where)
     rows: dict[str, list[dict[str, str]]] = {"sessions": [], "pain": []}
     numbers: dict[str, list[int]] = {"sessions": [], "pain": []}
     errors: dict[str, list[tuple[int, str, str, str, str]]] = {"sessions": [], "pain": []}

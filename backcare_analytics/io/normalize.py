@@ -561,7 +561,8 @@ def _rejects(
     pos = found["pos"].to_numpy(dtype=np.int64)
     distinct = np.unique(pos)
     columns = list(frame.columns)
-    cells = zip(*(frame[c].to_numpy(dtype=object)[distinct] for c in columns), strict=True)
+    rejected = frame.take(distinct)
+    cells = zip(*(rejected[c].to_numpy(dtype=object) for c in columns), strict=True)
     raw_by_pos = {
         int(p): json.dumps(dict(zip(columns, values, strict=True)), ensure_ascii=False)[:limit]
         for p, values in zip(distinct, cells, strict=True)

@@ -20,16 +20,12 @@ duplicated or missing column, nested too deep, an XLSX zip bomb or XML entity tr
 from __future__ import annotations
 
 import codecs
-import csv
 import hashlib
-import io
 import json
 import re
 import unicodedata
-import zipfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
@@ -54,7 +50,11 @@ __all__ = [
     "FileRefused",
     "RawExport",
     "RawTable",
+    "build_table",
+    "detect_kind",
+    "header_names",
     "normalize_header",
+    "raw_json",
     "read_export",
 ]
 
@@ -282,7 +282,7 @@ def record_cells(
     return out, None
 
 
-def _loads(text: str | bytes) -> Any:
+def loads_json(text: str | bytes) -> Any:
     """``json.loads`` keeping numbers as their literal text (no float rounding, no 4300-digit
     limit, ``NaN``/``Infinity`` kept as text for the parser to refuse)."""
     return json.loads(text, parse_int=str, parse_float=str, parse_constant=str)
@@ -301,7 +301,7 @@ def json_depth(data: bytes) -> int:
     return int(np.cumsum(step).max()) if len(step) else 0
 
 
-def _decode_utf8(data: bytes, where: str) -> str:
+def decode_utf8(data: bytes, where: str) -> str:
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError:
@@ -310,6 +310,21 @@ def _decode_utf8(data: bytes, where: str) -> str:
             f"{where}: JSON must be UTF-8; fix: export it as UTF-8",
         ) from None
     return text
+
+
+def header_names(header: list[str], where: str) -> list[str]:
+    """Normalised header names; a name given twice refuses the file."""
+    names = [normalize_header(c) for c in header]
+    seen: set[str] = set()
+    for name in names:
+        if name in seen and name != "":  # unnamed columns are ignored, not duplicates
+            raise FileRefused(
+                "duplicate_column",
+                f"{where}: the column {name!r} appears twice in the header; "
+                "fix: remove or rename one of them",
+            )
+        seen.add(name)
+    return names
 
 
 # --------------------------------------------------------------------------------------------
@@ -360,9 +375,13 @@ def read_export(
     blank = 0
     warnings: tuple[str, ...] = ()
     if fmt == "xlsx":
-        tables, blank = _read_xlsx(data, settings, where)
+        from backcare_analytics.io.xlsx_reader import read_xlsx
+
+        tables, blank = read_xlsx(data, settings, where)
     elif fmt == "csv":
-        tables, blank = _read_csv(data, settings, where)
+        from backcare_analytics.io.csv_reader import read_csv
+
+        tables, blank = read_csv(data, settings, where)
     else:
         from backcare_analytics.io import fhir
 
@@ -392,7 +411,7 @@ def _check_size(size: int, settings: Settings, where: str) -> None:
 
 
 def _read_json(data: bytes, settings: Settings, where: str) -> list[RawTable]:
-    text = _decode_utf8(data, where)
+    text = decode_utf8(data, where)
     if json_depth(data) > settings.max_json_depth:
         raise FileRefused(
             "json_too_deep",
@@ -400,7 +419,7 @@ def _read_json(data: bytes, settings: Settings, where: str) -> list[RawTable]:
             "fix: records are flat objects of values",
         )
     try:
-        doc = _loads(text)
+        doc = loads_json(text)
     except RecursionError:  # pragma: no cover - the depth scan comes first
         raise FileRefused("json_too_deep", f"{where}: JSON nested too deep") from None
     except json.JSONDecodeError as exc:
@@ -469,7 +488,7 @@ def _records_table(
 
 
 def _read_jsonl(data: bytes, settings: Settings, where: str) -> tuple[list[RawTable], int]:
-    numbered, errors, blank = _jsonl_records(data, settings, where)
+    numbered, errors, blank = jsonl_records(data, settings, where)
     if not numbered and not errors:
         raise FileRefused("empty_file", f"{where}: the file holds no records")
     if not numbered:
@@ -477,7 +496,7 @@ def _read_jsonl(data: bytes, settings: Settings, where: str) -> tuple[list[RawTa
     return [_records_table(numbered, None, "jsonl", settings, where, errors)], blank
 
 
-def _jsonl_records(
+def jsonl_records(
     data: bytes, settings: Settings, where: str
 ) -> tuple[list[tuple[int, Any]], list[tuple[int, str, str, str, str]], int]:
     """Each non-blank line parsed; bad lines are row errors, blank lines counted."""
@@ -499,382 +518,9 @@ def _jsonl_records(
             if line.count(b"[") + line.count(b"{") > settings.max_json_depth:
                 if json_depth(line) > settings.max_json_depth:
                     raise ValueError("nested too deep")
-            numbered.append((lineno, _loads(line.decode("utf-8"))))
+            numbered.append((lineno, loads_json(line.decode("utf-8"))))
         except (ValueError, RecursionError):  # JSONDecodeError and UnicodeDecodeError too
             errors.append(
                 (lineno, "", "bad_record", "the line is not a valid JSON object", raw[:limit])
             )
     return numbered, errors, blank
-
-
-# --------------------------------------------------------------------------------------------
-# CSV
-# --------------------------------------------------------------------------------------------
-
-
-def _decode_text(data: bytes, where: str) -> str:
-    if data.startswith(codecs.BOM_UTF8):
-        return data[3:].decode("utf-8", errors="strict")
-    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-        try:
-            return data.decode("utf-16")
-        except UnicodeDecodeError:
-            raise FileRefused(
-                "not_utf_decodable", f"{where}: broken UTF-16 text; fix: export as UTF-8"
-            ) from None
-    if b"\x00" in data:
-        raise FileRefused(
-            "not_utf_decodable",
-            f"{where}: the file holds NUL bytes (binary, or UTF-16 without a byte-order mark); "
-            "fix: export as UTF-8 text",
-        )
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError:
-        pass
-    try:
-        return data.decode("cp1252")
-    except UnicodeDecodeError:
-        return data.decode("latin-1")
-
-
-def _sniff_delimiter(header_line: str) -> str:
-    outside = re.sub(r'"[^"]*"', "", header_line)
-    counts = {d: outside.count(d) for d in (",", ";", "\t")}
-    best = max(counts, key=lambda d: counts[d])
-    return best if counts[best] > 0 else ","
-
-
-def _read_csv(data: bytes, settings: Settings, where: str) -> tuple[list[RawTable], int]:
-    text = _decode_text(data, where)
-    if "\x00" in text:
-        raise FileRefused("not_utf_decodable", f"{where}: the text holds NUL characters")
-    buf = text.encode("utf-8")
-    arr = np.frombuffer(buf, dtype=np.uint8)
-    newlines = np.flatnonzero(arr == 10)
-    starts = np.concatenate(([0], newlines + 1))
-    ends = np.concatenate((newlines, [len(arr)]))
-    if len(arr) and arr[-1] == 10:  # no line after the final newline
-        starts, ends = starts[:-1], ends[:-1]
-    lengths = ends - starts
-    cr_only = (lengths == 1) & (arr[np.minimum(starts, max(len(arr) - 1, 0))] == 13)
-    blank_line = (lengths == 0) | cr_only
-    nonblank = np.flatnonzero(~blank_line)
-    if not len(nonblank):
-        raise FileRefused("empty_file", f"{where}: the file holds only blank lines")
-    h = int(nonblank[0])
-    header_line = buf[starts[h] : ends[h]].decode("utf-8").rstrip("\r")
-    delim = _sniff_delimiter(header_line)
-    quotes = arr == 34
-    odd_total = bool(quotes.sum() % 2)
-    spans = quotes.any() and bool((np.cumsum(quotes)[newlines] % 2).any()) if len(arr) else False
-    header = None
-    if not spans and not odd_total:
-        header = next(csv.reader([header_line], delimiter=delim))
-        names = _header_names(header, where)
-        fast = _csv_fast(buf[ends[h] + 1 :] if h + 1 < len(starts) else b"", delim, len(names))
-        data_lines = nonblank[1:]
-        if fast is not None and len(fast) == len(data_lines):
-            fast.columns = names
-            blank = int(blank_line.sum())
-            table = _csv_table(fast, data_lines + 1, [], delim, settings, where)
-            return [table], blank
-    return _csv_slow(text, delim, odd_total, settings, where)
-
-
-def _header_names(header: list[str], where: str) -> list[str]:
-    names = [normalize_header(c) for c in header]
-    seen: set[str] = set()
-    for name in names:
-        if name in seen and name != "":  # unnamed columns are ignored, not duplicates
-            raise FileRefused(
-                "duplicate_column",
-                f"{where}: the column {name!r} appears twice in the header; "
-                "fix: remove or rename one of them",
-            )
-        seen.add(name)
-    return names
-
-
-def _csv_fast(body: bytes, delim: str, width: int) -> pd.DataFrame | None:
-    """pyarrow's CSV reader on a body with no line breaks inside quotes; ``None`` when it
-    cannot read it exactly (ragged rows, odd quoting): the slow path then explains each row."""
-    import pyarrow as pa
-    import pyarrow.csv as pcsv
-
-    if not body.strip():
-        return pd.DataFrame({f"c{i}": pd.Series(dtype="str") for i in range(width)})
-    names = [f"c{i}" for i in range(width)]
-    try:
-        table = pcsv.read_csv(
-            io.BytesIO(body),
-            read_options=pcsv.ReadOptions(column_names=names, block_size=16 << 20),
-            parse_options=pcsv.ParseOptions(delimiter=delim, newlines_in_values=False),
-            convert_options=pcsv.ConvertOptions(
-                column_types={n: pa.string() for n in names},
-                strings_can_be_null=False,
-                quoted_strings_can_be_null=False,
-                null_values=[],
-            ),
-        )
-    except (pa.ArrowInvalid, pa.ArrowException, ValueError):
-        return None
-    return table.to_pandas().astype("str")
-
-
-def _csv_slow(
-    text: str, delim: str, odd_total: bool, settings: Settings, where: str
-) -> tuple[list[RawTable], int]:
-    """The csv module, record by record: exact row numbers for quoted line breaks, ragged
-    rows refused one by one, no field-size crash."""
-    limit = settings.max_field_chars
-    old_limit = csv.field_size_limit()
-    csv.field_size_limit(max(old_limit, settings.max_file_bytes + 1))
-    try:
-        reader = csv.reader(io.StringIO(text), delimiter=delim)
-        names: list[str] | None = None
-        rows: list[list[str]] = []
-        numbers: list[int] = []
-        errors: list[tuple[int, str, str, str, str]] = []
-        blank = 0
-        prev_end = 0
-        while True:
-            try:
-                record = next(reader)
-            except StopIteration:
-                break
-            except csv.Error:
-                errors.append((prev_end + 1, "", "bad_record", "the line is not readable CSV", ""))
-                prev_end = reader.line_num
-                continue
-            start = prev_end + 1
-            prev_end = reader.line_num
-            if not record or (len(record) == 1 and not record[0].strip()):
-                blank += 1
-                continue
-            if names is None:
-                names = _header_names(record, where)
-                continue
-            if len(record) != len(names):
-                detail = f"the row has {len(record)} cells, the header {len(names)}"
-                errors.append((start, "", "bad_record", detail, raw_json(record, limit)))
-                continue
-            rows.append(record)
-            numbers.append(start)
-    finally:
-        csv.field_size_limit(old_limit)
-    if names is None:
-        raise FileRefused("empty_file", f"{where}: the file holds only blank lines")
-    if odd_total and numbers and (not errors or numbers[-1] > errors[-1][0]):
-        last = rows.pop()
-        errors.append(
-            (
-                numbers.pop(),
-                "",
-                "bad_record",
-                "the file ends inside a quoted cell (truncated?); fix: export it again",
-                raw_json(last, limit),
-            )
-        )
-    columns = list(zip(*rows, strict=True)) if rows else [() for _ in names]
-    frame = pd.DataFrame({f"c{i}": pd.Series(col, dtype="str") for i, col in enumerate(columns)})
-    frame.columns = names
-    table = _csv_table(frame, np.array(numbers, dtype=np.int64), errors, delim, settings, where)
-    return [table], blank
-
-
-def _csv_table(
-    frame: pd.DataFrame,
-    numbers: np.ndarray,
-    errors: list[tuple[int, str, str, str, str]],
-    delim: str,
-    settings: Settings,
-    where: str,
-) -> RawTable:
-    kind = detect_kind(frame.columns, None, where)
-    return build_table(
-        kind, frame, numbers, errors, "csv", settings, where, decimal_comma=delim != ","
-    )
-
-
-# --------------------------------------------------------------------------------------------
-# XLSX
-# --------------------------------------------------------------------------------------------
-
-_XML_TRAPS = (b"<!DOCTYPE", b"<!ENTITY", "<!DOCTYPE".encode("utf-16-le"),
-              "<!ENTITY".encode("utf-16-le"), "<!DOCTYPE".encode("utf-16-be"),
-              "<!ENTITY".encode("utf-16-be"))  # fmt: skip
-_SMALL_PART = 1 << 20
-
-
-def check_xlsx(data: bytes, settings: Settings, where: str) -> None:
-    """Refuse zip bombs (declared sizes and ratios) and XML with a DOCTYPE or ENTITY before
-    any XML parser sees the file, reading each part in chunks."""
-    try:
-        zf = zipfile.ZipFile(io.BytesIO(data))
-        infos = zf.infolist()
-    except (zipfile.BadZipFile, OSError, ValueError):
-        raise FileRefused(
-            "bad_xlsx", f"{where}: not a readable .xlsx file (damaged or truncated?)"
-        ) from None
-    total = sum(i.file_size for i in infos)
-    packed = sum(i.compress_size for i in infos)
-    limit = settings.max_xlsx_uncompressed_bytes
-    ratio = settings.max_xlsx_ratio
-
-    def bomb() -> FileRefused:
-        return FileRefused(
-            "xlsx_zip_bomb",
-            f"{where}: the workbook expands to more than {limit // (1 << 20)} MiB or more than "
-            f"{ratio}x its size (a zip bomb?); fix: export the data again, or as CSV",
-        )
-
-    if total > limit or (total > _SMALL_PART and total > ratio * max(packed, 1)):
-        raise bomb()
-    for info in infos:
-        if info.file_size > _SMALL_PART and info.file_size > ratio * max(info.compress_size, 1):
-            raise bomb()
-    seen = 0
-    try:
-        for info in infos:
-            if not info.filename.endswith((".xml", ".rels", ".vml")):
-                continue
-            tail = b""
-            with zf.open(info) as part:
-                while chunk := part.read(1 << 20):
-                    seen += len(chunk)
-                    if seen > limit:
-                        raise bomb()
-                    window = tail + chunk
-                    if any(trap in window for trap in _XML_TRAPS):
-                        raise FileRefused(
-                            "xml_entities",
-                            f"{where}: the workbook's XML declares a DOCTYPE or ENTITY "
-                            "(an XML entity attack?); fix: save the workbook again from Excel",
-                        )
-                    tail = chunk[-32:]
-    except FileRefused:
-        raise
-    except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError):
-        raise FileRefused("bad_xlsx", f"{where}: a part of the workbook is damaged") from None
-
-
-def _excel_text(value: Any, column: str, epoch: datetime) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, datetime):
-        return _iso_local(value)
-    if isinstance(value, date):
-        return value.isoformat()
-    if isinstance(value, time):
-        return value.isoformat()
-    if isinstance(value, int | float):
-        if column in TIME_COLUMNS:
-            return _excel_serial(float(value), epoch)
-        if isinstance(value, float) and value.is_integer() and abs(value) < 1e15:
-            return str(int(value))
-        return repr(value) if isinstance(value, float) else str(value)
-    return str(value)
-
-
-def _iso_local(value: datetime) -> str:
-    value = value.replace(tzinfo=None)
-    if value.microsecond:
-        value = (value + timedelta(microseconds=500_000)).replace(microsecond=0)
-    return value.isoformat(sep=" ")
-
-
-def _excel_serial(serial: float, epoch: datetime) -> str:
-    """An Excel serial date (1900 system, with its 1900-02-29 bug) as ISO local text."""
-    if not np.isfinite(serial) or not 0 < serial < 2_958_466:
-        return f"excel-serial:{serial!r}"  # refused as bad_datetime by the parser
-    from openpyxl.utils.datetime import from_excel
-
-    return _iso_local(from_excel(serial, epoch))
-
-
-def _read_xlsx(data: bytes, settings: Settings, where: str) -> tuple[list[RawTable], int]:
-    check_xlsx(data, settings, where)
-    import openpyxl
-
-    try:
-        wb = openpyxl.load_workbook(io.BytesIO(data), read_only=True, data_only=False)
-    except Exception:  # openpyxl raises many types for damaged files
-        raise FileRefused("bad_xlsx", f"{where}: not a readable .xlsx workbook") from None
-    try:
-        named = [ws for ws in wb.worksheets if ws.title.strip().casefold() in KNOWN_COLUMNS]
-        sheets = named or wb.worksheets[:1]
-        tables = []
-        blank = 0
-        for ws in sheets:
-            declared = ws.title.strip().casefold() if named else None
-            table, b = _read_sheet(ws, declared, wb.epoch, settings, f"{where} [{ws.title}]")
-            tables.append(table)
-            blank += b
-    except FileRefused:
-        raise
-    except Exception:  # a damaged sheet part: openpyxl/lxml raise many types
-        raise FileRefused("bad_xlsx", f"{where}: a worksheet of the workbook is damaged") from None
-    finally:
-        wb.close()
-    return tables, blank
-
-
-def _read_sheet(
-    ws: Any, declared: str | None, epoch: datetime, settings: Settings, where: str
-) -> tuple[RawTable, int]:
-    limit = settings.max_field_chars
-    names: list[str] | None = None
-    rows: list[list[str]] = []
-    numbers: list[int] = []
-    errors: list[tuple[int, str, str, str, str]] = []
-    blank = stray = 0
-    for rownum, cells in enumerate(ws.iter_rows(), start=1):
-        values = [getattr(c, "value", None) for c in cells]
-        if all(v is None or (isinstance(v, str) and not v.strip()) for v in values):
-            blank += 1
-            continue
-        if names is None:
-            names = _header_names([_excel_text(v, "", epoch) for v in values], where)
-            while names and names[-1] == "":
-                names.pop()
-            continue
-        values = values + [None] * (len(names) - len(values))
-        formula = [
-            names[i]
-            for i, c in enumerate(cells[: len(names)])
-            if getattr(c, "data_type", None) == "f"
-        ]
-        text = [_excel_text(v, names[i], epoch) for i, v in enumerate(values[: len(names)])]
-        if formula:
-            errors.append(
-                (
-                    rownum,
-                    formula[0],
-                    "formula_cell",
-                    "a formula where a value belongs; fix: paste values only",
-                    raw_json(dict(zip(names, text, strict=True)), limit),
-                )
-            )
-            continue
-        if any(v not in (None, "") for v in values[len(names) :]):
-            stray += 1
-        rows.append(text)
-        numbers.append(rownum)
-    if names is None:
-        raise FileRefused("empty_file", f"{where}: the sheet is empty")
-    columns = list(zip(*rows, strict=True)) if rows else [() for _ in names]
-    frame = pd.DataFrame({f"c{i}": pd.Series(c, dtype="str") for i, c in enumerate(columns)})
-    frame.columns = names
-    unnamed = [n == "" for n in names]
-    if any(unnamed) and (frame.loc[:, unnamed] != "").any(axis=None):
-        stray += 1
-    frame = frame.loc[:, [not u for u in unnamed]]
-    warn = [f"ignored cells in columns without a header on {stray} row(s)"] if stray else []
-    kind = detect_kind(frame.columns, declared, where)
-    table = build_table(
-        kind, frame, np.array(numbers), errors, "xlsx", settings, where, warnings=warn
-    )
-    return table, blank
