@@ -29,6 +29,7 @@ from dataclasses import dataclass
 
 import duckdb
 import pandas as pd
+import pyarrow as pa
 
 __all__ = ["SPECS", "MergeResult", "TableSpec", "merge_rows"]
 
@@ -41,7 +42,8 @@ class TableSpec:
 
     table: str
     columns: tuple[str, ...]  # clean columns, in store order
-    key: str  # SQL expression over alias ``{a}`` giving one key string
+    partition: str  # the record key as a PARTITION BY list (NULLs group together)
+    same_record: str  # join condition: stored ``s`` and incoming ``n`` are the same record
     by_updated_at: bool  # edit rule: later updated_at wins (else: the newer file wins)
     time_unique: tuple[str, ...] = ()  # a second uniqueness the clean schema demands
 
@@ -63,18 +65,28 @@ SPECS: dict[str, TableSpec] = {
     "sessions": TableSpec(
         "sessions",
         _SESSION_COLUMNS,
-        "concat_ws(chr(31), {a}.patient_id, {a}.exercise_id, {a}.side, coalesce('s:' || "
-        "{a}.session_id, 't:' || CAST(epoch_us({a}.performed_at) AS VARCHAR)))",
+        "patient_id, exercise_id, side, session_id, "
+        "CASE WHEN session_id IS NULL THEN performed_at END",
+        "s.patient_id = n.patient_id AND s.exercise_id = n.exercise_id AND s.side = n.side "
+        "AND s.session_id IS NOT DISTINCT FROM n.session_id "
+        "AND (n.session_id IS NOT NULL OR s.performed_at = n.performed_at)",
         by_updated_at=True,
         time_unique=("patient_id", "performed_at", "exercise_id", "side"),
     ),
     "pain": TableSpec(
         "pain",
         _PAIN_COLUMNS,
-        "concat_ws(chr(31), {a}.patient_id, CAST(epoch_us({a}.recorded_at) AS VARCHAR))",
+        "patient_id, recorded_at",
+        "s.patient_id = n.patient_id AND s.recorded_at = n.recorded_at",
         by_updated_at=True,
     ),
-    "patients": TableSpec("patients", _PATIENT_COLUMNS, "{a}.patient_id", by_updated_at=False),
+    "patients": TableSpec(
+        "patients",
+        _PATIENT_COLUMNS,
+        "patient_id",
+        "s.patient_id = n.patient_id",
+        by_updated_at=False,
+    ),  # fmt: skip
 }
 
 
@@ -104,37 +116,56 @@ def merge_rows(
     spec = SPECS[kind]
     if "source_file" not in clean:  # the clean Patients schema has no provenance column
         clean = clean.assign(source_file=file_sha)
-    frame = clean[[*spec.columns, "updated_at", "_row"]]
+    frame = pa.Table.from_pandas(clean[[*spec.columns, "updated_at", "_row"]], preserve_index=False)
     con.register("_incoming", frame)
     try:
         return _merge(con, spec, kind)
     finally:
         con.unregister("_incoming")
-        con.execute("DROP TABLE IF EXISTS _n; DROP TABLE IF EXISTS _s; DROP TABLE IF EXISTS _c")
+        con.execute(
+            "DROP VIEW IF EXISTS _n; DROP TABLE IF EXISTS _nt; DROP TABLE IF EXISTS _s; "
+            "DROP TABLE IF EXISTS _c"
+        )
 
 
 def _merge(con: duckdb.DuckDBPyConnection, spec: TableSpec, kind: str) -> MergeResult:
-    key_n, key_s = spec.key.format(a="i"), spec.key.format(a="t")
     t = spec.table
-    # Incoming rows with their key, their rank among rows of the same key, and (sessions) their
-    # rank among first-of-key rows at the same time.
-    time_rank = (
-        f", row_number() OVER (PARTITION BY {', '.join(spec.time_unique)}, _rk = 1 "
-        "ORDER BY _row) AS _rt"
-        if spec.time_unique
-        else ", 1 AS _rt"
-    )
+    content_hash = f"hash({', '.join(spec.content)})"
+    # Incoming rows with their rank among rows of the same record key and whether they repeat
+    # the first such row exactly (normalisation already refuses same-key rows that differ;
+    # this is the safety net). The windows (sorts) run only when a key or time repeats.
     con.execute(
-        f"""CREATE TEMP TABLE _n AS
-        SELECT *{time_rank} FROM (
-            SELECT i.*, {key_n} AS _key,
-                   row_number() OVER (PARTITION BY {key_n} ORDER BY i._row) AS _rk
-            FROM _incoming i)"""
+        """CREATE TEMP VIEW _n AS SELECT i.*, 1 AS _rk, 0::UBIGINT AS _h, 0::UBIGINT AS _h1
+        FROM _incoming i"""
     )
-    # Stored rows of the same patients, with their key.
+    key_repeats = con.execute(
+        f"SELECT count(*) - count(DISTINCT hash({spec.partition})) FROM _n"
+    ).fetchall()[0][0]
+    if key_repeats:
+        con.execute(
+            f"""CREATE TEMP TABLE _nt AS
+            SELECT * REPLACE (row_number() OVER w AS _rk, {content_hash} AS _h,
+                              first_value({content_hash}) OVER w AS _h1)
+            FROM _n WINDOW w AS (PARTITION BY {spec.partition} ORDER BY _row)"""
+        )
+        con.execute("CREATE OR REPLACE TEMP VIEW _n AS SELECT * FROM _nt")
+    if spec.time_unique:  # (sessions) first-of-key rows sharing a time with another record
+        cols = ", ".join(spec.time_unique)
+        time_repeats = con.execute(
+            f"SELECT count(*) - count(DISTINCT ({cols})) FROM _n WHERE _rk = 1"
+        ).fetchall()[0][0]
+        if time_repeats:
+            if not key_repeats:  # a view cannot be updated: materialise it
+                con.execute("CREATE TEMP TABLE _nt AS SELECT * FROM _n")
+                con.execute("CREATE OR REPLACE TEMP VIEW _n AS SELECT * FROM _nt")
+            con.execute(
+                f"""UPDATE _nt SET _rk = -1 WHERE _row IN (SELECT _row FROM (
+                    SELECT _row, row_number() OVER (PARTITION BY {cols} ORDER BY _row) AS r
+                    FROM _n WHERE _rk = 1) WHERE r > 1)"""
+            )
+    # Stored rows of the same patients.
     con.execute(
-        f"""CREATE TEMP TABLE _s AS
-        SELECT t.*, {key_s} AS _key FROM {t} t
+        f"""CREATE TEMP TABLE _s AS SELECT t.rowid AS _rid, t.* FROM {t} t
         WHERE t.patient_id IN (SELECT DISTINCT patient_id FROM _n)"""
     )
     if spec.by_updated_at:
@@ -145,23 +176,22 @@ def _merge(con: duckdb.DuckDBPyConnection, spec: TableSpec, kind: str) -> MergeR
         edit = "WHEN TRUE THEN 'replace'"
     con.execute(
         f"""CREATE TEMP TABLE _c AS
-        SELECT n._row, n._key, CASE
-            WHEN n._rk > 1 AND {_same(spec.content, "n", "f")} THEN 'duplicate'
+        SELECT n._row, s._rid, CASE
+            WHEN n._rk > 1 AND n._h = n._h1 THEN 'duplicate'
             WHEN n._rk > 1 THEN 'duplicate_in_file'
-            WHEN n._rt > 1 THEN 'same_time_in_file'
-            WHEN s._key IS NULL THEN 'insert'
+            WHEN n._rk = -1 THEN 'same_time_in_file'
+            WHEN s._rid IS NULL THEN 'insert'
             WHEN {_same(spec.content, "n", "s")} THEN 'duplicate'
             {edit}
             ELSE 'conflict' END AS _status
-        FROM _n n
-        JOIN _n f ON f._key = n._key AND f._rk = 1
-        LEFT JOIN _s s ON s._key = n._key"""
+        FROM _n n LEFT JOIN _s s ON n._rk = 1 AND {spec.same_record}"""
     )
     if spec.time_unique:
         on = " AND ".join(f"s.{c} = n.{c}" for c in spec.time_unique)
         con.execute(
-            f"""UPDATE _c SET _status = 'same_time' WHERE _status IN ('insert', 'replace')
-            AND _row IN (SELECT n._row FROM _n n JOIN _s s ON {on} AND s._key <> n._key)"""
+            f"""UPDATE _c SET _status = 'same_time' WHERE _row IN (
+                SELECT c._row FROM _c c JOIN _n n USING (_row) JOIN _s s ON {on}
+                WHERE c._status IN ('insert', 'replace') AND s._rid IS DISTINCT FROM c._rid)"""
         )
     counts = dict(con.execute("SELECT _status, count(*) FROM _c GROUP BY ALL").fetchall())
     inserted_ids: tuple[str, ...] = ()
@@ -174,8 +204,7 @@ def _merge(con: duckdb.DuckDBPyConnection, spec: TableSpec, kind: str) -> MergeR
         )
     if counts.get("replace"):
         con.execute(
-            f"""DELETE FROM {t} WHERE patient_id IN (SELECT DISTINCT patient_id FROM _n)
-            AND {spec.key.format(a=t)} IN (SELECT _key FROM _c WHERE _status = 'replace')"""
+            f"DELETE FROM {t} WHERE rowid IN (SELECT _rid FROM _c WHERE _status = 'replace')"
         )
     cols = ", ".join(spec.columns)
     if counts.get("insert") or counts.get("replace"):
