@@ -32,6 +32,7 @@ _LAZY: dict[str, str] = {
     "adherence_daily": "backcare_analytics.metrics",
     "adherence_summary": "backcare_analytics.metrics",
     "adherence_rolling": "backcare_analytics.metrics",
+    "adherence_rollups": "backcare_analytics.metrics",
     "adherence_streaks": "backcare_analytics.metrics",
     "persistence": "backcare_analytics.metrics",
     "gap_histogram": "backcare_analytics.metrics",

@@ -6,17 +6,16 @@ as columns; nothing is rounded or printed and inputs are never mutated.
 
 from __future__ import annotations
 
-from backcare_analytics.metrics.adherence import (
-    ROUTINE,
-    AdherencePolicy,
-    adherence_daily,
-    adherence_rolling,
-    adherence_streaks,
-    adherence_summary,
-)
+from backcare_analytics.metrics.adherence import ROUTINE, AdherencePolicy, adherence_daily
 from backcare_analytics.metrics.params import Window
 from backcare_analytics.metrics.persistence import gap_histogram, persistence
 from backcare_analytics.metrics.quality import QualityPolicy, quality_flags
+from backcare_analytics.metrics.rollups import (
+    adherence_rolling,
+    adherence_rollups,
+    adherence_streaks,
+    adherence_summary,
+)
 from backcare_analytics.metrics.timing import (
     circular_median,
     first_session_times,
@@ -30,6 +29,7 @@ __all__ = [
     "Window",
     "adherence_daily",
     "adherence_rolling",
+    "adherence_rollups",
     "adherence_streaks",
     "adherence_summary",
     "circular_median",

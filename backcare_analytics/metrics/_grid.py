@@ -10,6 +10,11 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pandera.pandas as pa
+from pandera.errors import SchemaErrors
+
+from backcare_analytics.errors import SchemaValidationError
+from backcare_analytics.schemas import ensure_validation_enabled, failure_table
 
 #: Day number standing for "no day" (missing dates, open-ended prescriptions).
 NO_DAY = np.iinfo(np.int64).min
@@ -19,12 +24,40 @@ FAR_DAY = np.iinfo(np.int32).max
 EPS = 1e-9
 
 
+def frame(columns: dict[str, object]) -> pd.DataFrame:
+    """A frame over freshly computed arrays, without copying or consolidating them (the
+    arrays must not be views of the caller's inputs)."""
+    return pd.DataFrame(columns, copy=False)
+
+
+def checked(df: pd.DataFrame, model: type[pa.DataFrameModel], what: str) -> pd.DataFrame:
+    """Validate a metric's output against its schema, lazily and without copying it.
+
+    Like :func:`backcare_analytics.schemas.validate`, but ``inplace`` (the schemas do not
+    coerce, so nothing changes): pandera's defensive copy of a 12 M-row table costs seconds.
+    """
+    ensure_validation_enabled()
+    try:
+        model.validate(df, lazy=True, inplace=True)
+    except SchemaErrors as exc:
+        failures = failure_table(exc)
+        head = failures.head(10)
+        lines = [
+            f"  - row {r}: column {c}: check {k}"
+            for r, c, k in zip(head["row"], head["column"], head["check"], strict=True)
+        ]
+        raise SchemaValidationError(
+            f"{what} does not match the {model.__name__} schema ({len(failures)} failure(s)):\n"
+            + "\n".join(lines),
+            failures=failures,
+        ) from None
+    return df
+
+
 def days(values: pd.Series | pd.Index | np.ndarray) -> np.ndarray:
     """Naive day timestamps as int64 day numbers (days since 1970-01-01); NaT -> ``NO_DAY``."""
     arr = np.asarray(values, dtype="datetime64[us]").astype("datetime64[D]")
-    out = arr.astype(np.int64)
-    out[np.isnat(arr)] = NO_DAY
-    return out
+    return arr.view(np.int64)  # NaT is already int64 min == NO_DAY
 
 
 def as_days(day_numbers: np.ndarray) -> np.ndarray:
@@ -91,9 +124,10 @@ class DayGrid:
         self.day = day
         self.n_keys = n_keys
         starts = segment_starts(key)
-        self.count = np.zeros(n_keys, dtype=np.int64)
-        self.first = np.zeros(n_keys, dtype=np.int64)
-        self.offset = np.zeros(n_keys, dtype=np.int64)
+        # One slot more than keys: key -1 (negative indexing) lands on an empty dummy.
+        self.count = np.zeros(n_keys + 1, dtype=np.int64)
+        self.first = np.zeros(n_keys + 1, dtype=np.int64)
+        self.offset = np.zeros(n_keys + 1, dtype=np.int64)
         if len(key):
             counts = np.diff(np.r_[starts, len(key)])
             k = key[starts]
@@ -104,31 +138,40 @@ class DayGrid:
             self.contiguous = bool(np.all(last - day[starts] + 1 == counts))
         else:
             self.contiguous = True
+        self._base = self.offset - self.first
 
     def __len__(self) -> int:
         return len(self.key)
 
     def locate(self, key: np.ndarray, day: np.ndarray) -> np.ndarray:
-        """Row of each (key, day) query in the grid, ``-1`` when absent (or key < 0)."""
+        """Row of each (key, day) query in the grid, ``-1`` when absent (key ``-1`` or a day
+        outside the key's range). Keys must be ``-1`` or in ``[0, n_keys)``."""
+        if not self.contiguous:
+            return self._locate_sorted(key, day)
+        pos = self._base[key]  # row = offset + (day - first)
+        pos += day
+        lo = self.offset[key]
+        bad = pos < lo
+        lo += self.count[key]
+        bad |= pos >= lo
+        pos[bad] = -1
+        return pos
+
+    def _locate_sorted(self, key: np.ndarray, day: np.ndarray) -> np.ndarray:
         out = np.full(len(key), -1, dtype=np.int64)
-        known = (key >= 0) & (key < self.n_keys) & (day != NO_DAY)
+        if len(self.key) == 0:
+            return out
+        known = (key >= 0) & (day != NO_DAY)
         k, d = key[known], day[known]
-        if self.contiguous:
-            rel = d - self.first[k]
-            hit = (rel >= 0) & (rel < self.count[k])
-            pos = np.where(hit, self.offset[k] + rel, -1)
-        else:
-            base = int(self.day.min()) if len(self.day) else 0
-            gkeys = (self.key << 32) + (self.day - base)
-            qkeys = (k << 32) + (d - base)
-            order = np.argsort(qkeys, kind="stable")
-            found = np.searchsorted(gkeys, qkeys[order])
-            found_c = np.minimum(found, max(len(gkeys) - 1, 0))
-            ok = (
-                (found < len(gkeys)) & (gkeys[found_c] == qkeys[order]) if len(gkeys) else found < 0
-            )
-            pos = np.full(len(k), -1, dtype=np.int64)
-            pos[order] = np.where(ok, found, -1)
+        base = int(self.day.min())
+        gkeys = (self.key << 32) + (self.day - base)
+        qkeys = (k << 32) + (d - base)
+        order = np.argsort(qkeys, kind="stable")
+        found = np.searchsorted(gkeys, qkeys[order])
+        found_c = np.minimum(found, len(gkeys) - 1)
+        ok = (found < len(gkeys)) & (gkeys[found_c] == qkeys[order])
+        pos = np.full(len(k), -1, dtype=np.int64)
+        pos[order] = np.where(ok, found, -1)
         out[known] = pos
         return out
 

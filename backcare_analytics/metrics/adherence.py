@@ -1,9 +1,8 @@
 """Adherence: dose ratio per exercise and day, and its roll-ups (see docs/metrics.md).
 
-The daily table (:func:`adherence_daily`) is the base; every roll-up takes it:
-:func:`adherence_summary` (PDC and component adherence over a window or per ISO week, with
-diary completeness kept apart), :func:`adherence_rolling` (trailing 7- and 28-day PDC) and
-:func:`adherence_streaks`. Logging gaps, persistence and dropout are per patient and take the
+The daily table (:func:`adherence_daily`) is the base; every roll-up takes it
+(:mod:`backcare_analytics.metrics.rollups`: PDC and component adherence over a window or per
+ISO week with diary completeness kept apart, trailing 7- and 28-day PDC, streaks). Logging gaps, persistence and dropout are per patient and take the
 session log directly (:mod:`backcare_analytics.metrics.persistence`); start-time consistency
 is in :mod:`backcare_analytics.metrics.timing`.
 
@@ -14,7 +13,6 @@ numbers, and sums run as ``np.bincount`` over a (key, day) grid.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -22,24 +20,10 @@ import pandas as pd
 from backcare_analytics.metrics import _grid as g
 from backcare_analytics.metrics.params import Window
 from backcare_analytics.protocol import Protocol, load_protocol
-from backcare_analytics.schemas import validate
-from backcare_analytics.schemas.clean import Pain, Patients, Prescriptions, Sessions
-from backcare_analytics.schemas.results.adherence import (
-    ROUTINE,
-    AdherenceDaily,
-    AdherenceRolling,
-    AdherenceStreaks,
-    AdherenceSummary,
-)
+from backcare_analytics.schemas.clean import Patients, Prescriptions, Sessions
+from backcare_analytics.schemas.results.adherence import ROUTINE, AdherenceDaily
 
-__all__ = [
-    "ROUTINE",
-    "AdherencePolicy",
-    "adherence_daily",
-    "adherence_rolling",
-    "adherence_streaks",
-    "adherence_summary",
-]
+__all__ = ["ROUTINE", "AdherencePolicy", "adherence_daily"]
 
 
 @dataclass(frozen=True)
@@ -189,7 +173,6 @@ def adherence_daily(
 
     sp = g.map_codes(sessions[Sessions.patient_id], pids)
     sd = g.days(sessions[Sessions.day])
-    known = (sp >= 0) & (sd != g.NO_DAY)
 
     # Grid bounds per patient: [max(start, window start), window end or last logged day].
     gstart = start.copy()
@@ -197,8 +180,9 @@ def adherence_daily(
         gstart = np.maximum(gstart, g.day_number(window.start))
         gend = np.full(n_pat, g.day_number(window.end), dtype=np.int64)
     else:
-        gend = np.full(n_pat, g.NO_DAY, dtype=np.int64)
-        np.maximum.at(gend, sp[known], sd[known])
+        gend = np.full(n_pat + 1, g.NO_DAY, dtype=np.int64)  # last slot: unknown patients
+        np.maximum.at(gend, sp, sd)
+        gend = gend[:n_pat]
     gend[start == g.NO_DAY] = g.NO_DAY
 
     # Prescription segments clipped to the grid, expanded to one row per day.
@@ -230,32 +214,43 @@ def adherence_daily(
     grid = g.DayGrid(gpe, gday, n_pat * n_ex)
     n = len(grid)
 
-    # Sessions summed onto the grid, side by side.
+    # Sessions summed onto the grid, side by side. Buffers are reused: on a 10 M-row log every
+    # fresh temporary array costs a visible share of the run time.
+    key = sp * n_ex
     se = g.map_codes(sessions[Sessions.exercise_id], exes)
-    spe = np.where(known & (se >= 0), sp * n_ex + se, -1)
-    pos = grid.locate(spe, sd)
-    hit = pos >= 0
-    sets = sessions[Sessions.sets].to_numpy(dtype="float64", na_value=1.0)
-    reps = sessions[Sessions.reps].to_numpy(dtype="float64", na_value=1.0)
-    vol = sets * reps
+    key += se
+    key[(se < 0) | (sp < 0)] = -1
+    del se
+    pos = grid.locate(key, sd)
+    del key
+    pos[pos < 0] = n  # an extra bin for rows that are not counted
+    vol = sessions[Sessions.sets].to_numpy(dtype="float64", na_value=1.0)
+    vol *= sessions[Sessions.reps].to_numpy(dtype="float64", na_value=1.0)
     side = sessions[Sessions.side]
-    not_right = (side != "right").to_numpy(dtype=bool, na_value=True)
-    not_left = (side != "left").to_numpy(dtype=bool, na_value=True)
+    w = np.where((side == "right").to_numpy(dtype=bool, na_value=False), 0.0, vol)
+    left = np.bincount(pos, w, minlength=n + 1)[:n]
+    np.copyto(w, vol)
+    w[(side == "left").to_numpy(dtype=bool, na_value=False)] = 0.0
+    right = np.bincount(pos, w, minlength=n + 1)[:n]
     hold = sessions[Sessions.hold_s].to_numpy(dtype="float64", na_value=np.nan)
-    has_hold = ~np.isnan(hold)
-    p = pos[hit]
-    left = np.bincount(p, (vol * not_right)[hit], minlength=n)
-    right = np.bincount(p, (vol * not_left)[hit], minlength=n)
-    hold_w = np.bincount(p, np.where(has_hold, vol, 0.0)[hit], minlength=n)
-    hold_vs = np.bincount(p, np.where(has_hold, vol * np.nan_to_num(hold), 0.0)[hit], minlength=n)
+    no_hold = np.isnan(hold)
+    np.copyto(w, vol)
+    w[no_hold] = 0.0
+    hold_w = np.bincount(pos, w, minlength=n + 1)[:n]
+    hold[no_hold] = 0.0
+    w *= hold
+    hold_vs = np.bincount(pos, w, minlength=n + 1)[:n]
+    del w, vol, hold, no_hold, pos
 
     # Logged: any session row of the patient that day.
-    gp = rows_p = rp[rows]
+    gp = rp[rows]
     pgrid = g.DayGrid(*_patient_days(gstart, gend), n_pat)
-    logged_pd = np.zeros(len(pgrid), dtype=bool)
-    ppos = pgrid.locate(np.where(known, sp, -1), sd)
-    logged_pd[ppos[ppos >= 0]] = True
-    logged = logged_pd[pgrid.locate(rows_p, gday)] if n else np.zeros(0, dtype=bool)
+    ppos = pgrid.locate(sp, sd)
+    ppos[ppos < 0] = len(pgrid)
+    logged_pd = np.zeros(len(pgrid) + 1, dtype=bool)
+    logged_pd[ppos] = True
+    del ppos
+    logged = logged_pd[pgrid.locate(gp, gday)] if n else np.zeros(0, dtype=bool)
 
     rx_sets = prescriptions[Prescriptions.sets].to_numpy(dtype="float64", na_value=1.0)[rows]
     rx_reps = prescriptions[Prescriptions.reps].to_numpy(dtype="float64", na_value=1.0)[rows]
@@ -272,7 +267,7 @@ def adherence_daily(
     hold_met = pd.array(hold_ratio >= thr, dtype="boolean")
     hold_met[np.isnan(hold_ratio)] = pd.NA
 
-    out = pd.DataFrame(
+    out = g.frame(
         {
             AdherenceDaily.patient_id: g.take_str(pids, gp),
             AdherenceDaily.exercise_id: g.take_str(exes, re[rows]),
@@ -292,387 +287,10 @@ def adherence_daily(
             AdherenceDaily.hold_met: hold_met,
         }
     )
-    return validate(out, AdherenceDaily, what="adherence_daily output")
+    return g.checked(out, AdherenceDaily, "adherence_daily output")
 
 
 def _patient_days(first: np.ndarray, last: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(patient code, day) rows covering each patient's ``[first, last]``."""
     last = np.where((first == g.NO_DAY) | (last == g.NO_DAY), first - 1, last)
     return g.expand_ranges(first, last)
-
-
-# --------------------------------------------------------------------------------------------
-# Roll-ups of the daily table
-# --------------------------------------------------------------------------------------------
-
-
-@dataclass
-class _Long:
-    """The daily table as arrays, exercises plus the routine, sorted by (key, day)."""
-
-    pids: pd.Index
-    exes: pd.Index  # exercise ids, ROUTINE last
-    grid: g.DayGrid  # key = patient * len(exes) + exercise
-    met: np.ndarray
-    done: np.ndarray
-    volume_met: np.ndarray
-    hold_has: np.ndarray
-    hold_met: np.ndarray
-    ratio: np.ndarray
-    ratio_raw: np.ndarray
-    logged: np.ndarray
-
-    @property
-    def patient(self) -> np.ndarray:
-        return self.grid.key // len(self.exes)
-
-    @property
-    def exercise(self) -> np.ndarray:
-        return self.grid.key % len(self.exes)
-
-
-def _long(daily: pd.DataFrame) -> _Long:
-    """Codes, arrays and the routine rows (every exercise in force that day) of a daily table."""
-    pc, pids = g.factorize_sorted(daily[AdherenceDaily.patient_id])
-    ec, exes = g.factorize_sorted(daily[AdherenceDaily.exercise_id])
-    exes = pd.Index([*exes, ROUTINE], dtype="str")
-    n_ex = len(exes)
-    day = g.days(daily[AdherenceDaily.day])
-    cols = {
-        "met": daily[AdherenceDaily.met].to_numpy(dtype=bool),
-        "done": daily[AdherenceDaily.done].to_numpy(dtype=bool),
-        "volume_met": daily[AdherenceDaily.volume_met].to_numpy(dtype=bool),
-        "hold_has": daily[AdherenceDaily.hold_prescribed_s].notna().to_numpy(dtype=bool),
-        "hold_met": daily[AdherenceDaily.hold_met].to_numpy(dtype=bool, na_value=False),
-        "ratio": daily[AdherenceDaily.dose_ratio].to_numpy(dtype="float64"),
-        "ratio_raw": daily[AdherenceDaily.dose_ratio_raw].to_numpy(dtype="float64"),
-        "logged": daily[AdherenceDaily.logged].to_numpy(dtype=bool),
-    }
-    # Routine: one row per (patient, day), via a (patient, day) grid.
-    first = np.full(len(pids), g.NO_DAY, dtype=np.int64)
-    last = np.full(len(pids), g.NO_DAY, dtype=np.int64)
-    if len(day):
-        first[:] = np.iinfo(np.int64).max
-        np.minimum.at(first, pc, day)
-        np.maximum.at(last, pc, day)
-    pgrid = g.DayGrid(*_patient_days(first, last), len(pids))
-    ppos = pgrid.locate(pc, day)
-    m = len(pgrid)
-    count = np.bincount(ppos, minlength=m)
-    present = count > 0
-
-    def n_true(x: np.ndarray) -> np.ndarray:
-        return np.bincount(ppos[x], minlength=m)
-
-    hold_n = n_true(cols["hold_has"])
-    routine = {
-        "met": n_true(cols["met"]) == count,
-        "done": n_true(cols["done"]) == count,
-        "volume_met": n_true(cols["volume_met"]) == count,
-        "hold_has": hold_n > 0,
-        "hold_met": (hold_n > 0) & (n_true(cols["hold_met"] & cols["hold_has"]) == hold_n),
-        "ratio": np.bincount(ppos, cols["ratio"], minlength=m) / np.maximum(count, 1),
-        "ratio_raw": np.bincount(ppos, cols["ratio_raw"], minlength=m) / np.maximum(count, 1),
-        "logged": n_true(cols["logged"]) > 0,
-    }
-    key = np.r_[pc * n_ex + ec, pgrid.key[present] * n_ex + (n_ex - 1)]
-    allday = np.r_[day, pgrid.day[present]]
-    order = np.lexsort((allday, key))
-    arrays = {k: np.r_[cols[k], routine[k][present]][order] for k in cols}
-    grid = g.DayGrid(key[order], allday[order], len(pids) * n_ex)
-    return _Long(pids=pids, exes=exes, grid=grid, **arrays)
-
-
-def _diary_days(long: _Long, pain: pd.DataFrame | None) -> np.ndarray:
-    """Whether each row of ``long`` is a day with a pain-diary entry."""
-    if pain is None or len(long.grid) == 0:
-        return np.zeros(len(long.grid), dtype=bool)
-    n_ex = len(long.exes)
-    pp = g.map_codes(pain[Pain.patient_id], long.pids)
-    pd_ = g.days(pain[Pain.day])
-    # Look each diary entry up on the routine rows (one per patient-day in the grid).
-    pos = long.grid.locate(np.where(pp >= 0, pp * n_ex + (n_ex - 1), -1), pd_)
-    routine_diary = np.zeros(len(long.grid), dtype=bool)
-    routine_diary[pos[pos >= 0]] = True
-    # Spread to every exercise row of the same patient-day.
-    pgrid_pos = long.grid.locate(long.patient * n_ex + (n_ex - 1), long.grid.day)
-    return routine_diary[pgrid_pos]
-
-
-def _keys_frame(long: _Long, key: np.ndarray) -> dict[str, pd.Series]:
-    n_ex = len(long.exes)
-    return {
-        "patient_id": g.take_str(long.pids, key // n_ex),
-        "exercise_id": g.take_str(long.exes, key % n_ex),
-    }
-
-
-def adherence_summary(
-    daily: pd.DataFrame,
-    pain: pd.DataFrame | None = None,
-    *,
-    window: Window | None = None,
-    by: Literal["window", "iso_week"] = "window",
-) -> pd.DataFrame:
-    """Proportion of days covered and component adherence per patient and exercise (and the
-    full routine), over a window or per ISO week, with diary completeness beside it.
-
-    Parameters
-    ----------
-    daily
-        Output of :func:`adherence_daily`.
-    pain
-        The clean pain diary (:class:`~backcare_analytics.schemas.Pain`), for diary
-        completeness and the observed-days view; ``None`` counts no diary day.
-    window
-        Keep only these days of ``daily``; ``None`` keeps all.
-    by
-        ``"window"``: one period per patient (``period`` is the window's label, or ``"all"``);
-        ``"iso_week"``: one period per ISO week (``"2026-W10"``).
-
-    Returns
-    -------
-    pandas.DataFrame
-        Validated by :class:`~backcare_analytics.schemas.results.AdherenceSummary`, one row per
-        patient x exercise (``exercise_id`` ``"_routine"`` for the full routine) x period:
-        ``period``, ``period_start``, ``period_end``; day counts ``days`` (days of the period
-        in the patient's grid), ``days_logged`` (any session), ``days_diary`` (a diary entry),
-        ``days_observed`` (either), ``days_done``, ``days_met``, ``days_volume_met``,
-        ``days_hold`` (a hold prescribed), ``days_hold_met``; and ``pdc``, ``pdc_observed``,
-        ``frequency_share``, ``volume_share``, ``hold_share``, ``diary_completeness``,
-        ``mean_dose_ratio`` (capped), ``mean_dose_ratio_raw``.
-
-    Notes
-    -----
-    ``pdc = days_met / days`` (a missing log counts as not done);
-    ``pdc_observed = days_met / days_observed`` (only days with a session or diary entry;
-    missing when there are none); ``frequency_share = days_done / days``;
-    ``volume_share = days_volume_met / days``; ``hold_share = days_hold_met / days_hold``;
-    ``diary_completeness = days_diary / days``. A routine day is met (done, volume met) when
-    every exercise in force that day is; its dose ratio is the mean of the exercises' ratios.
-
-    References
-    ----------
-    Peterson AM, Nau DP, Cramer JA, et al. (2007). A checklist for medication compliance and
-    persistence studies using retrospective databases. Value Health 10:3-12 (ISPOR; PDC).
-
-    Examples
-    --------
-    >>> import backcare_analytics as bca
-    >>> pts = pd.DataFrame({"patient_id": ["P1"], "timezone": ["UTC"],
-    ...     "programme_start": [pd.Timestamp("2026-03-04")], "clinician": [None]})
-    >>> ses = pd.DataFrame({"patient_id": ["P1"], "exercise_id": ["breathing"],
-    ...     "day": [pd.Timestamp("2026-03-05")], "side": ["none"],
-    ...     "sets": pd.array([1], dtype="Int64"), "reps": pd.array([10], dtype="Int64"),
-    ...     "hold_s": pd.array([None], dtype="Float64")})
-    >>> d = bca.adherence_daily(ses, bca.build_prescriptions(pts), pts,
-    ...                         window=bca.Window.iso_week("2026-W10"))
-    >>> s = bca.adherence_summary(d, by="iso_week")
-    >>> s.loc[s.exercise_id == "breathing", ["period", "days", "days_met", "pdc"]]
-    ... # doctest: +NORMALIZE_WHITESPACE
-        period  days  days_met   pdc
-    0  2026-W10     5         1   0.2
-    """
-    if window is not None:
-        daily = daily[window.contains(daily[AdherenceDaily.day])]
-    long = _long(daily)
-    diary = _diary_days(long, pain)
-    key, day = long.grid.key, long.grid.day
-    base = int(day.min()) - 7 if len(day) else 0
-    if by == "iso_week":
-        period = day - (day + 3) % 7  # the Monday (1970-01-01 was a Thursday)
-    elif by == "window":
-        period = np.full_like(day, base)
-    else:
-        raise ValueError(f"by must be 'window' or 'iso_week'; received {by!r}")
-    codes, uniq = pd.factorize(key * 200_000 + (period - base), sort=True)
-    gkey = np.asarray(uniq, dtype=np.int64) // 200_000
-    k = len(uniq)
-
-    def count(x: np.ndarray) -> np.ndarray:
-        return np.bincount(codes[x], minlength=k)
-
-    days = np.bincount(codes, minlength=k)
-    observed = long.logged | diary
-    d = {
-        "days": days,
-        "days_logged": count(long.logged),
-        "days_diary": count(diary),
-        "days_observed": count(observed),
-        "days_done": count(long.done),
-        "days_met": count(long.met),
-        "days_volume_met": count(long.volume_met),
-        "days_hold": count(long.hold_has),
-        "days_hold_met": count(long.hold_met & long.hold_has),
-    }
-    first_day = np.full(k, np.iinfo(np.int64).max)
-    last_day = np.full(k, np.iinfo(np.int64).min)
-    np.minimum.at(first_day, codes, day)
-    np.maximum.at(last_day, codes, day)
-    if by == "iso_week":
-        start = first_day - (first_day + 3) % 7
-        end = start + 6
-        mondays = pd.Index(g.as_days(start))
-        iso = mondays.isocalendar()
-        label = pd.Series(
-            iso["year"].astype("str").to_numpy() + "-W" + iso["week"].astype("str").str.zfill(2)
-        )
-    elif window is not None:
-        start = np.full(k, g.day_number(window.start))
-        end = np.full(k, g.day_number(window.end))
-        label = pd.Series([window.label] * k, dtype="str")
-    else:
-        start, end = first_day, last_day
-        label = pd.Series(["all"] * k, dtype="str")
-    with np.errstate(invalid="ignore", divide="ignore"):
-        out = pd.DataFrame(
-            {
-                **_keys_frame(long, gkey),
-                "period": label.astype("str").to_numpy(),
-                "period_start": g.as_days(start),
-                "period_end": g.as_days(end),
-                **d,
-                "pdc": d["days_met"] / days,
-                "pdc_observed": np.where(
-                    d["days_observed"] > 0, d["days_met"] / d["days_observed"], np.nan
-                ),
-                "frequency_share": d["days_done"] / days,
-                "volume_share": d["days_volume_met"] / days,
-                "hold_share": np.where(
-                    d["days_hold"] > 0, d["days_hold_met"] / d["days_hold"], np.nan
-                ),
-                "diary_completeness": d["days_diary"] / days,
-                "mean_dose_ratio": np.bincount(codes, long.ratio, minlength=k) / days,
-                "mean_dose_ratio_raw": np.bincount(codes, long.ratio_raw, minlength=k) / days,
-            }
-        )
-    out["period"] = out["period"].astype("str")
-    return validate(out, AdherenceSummary, what="adherence_summary output")
-
-
-def adherence_rolling(daily: pd.DataFrame) -> pd.DataFrame:
-    """Trailing 7- and 28-day proportion of days covered, per patient, exercise (and the full
-    routine) and day.
-
-    Parameters
-    ----------
-    daily
-        Output of :func:`adherence_daily`.
-
-    Returns
-    -------
-    pandas.DataFrame
-        Validated by :class:`~backcare_analytics.schemas.results.AdherenceRolling`, columns
-        ``patient_id``, ``exercise_id`` (``"_routine"`` for the routine), ``day``,
-        ``days_7d``, ``days_met_7d``, ``pdc_7d``, ``days_28d``, ``days_met_28d``, ``pdc_28d``.
-
-    Notes
-    -----
-    ``pdc_7d(d) = days met in [d-6, d] / days of [d-6, d] in the patient's grid``; the same
-    with 28 days. Early in a programme the denominator is the days so far (at least 1).
-
-    References
-    ----------
-    Peterson AM et al. (2007), Value Health 10:3-12 (PDC over a fixed window).
-
-    Examples
-    --------
-    >>> import backcare_analytics as bca
-    >>> pts = pd.DataFrame({"patient_id": ["P1"], "timezone": ["UTC"],
-    ...     "programme_start": [pd.Timestamp("2026-03-02")], "clinician": [None]})
-    >>> ses = pd.DataFrame({"patient_id": ["P1"] * 2, "exercise_id": ["breathing"] * 2,
-    ...     "day": pd.to_datetime(["2026-03-02", "2026-03-04"]), "side": ["none"] * 2,
-    ...     "sets": pd.array([1, 1], dtype="Int64"), "reps": pd.array([10, 10], dtype="Int64"),
-    ...     "hold_s": pd.array([None, None], dtype="Float64")})
-    >>> d = bca.adherence_daily(ses, bca.build_prescriptions(pts), pts)
-    >>> r = bca.adherence_rolling(d)
-    >>> r.loc[r.exercise_id == "breathing", ["day", "days_7d", "pdc_7d"]].to_string(index=False)
-    '       day  days_7d   pdc_7d\\n2026-03-02        1 1.000000\\n2026-03-03        2 0.500000\\n2026-03-04        3 0.666667'
-    """
-    long = _long(daily)
-    met = long.met.astype(np.int64)
-    n7, m7 = long.grid.window_sum(met, 7)
-    n28, m28 = long.grid.window_sum(met, 28)
-    out = pd.DataFrame(
-        {
-            **_keys_frame(long, long.grid.key),
-            "day": g.as_days(long.grid.day),
-            "days_7d": n7,
-            "days_met_7d": m7,
-            "pdc_7d": m7 / np.maximum(n7, 1),
-            "days_28d": n28,
-            "days_met_28d": m28,
-            "pdc_28d": m28 / np.maximum(n28, 1),
-        }
-    )
-    return validate(out, AdherenceRolling, what="adherence_rolling output")
-
-
-def adherence_streaks(daily: pd.DataFrame) -> pd.DataFrame:
-    """Runs of met days (streaks) and of missed days per patient and exercise (and routine).
-
-    Parameters
-    ----------
-    daily
-        Output of :func:`adherence_daily`.
-
-    Returns
-    -------
-    pandas.DataFrame
-        Validated by :class:`~backcare_analytics.schemas.results.AdherenceStreaks`, columns
-        ``patient_id``, ``exercise_id``, ``first_day``, ``last_day``, ``days``, ``days_met``,
-        ``days_missed`` (``days - days_met``), ``current_streak_days`` (met days running up to
-        ``last_day``; 0 when ``last_day`` was missed), ``longest_streak_days``,
-        ``longest_missed_run_days``.
-
-    Notes
-    -----
-    Run-length encoding on the (key, day) grid: a run breaks where the key changes, a day is
-    skipped or ``met`` changes; ``run_id = cumsum(break)``.
-
-    Examples
-    --------
-    >>> import backcare_analytics as bca
-    >>> pts = pd.DataFrame({"patient_id": ["P1"], "timezone": ["UTC"],
-    ...     "programme_start": [pd.Timestamp("2026-03-02")], "clinician": [None]})
-    >>> ses = pd.DataFrame({"patient_id": ["P1"] * 3, "exercise_id": ["breathing"] * 3,
-    ...     "day": pd.to_datetime(["2026-03-02", "2026-03-05", "2026-03-06"]),
-    ...     "side": ["none"] * 3, "sets": pd.array([1] * 3, dtype="Int64"),
-    ...     "reps": pd.array([10] * 3, dtype="Int64"), "hold_s": pd.array([None] * 3, dtype="Float64")})
-    >>> d = bca.adherence_daily(ses, bca.build_prescriptions(pts), pts)
-    >>> s = bca.adherence_streaks(d)
-    >>> s.loc[s.exercise_id == "breathing", ["days", "days_met", "current_streak_days",
-    ...     "longest_streak_days", "longest_missed_run_days"]].to_numpy().tolist()
-    [[5, 3, 2, 2, 2]]
-    """
-    long = _long(daily)
-    key, day, met = long.grid.key, long.grid.day, long.met
-    n = len(key)
-    brk = np.ones(n, dtype=bool)
-    if n > 1:
-        brk[1:] = (key[1:] != key[:-1]) | (day[1:] != day[:-1] + 1) | (met[1:] != met[:-1])
-    run_start = np.flatnonzero(brk)
-    run_len = np.diff(np.r_[run_start, n])
-    run_met = met[run_start]
-    run_key = key[run_start]
-    gstart = g.segment_starts(key)  # rows
-    grun = g.segment_starts(run_key)  # runs
-    gkey = key[gstart]
-    days = np.diff(np.r_[gstart, n])
-    met_len = np.where(run_met, run_len, 0)
-    miss_len = np.where(run_met, 0, run_len)
-    last_run = np.r_[grun[1:], len(run_start)] - 1
-    out = pd.DataFrame(
-        {
-            **_keys_frame(long, gkey),
-            "first_day": g.as_days(day[gstart]),
-            "last_day": g.as_days(day[np.r_[gstart[1:], n] - 1]),
-            "days": days,
-            "days_met": np.add.reduceat(met.astype(np.int64), gstart) if n else days,
-            "current_streak_days": met_len[last_run],
-            "longest_streak_days": np.maximum.reduceat(met_len, grun) if n else days,
-            "longest_missed_run_days": np.maximum.reduceat(miss_len, grun) if n else days,
-        }
-    )
-    out.insert(6, "days_missed", out["days"] - out["days_met"])
-    return validate(out, AdherenceStreaks, what="adherence_streaks output")

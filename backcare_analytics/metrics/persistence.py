@@ -13,7 +13,6 @@ import pandas as pd
 from backcare_analytics.metrics import _grid as g
 from backcare_analytics.metrics.adherence import AdherencePolicy, _patients_index
 from backcare_analytics.metrics.params import Window
-from backcare_analytics.schemas import validate
 from backcare_analytics.schemas.clean import Sessions
 from backcare_analytics.schemas.results.adherence import GapHistogram, Persistence
 
@@ -55,37 +54,35 @@ def gap_runs(
     ``logged`` (distinct event days), ``first_log`` and ``last_log`` (``NO_DAY`` when none).
     """
     n_pat = len(start)
-    ok = patient >= 0
-    pc = np.where(ok, patient, 0)
-    inside = ok & (day >= start[pc]) & (day <= as_of[pc]) if n_pat else ok
-    key = np.unique(patient[inside] * (1 << 32) + day[inside])  # distinct (patient, day)
-    lp, ld = key >> 32, key & ((1 << 32) - 1)
-    logged = np.bincount(lp, minlength=n_pat)
+    grid = g.DayGrid(*g.expand_ranges(start, as_of), n_pat)  # contiguous: O(1) lookups
+    pos = grid.locate(patient, day)
+    pos[pos < 0] = len(grid)
+    mark = np.zeros(len(grid) + 1, dtype=bool)
+    mark[pos] = True
+    mark = mark[:-1]
+    key, gday = grid.key, grid.day
+    logged = np.bincount(key[mark], minlength=n_pat)
+    hit = np.flatnonzero(mark)
     first_log = np.full(n_pat, g.NO_DAY, dtype=np.int64)
     last_log = np.full(n_pat, g.NO_DAY, dtype=np.int64)
-    if len(key):
-        starts = g.segment_starts(lp)
-        ends = np.r_[starts[1:], len(lp)] - 1
-        first_log[lp[starts]] = ld[starts]
-        last_log[lp[ends]] = ld[ends]
-    # Candidate gaps: before the first event (from the start), between events, after the last
-    # (to as_of); a patient without events has one gap covering the whole span.
-    has = logged > 0
-    same = lp[1:] == lp[:-1]
-    gp = np.r_[np.arange(n_pat), lp[:-1][same], np.arange(n_pat)]
-    gf = np.r_[start, ld[:-1][same] + 1, np.where(has, last_log + 1, start)]
-    gl = np.r_[
-        np.where(has, first_log - start, as_of - start + 1),
-        (ld[1:] - ld[:-1] - 1)[same],
-        np.where(has, as_of - last_log, 0),
-    ]
-    keep = gl > 0
-    gp, gf, gl = gp[keep], gf[keep], gl[keep]
-    order = np.lexsort((gf, gp))
+    if len(hit):
+        hk = key[hit]
+        starts = g.segment_starts(hk)
+        ends = np.r_[starts[1:], len(hk)] - 1
+        first_log[hk[starts]] = gday[hit[starts]]
+        last_log[hk[ends]] = gday[hit[ends]]
+    # Gaps: maximal runs of unmarked days within a patient.
+    n = len(key)
+    begin = ~mark
+    if n > 1:
+        begin[1:] &= mark[:-1] | (key[1:] != key[:-1])
+    run_first = np.flatnonzero(begin)
+    run_id = np.cumsum(begin) - 1
+    lengths = np.bincount(run_id[~mark], minlength=len(run_first))
     return {
-        "patient": gp[order],
-        "first": gf[order],
-        "length": gl[order],
+        "patient": key[run_first],
+        "first": gday[run_first],
+        "length": lengths.astype(np.int64),
         "logged": logged,
         "first_log": first_log,
         "last_log": last_log,
@@ -157,7 +154,7 @@ def persistence(
     has = gp["logged"] > 0
     since = np.where(has, as_of - gp["last_log"], span)
     since = np.maximum(since, 0)
-    out = pd.DataFrame(
+    out = g.frame(
         {
             "patient_id": pd.Series(pids, dtype="str"),
             "programme_start": g.as_days(start),
@@ -173,7 +170,7 @@ def persistence(
             "dropout": since >= policy.dropout_days,
         }
     )
-    return validate(out, Persistence, what="persistence output")
+    return g.checked(out, Persistence, "persistence output")
 
 
 def gap_histogram(
@@ -217,11 +214,11 @@ def gap_histogram(
         keep = length > 0
         patient, length = patient[keep], length[keep]
     key = np.unique(patient * (1 << 32) + length, return_counts=True)
-    out = pd.DataFrame(
+    out = g.frame(
         {
             "patient_id": g.take_str(pids, key[0] >> 32),
             "gap_days": (key[0] & ((1 << 32) - 1)).astype(np.int64),
             "count": key[1].astype(np.int64),
         }
     )
-    return validate(out, GapHistogram, what="gap_histogram output")
+    return g.checked(out, GapHistogram, "gap_histogram output")

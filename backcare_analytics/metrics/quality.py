@@ -16,7 +16,6 @@ from backcare_analytics.metrics import _grid as g
 from backcare_analytics.metrics.adherence import _patients_index
 from backcare_analytics.metrics.params import Window
 from backcare_analytics.metrics.persistence import gap_runs
-from backcare_analytics.schemas import validate
 from backcare_analytics.schemas.clean import Pain, Prescriptions, Sessions
 from backcare_analytics.schemas.results.quality import QUALITY_FLAGS, QualityFlags
 
@@ -55,7 +54,7 @@ def _num(values: np.ndarray) -> pd.Series:
 
 
 def _flag(pids: pd.Index, codes: np.ndarray, flag: str, detail: pd.Series) -> pd.DataFrame:
-    return pd.DataFrame(
+    return g.frame(
         {
             "patient_id": g.take_str(pids, codes),
             "flag": pd.Series([flag] * len(codes), dtype="str"),
@@ -252,4 +251,4 @@ def quality_flags(
     out = out.iloc[idx].reset_index(drop=True)
     for col in ("patient_id", "flag", "detail"):
         out[col] = out[col].astype("str")
-    return validate(out, QualityFlags, what="quality_flags output")
+    return g.checked(out, QualityFlags, "quality_flags output")

@@ -14,7 +14,6 @@ import pandas as pd
 from backcare_analytics.metrics import _grid as g
 from backcare_analytics.metrics.adherence import AdherencePolicy, _patients_index
 from backcare_analytics.metrics.params import Window
-from backcare_analytics.schemas import validate
 from backcare_analytics.schemas.clean import Patients, Sessions
 from backcare_analytics.schemas.results.adherence import FirstSessionTimes, TimingConsistency
 
@@ -135,7 +134,7 @@ def _stats(
     dist_h = (np.pi - np.abs(np.pi - np.abs(theta - med[p]))) * 24.0 / TWO_PI
     minutes = dist_h * 60.0
     within = minutes <= policy.timing_window_min + g.EPS
-    daily = pd.DataFrame(
+    daily = g.frame(
         {
             "patient_id": g.take_str(pids, p),
             "day": g.as_days(d),
@@ -146,7 +145,7 @@ def _stats(
     )
     has = n > 0
     share = np.bincount(p[within], minlength=n_pat) / np.maximum(n, 1)
-    summary = pd.DataFrame(
+    summary = g.frame(
         {
             "patient_id": g.take_str(pids, np.flatnonzero(has)),
             "days": n[has].astype(np.int64),
@@ -193,8 +192,8 @@ def first_session_times(
     >>> first_session_times(ses, pts)["first_start_local_h"].tolist()  # 07:00 both days (DST)
     [7.0, 7.0]
     """
-    return validate(_stats(sessions, patients, window, policy)[0], FirstSessionTimes,
-                    what="first_session_times output")  # fmt: skip
+    daily = _stats(sessions, patients, window, policy)[0]
+    return g.checked(daily, FirstSessionTimes, "first_session_times output")
 
 
 def timing_consistency(
@@ -248,5 +247,5 @@ def timing_consistency(
     >>> round(float(t.circular_median_h[0]), 6), float(t.share_within_window[0])
     (23.5, 1.0)
     """
-    return validate(_stats(sessions, patients, window, policy)[1], TimingConsistency,
-                    what="timing_consistency output")  # fmt: skip
+    summary = _stats(sessions, patients, window, policy)[1]
+    return g.checked(summary, TimingConsistency, "timing_consistency output")
