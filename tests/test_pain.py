@@ -176,3 +176,13 @@ def test_many_patients_equal_one_at_a_time() -> None:
     together = pain_summary(pd.concat(frames, ignore_index=True))
     apart = pd.concat([pain_summary(f) for f in frames], ignore_index=True)
     pd.testing.assert_frame_equal(together, apart)
+
+
+def test_weekly_window_keeps_programme_trend_and_trend_days_shortens_it() -> None:
+    pain = pain_frame("P", "2026-01-05", [6] * 7 + [4] * 7 + [2] * 7)
+    w = Window.iso_week("2026-W04")  # 2026-01-19 .. 2026-01-25: the third week
+    r = _row(pain_summary(pain, window=w), "P")
+    assert r.trend_days == 21 and not r.insufficient_data  # programme to date
+    assert r.current_pain == 2 and r.flare_days == 0
+    short = _row(pain_summary(pain, window=w, policy=PainPolicy(trend_days=10)), "P")
+    assert short.trend_days == 10

@@ -148,7 +148,7 @@ def test_adherence_frame_is_used_when_given() -> None:
     s = sessions_frame(_week(0))
     adh = pd.DataFrame({"patient_id": "P1", "exercise_id": "bridge",
                         "day": pd.date_range("2026-02-02", periods=7), "met": [True] * 6 + [False]})  # fmt: skip
-    f = progression_flags(s, pain_frame("P1", "2026-01-20", [3] * 20), adherence=adh)
+    f = progression_flags(s, pain_frame("P1", "2026-01-20", [3] * 20), adherence_daily=adh)
     assert f.set_index("exercise_id").loc["bridge", "days_met"] == 6
 
 

@@ -46,7 +46,9 @@ class PainPolicy:
     substantial). ``min_trend_points``: the Mann-Kendall normal approximation is poor below
     n = 8 (Kendall 1975; Hirsch et al. 1982 use n >= 10). ``min_period_days`` (4 of 7, a
     majority), ``flare_min_days`` and the flare rule (2 points over the trailing 28-day mean)
-    are house choices stated in the issue.
+    are house choices stated in the issue. ``trend_days``: None = the trend covers every diary
+    day from the first to the window end (the programme to date); a number = only the last
+    that many days.
     """
 
     responder_points: float = 2.0
@@ -58,6 +60,7 @@ class PainPolicy:
     flare_points: float = 2.0
     flare_baseline_days: int = 28
     flare_min_days: int = 7
+    trend_days: int | None = None
     recovery_max: float = 1.0
     recovery_days: int = 7
     immpact_minimal_pct: float = 10.0
@@ -327,9 +330,11 @@ def pain_summary(
         Clean patients table: ``programme_start`` (day 0 of the time-to-event columns and of
         the trend's x) and patients with no diary at all (rows with ``n_days = 0``).
     window : Window, optional
-        The analysis window: days after ``window.end`` are ignored; current pain, the trend
-        and flare counts use the window's days; the baseline is always the programme's first
-        days. Default: all days; the current period ends on each patient's last diary day.
+        The analysis window: days after ``window.end`` are ignored; current pain is the last
+        ``current_days`` days to ``window.end`` and flares are counted on the window's days;
+        the baseline is always the programme's first days and the trend covers the programme
+        to date (``PainPolicy.trend_days`` to shorten it). Default: all days; the current
+        period ends on each patient's last diary day.
     policy : PainPolicy
 
     Returns
@@ -419,10 +424,16 @@ def pain_summary(
     fw = flare & in_win  # episodes counted in the window: runs of flare days within it
     ep_start = fw & ~(np.r_[False, fw[:-1]] & (g.t > 0))
     flare_episodes = np.bincount(g.key[ep_start], minlength=n_keys)
+    # The trend: every diary day up to the window end (programme to date), or the last
+    # ``trend_days`` days of it.
+    in_trend = obs.copy()
+    if p.trend_days is not None:
+        end_day = g.first[g.key] + end_local[g.key]
+        in_trend &= day > end_day - p.trend_days
     tr = trend_arrays(
-        g.key[in_win],
-        (day - g.origin[g.key // 2])[in_win].astype(np.float64),
-        g.value[in_win],
+        g.key[in_trend],
+        (day - g.origin[g.key // 2])[in_trend].astype(np.float64),
+        g.value[in_trend],
         n_groups=n_keys,
         min_n=p.min_trend_points,
         alpha=p.alpha,

@@ -221,7 +221,7 @@ def _iso_labels(mondays: np.ndarray) -> np.ndarray:
     return labels[inv]
 
 
-def capacity_weekly(daily: pd.DataFrame) -> pd.DataFrame:
+def capacity_weekly(capacity_daily: pd.DataFrame) -> pd.DataFrame:
     """Weekly capacity per patient, strength exercise and variant, from :func:`capacity_daily`.
 
     Returns
@@ -252,6 +252,7 @@ def capacity_weekly(daily: pd.DataFrame) -> pd.DataFrame:
     >>> capacity_weekly(d)[["week", "days", "reps", "capacity_s"]].to_string(index=False)
     '    week  days  reps  capacity_s\\n2026-W02     3   4.0        60.0'
     """
+    daily = capacity_daily
     day = _day_numbers(daily["day"])
     monday = day - ((day + 3) % 7)  # 1970-01-01 was a Thursday
     rank = daily["level_rank"].to_numpy(dtype=np.float64, na_value=np.nan)
@@ -308,7 +309,9 @@ def capacity_weekly(daily: pd.DataFrame) -> pd.DataFrame:
     return validate(out, CapacityWeekly, what="capacity_weekly output")
 
 
-def progression_events(capacity: pd.DataFrame, *, protocol: Protocol | None = None) -> pd.DataFrame:
+def progression_events(
+    capacity_weekly: pd.DataFrame, *, protocol: Protocol | None = None
+) -> pd.DataFrame:
     """Level, reps and hold changes between consecutive rows of a capacity frame.
 
     Pass :func:`capacity_weekly` for the clinician's view (changes of the weekly medians) or
@@ -342,6 +345,7 @@ def progression_events(capacity: pd.DataFrame, *, protocol: Protocol | None = No
     >>> progression_events(w)[["day", "event", "before", "after"]].to_string(index=False)
     '       day    event  before  after\\n2026-01-12  reps_up    10.0   14.0\\n2026-01-19 level_up     0.0    1.0'
     """
+    capacity = capacity_weekly
     protocol = protocol or load_protocol()
     rule = protocol.rules.progression
     dcol = "week_start" if "week_start" in capacity.columns else "day"
@@ -437,7 +441,7 @@ def progression_flags(
     pain: pd.DataFrame | None = None,
     prescriptions: pd.DataFrame | None = None,
     *,
-    adherence: pd.DataFrame | None = None,
+    adherence_daily: pd.DataFrame | None = None,
     window: Window | None = None,
     protocol: Protocol | None = None,
 ) -> pd.DataFrame:
@@ -460,7 +464,7 @@ def progression_flags(
         ``flare_in_window`` and ``ready_to_progress`` are missing where the rest holds.
     prescriptions : DataFrame, optional
         Clean prescriptions for the dose check (default: the protocol's doses).
-    adherence : DataFrame, optional
+    adherence_daily : DataFrame, optional
         :func:`~backcare_analytics.metrics.adherence.adherence_daily` output; its ``met``
         column is used instead of the minimal check below.
     window : Window, optional
@@ -477,7 +481,7 @@ def progression_flags(
 
     Notes
     -----
-    Minimal dose check without ``adherence``: a day is met when one row has
+    Minimal dose check without ``adherence_daily``: a day is met when one row has
     sets x reps >= ``dose_met_ratio`` x prescribed sets x reps and, when a hold is prescribed
     and logged, hold >= ``dose_met_ratio`` x prescribed hold.
 
@@ -526,8 +530,8 @@ def progression_flags(
         u = np.unique(k * 100_000_000 + (d - d.min()))
         return np.bincount(u // 100_000_000, minlength=n_keys).astype(np.int64)
 
-    if adherence is not None:
-        a = adherence[adherence["met"].to_numpy(dtype=bool)]
+    if adherence_daily is not None:
+        a = adherence_daily[adherence_daily["met"].to_numpy(dtype=bool)]
         ap = pd.Index(pnames).get_indexer(a["patient_id"])
         ae = pd.Index(c.ex_names).get_indexer(a["exercise_id"])
         aday = _day_numbers(a["day"])
