@@ -18,9 +18,29 @@ from backcare_analytics.schemas.results.adherence import (
     Persistence,
     TimingConsistency,
 )
+from backcare_analytics.schemas.results.pain import MEASURES, PainDaily, PainSummary
+from backcare_analytics.schemas.results.progression import (
+    CapacityDaily,
+    CapacityWeekly,
+    ProgressionEvents,
+    ProgressionFlags,
+)
 from backcare_analytics.schemas.results.quality import QUALITY_FLAGS, QualityFlags
+from backcare_analytics.schemas.results.tolerance import LIGHTS, SessionTolerance
+from backcare_analytics.schemas.results.verdict import VERDICTS, WeeklyVerdict
 
 __all__: list[str] = [
+    "LIGHTS",
+    "MEASURES",
+    "VERDICTS",
+    "CapacityDaily",
+    "CapacityWeekly",
+    "PainDaily",
+    "PainSummary",
+    "ProgressionEvents",
+    "ProgressionFlags",
+    "SessionTolerance",
+    "WeeklyVerdict",
     "QUALITY_FLAGS",
     "ROUTINE",
     "AdherenceDaily",
