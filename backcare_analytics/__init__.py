@@ -39,6 +39,19 @@ _LAZY: dict[str, str] = {
     "first_session_times": "backcare_analytics.metrics",
     "timing_consistency": "backcare_analytics.metrics",
     "quality_flags": "backcare_analytics.metrics",
+    # pain, tolerance, strength progression and the weekly verdict (docs/metrics.md)
+    "PainPolicy": "backcare_analytics.metrics.pain",
+    "pain_daily": "backcare_analytics.metrics.pain",
+    "pain_summary": "backcare_analytics.metrics.pain",
+    "TolerancePolicy": "backcare_analytics.metrics.tolerance",
+    "session_tolerance": "backcare_analytics.metrics.tolerance",
+    "capacity_daily": "backcare_analytics.metrics.progression",
+    "capacity_weekly": "backcare_analytics.metrics.progression",
+    "progression_events": "backcare_analytics.metrics.progression",
+    "progression_flags": "backcare_analytics.metrics.progression",
+    "VerdictPolicy": "backcare_analytics.metrics.verdict",
+    "weekly_verdict": "backcare_analytics.metrics.verdict",
+    "trend_tests": "backcare_analytics.metrics.stats",
 }
 
 __all__ = [
