@@ -296,19 +296,26 @@ def test_cli_synth_writes_the_clinic(tmp_path):
     assert (tmp_path / "exports" / "patients.csv").exists()
 
 
-@pytest.mark.slow
-def test_planted_pain_slope_on_adherence_is_recovered():
-    """A mixed model on 200 patients x 12 weeks recovers beta within its 95 % CI."""
-    smf = pytest.importorskip("statsmodels.formula.api")
+@pytest.fixture(scope="module")
+def big_clinic():
+    """200 patients x 12 weeks, seed 7: the size on which the planted effects are recovered."""
     c = simulate(SynthConfig(patients=200, weeks=12, seed=7))
     pts = c.patients.set_index("patient_id")["programme_start"]
-    pain = c.pain.copy()
-    pain["t"] = (pain["day"] - pts[pain["patient_id"]].to_numpy()).dt.days / 7
-    truth = _truth(c)
-    adh = {p: t["adherence"]["routine_share_active_days"] for p, t in truth.items()}
-    pain["adh_c"] = pain["patient_id"].map(adh) - c.config.adherence_ref
+    for frame in (c.sessions, c.pain):
+        frame["t_day"] = (frame["day"] - pts[frame["patient_id"]].to_numpy()).dt.days
+    return c
+
+
+@pytest.mark.slow
+def test_planted_pain_slope_on_adherence_is_recovered(big_clinic):
+    """A mixed model on the diary recovers beta within its 95 % CI."""
     import warnings
 
+    smf = pytest.importorskip("statsmodels.formula.api")
+    c = big_clinic
+    pain = c.pain.assign(t=c.pain["t_day"] / 7)
+    adh = {p: t["adherence"]["routine_share_active_days"] for p, t in _truth(c).items()}
+    pain["adh_c"] = pain["patient_id"].map(adh) - c.config.adherence_ref
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         fit = smf.mixedlm(
@@ -316,6 +323,49 @@ def test_planted_pain_slope_on_adherence_is_recovered():
         ).fit()
     lo, hi = fit.conf_int().loc["t:adh_c"]
     assert lo <= c.config.pain_slope_per_adherence <= hi
+
+
+@pytest.mark.slow
+def test_planted_capacity_gain_is_recovered_from_the_files(big_clinic):
+    """Weekly bridge-hold gains regressed on adherence and weekly diary pain (below the hinge)
+    recover g0 and gamma within their 95 % CIs."""
+    smf = pytest.importorskip("statsmodels.formula.api")
+    c = big_clinic
+    s, p = c.sessions.assign(w=c.sessions["t_day"] // 7), c.pain.assign(w=c.pain["t_day"] // 7)
+    capacity = s[s["exercise_id"] == "bridge"].groupby(["patient_id", "w"])["hold_s"].mean() / 15
+    share = s.groupby(["patient_id", "w"])["day"].nunique() / 7
+    weekly_pain = p.groupby(["patient_id", "w"])["back_pain"].mean()
+    df = pd.concat({"C": capacity, "a": share, "P": weekly_pain}, axis=1).reset_index()
+    df["gain"] = df.groupby("patient_id")["C"].shift(-1) - df["C"]
+    df = df.dropna()
+    fit = smf.ols("gain ~ 0 + a + a:P", df[df["P"] < 5]).fit()
+    ci = fit.conf_int()
+    assert ci.loc["a", 0] <= c.config.capacity_gain_max <= ci.loc["a", 1]
+    assert ci.loc["a:P", 0] <= -c.config.capacity_gain_per_pain_point <= ci.loc["a:P", 1]
+
+
+@pytest.mark.slow
+def test_planted_dropout_hazard_is_recovered_from_the_files(big_clinic):
+    """Cox model of dropout (no log for >= 21 days until the end) on the first week's diary
+    mean recovers the hazard ratio per pain point within its 95 % CI."""
+    lifelines = pytest.importorskip("lifelines")
+    c = big_clinic
+    days = c.config.days
+    logs = pd.concat([c.sessions[["patient_id", "t_day"]], c.pain[["patient_id", "t_day"]]])
+    last = logs.groupby("patient_id")["t_day"].max()
+    first_week = c.pain[c.pain["t_day"] < 7].groupby("patient_id")["back_pain"].mean()
+    event = (days - 1 - last) >= 21
+    weeks_at_risk = np.where(event, (last + 1 - 7) / 7, (days - 21 - 7) / 7)
+    df = pd.DataFrame(
+        {"T": np.maximum(weeks_at_risk, 0.01), "E": event.astype(int), "pain": first_week}
+    ).dropna()
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # lifelines' own pandas deprecation warnings
+        s = lifelines.CoxPHFitter().fit(df, "T", "E").summary.loc["pain"]
+    hr = c.config.dropout_hazard_ratio_per_pain_point
+    assert s["exp(coef) lower 95%"] <= hr <= s["exp(coef) upper 95%"]
 
 
 @pytest.mark.slow

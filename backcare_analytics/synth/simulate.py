@@ -157,7 +157,7 @@ def simulate_behaviour(cfg: SynthConfig) -> Simulation:
         baseline - cfg.dropout_pain_ref
     )
     with np.errstate(divide="ignore"):
-        t_weeks = -np.log1p(-np.minimum(t[:, 21], 1 - 1e-12)) / np.maximum(hazard, 1e-12)
+        t_weeks = -np.log1p(-np.minimum(t[:, 35], 1 - 1e-12)) / np.maximum(hazard, 1e-12)
     dropout_day = 7 + np.floor(t_weeks * 7)
     is_dropout = dropout_day <= days - 21
     active_end = np.where(is_dropout, dropout_day, days).astype(int)
