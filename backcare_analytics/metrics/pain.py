@@ -44,7 +44,7 @@ class PainPolicy:
     ``responder_points``/``responder_pct``: Ostelo et al. 2008 (2 points or 30 %), Farrar et al.
     2001 (30 %). IMMPACT bands: Dworkin et al. 2008 (10-20 % minimal, 30 % moderate, 50 %
     substantial). ``min_trend_points``: the Mann-Kendall normal approximation is poor below
-    n = 8 (Kendall 1975; Hirsch et al. 1982 use n >= 10). ``min_period_days`` (4 of 7, a
+    n = 8 (Kendall 1975; the issue sets n >= 8). ``min_period_days`` (4 of 7, a
     majority), ``flare_min_days`` and the flare rule (2 points over the trailing 28-day mean)
     are house choices stated in the issue. ``trend_days``: None = the trend covers every diary
     day from the first to the window end (the programme to date); a number = only the last
@@ -270,7 +270,8 @@ def pain_daily(
 
     References
     ----------
-    Suri P et al. (2018) Spine J 18:7-14 (flares of low back pain as a rise over the usual level).
+    Suri P, Saunders KW, Von Korff M (2012) Clin J Pain 28:573-580 (flare-ups as pain worse
+    than usual; the 2-point / 28-day rule is the issue's).
 
     Examples
     --------

@@ -48,8 +48,8 @@ class VerdictPolicy:
     pain trend does not apply to weekly means. ``pain_slope_min`` 0.1 NRS points a week (about
     1.2 points over a 12-week programme, below the 2-point MCID of Ostelo 2008 on purpose: the
     verdict is an early signal). ``capacity_slope_min`` 0.01 = 1 % of the first week a week
-    (a 10 % gain over 10 weeks). ``p_max`` 0.10: the trend-detection level of Hirsch, Slack
-    and Smith (1982). ``min_diary_days`` per week for a weekly pain mean.
+    (a 10 % gain over 10 weeks). ``p_max`` 0.10: a house screening level for short weekly
+    series (the trend test is the one of Hirsch, Slack and Smith 1982). ``min_diary_days`` per week for a weekly pain mean.
     """
 
     min_weeks: int = 4
