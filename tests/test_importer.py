@@ -467,3 +467,17 @@ def test_synthetic_clinic_quarantines_exactly_the_planted_rows(tmp_path: Path) -
         import_paths([tmp_path / name], t)
     _balanced(t)
     _assert_same(_contents(s), _contents(t))
+
+
+def test_a_patients_file_named_otherwise_still_registers_its_batch(tmp_path: Path) -> None:
+    folder = tmp_path / "in"
+    _write(folder, ["s_week1.csv"])
+    (folder / "zz_registry.csv").write_text(PATIENTS + PATIENTS_2.splitlines()[1] + "\n")
+    for dry in (True, False):
+        s = _store(tmp_path, f"dry{dry}.duckdb")
+        rep = import_paths([folder], s, dry_run=dry, now=NOW)
+        f = {r.path: r for r in rep.files}["s_week1.csv"]
+        assert (f.accepted, f.rejected, f.reject_reasons) == (3, 1, {"out_of_range": 1})
+        assert f.balanced
+    _balanced(s)
+    assert len(s.sessions()) == 3

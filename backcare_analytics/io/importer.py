@@ -16,8 +16,9 @@ import json
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -41,8 +42,6 @@ __all__ = ["ImportReport", "expand_paths", "import_paths", "rebuild"]
 #: ``progress(done, total, name)`` after each file.
 Progress = Callable[[int, int, str], None]
 
-#: Raw exports of later files kept in memory while patients files go first (else re-read).
-_KEEP_BYTES = 256 * 1024 * 1024
 _KIND_ORDER = {"patients": 0, "sessions": 1, "pain": 2}
 _REJECT_COLS = ["file_sha", "kind", "row", "column", "reason", "detail", "raw"]
 
@@ -194,6 +193,15 @@ class _Context:
     patients: pd.DataFrame
     shas: dict[str, str]
     report: ImportReport
+    by_sha: dict[str, FileReport] = field(default_factory=dict)
+    held: dict[str, bytes] = field(default_factory=dict)  # dry run: bytes to retry
+
+    def raw_bytes(self, sha: str) -> bytes | None:
+        """An earlier file's bytes: from the archive, or (dry run) held in memory."""
+        if sha in self.held:
+            return self.held[sha]
+        archive = self.target.store.archive
+        return archive.read(sha) if not self.target.dry_run and archive.has(sha) else None
 
 
 def _sha256_file(path: Path) -> str:
@@ -254,10 +262,11 @@ class _Prepared:
     warnings: list[str]
 
 
-def _prepare(ctx: _Context, item: _Item, data: bytes, sha: str, raw: Any) -> _Prepared:
+def _prepare(
+    ctx: _Context, item: _Item, data: bytes, sha: str, raw: Any, patients: pd.DataFrame
+) -> _Prepared:
     tables = sorted(raw.tables, key=lambda t: _KIND_ORDER.get(t.kind, 9))
     out, warnings = [], list(raw.warnings) if hasattr(raw, "warnings") else []
-    patients = ctx.patients
     for t in tables:
         norm = _normalize(
             t,
@@ -298,7 +307,7 @@ def _write_file(ctx: _Context, prep: _Prepared) -> FileReport:
     archived_new = False
     try:
         with ctx.target.transaction() as con:
-            if not ctx.target.dry_run and _already(con, prep.sha):
+            if _already(con, prep.sha):
                 rep.status, rep.rows_read, rep.blank_rows = "already_imported", 0, 0
                 return rep
             all_rejects, new_ids = [], []
@@ -335,8 +344,8 @@ def _write_file(ctx: _Context, prep: _Prepared) -> FileReport:
                     prep.sha, prep.data, name=prep.item.name, seq=seq,
                     imported_at=ctx.now.isoformat(),
                 )  # fmt: skip
-                if new_ids:
-                    _retry_unknown_patients(ctx, con, prep.sha)
+            if new_ids:
+                _retry_unknown_patients(ctx, con, prep.sha)
     except BaseException:
         if archived_new:
             ctx.target.store.archive.discard(prep.sha)
@@ -423,11 +432,11 @@ def _retry_unknown_patients(ctx: _Context, con: duckdb.DuckDBPyConnection, this_
         return
     sql = "SELECT patient_id, timezone, programme_start, clinician FROM patients"
     patients = to_frame(con.sql(sql).to_arrow_table(), CLEAN_DTYPES["patients"])
-    archive = ctx.target.store.archive
     for sha, kind, rows, name, _seq in targets:
-        if not archive.has(sha):
+        data = ctx.raw_bytes(sha)
+        if data is None:
             continue
-        raw = _read_export(Path(name), ctx.settings, archive.read(sha))
+        raw = _read_export(Path(name), ctx.settings, data)
         table = next((t for t in raw.tables if t.kind == kind), None)
         if table is None:
             continue
@@ -465,6 +474,18 @@ def _retry_unknown_patients(ctx: _Context, con: duckdb.DuckDBPyConnection, this_
             ctx.report.retried.append(
                 RetryReport(name, sha, len(rows), res.accepted, res.duplicates, still)
             )
+            if sha in ctx.by_sha:  # a file of this batch: its report shows the outcome
+                rep = ctx.by_sha[sha]
+                rep.accepted += res.accepted
+                rep.duplicates += res.duplicates
+                rep.replaced += res.replaced
+                rep.rejected += still - len(rows)
+                counts = con.execute(
+                    """SELECT reason, count(DISTINCT (kind, "row")) FROM rejects
+                    WHERE file_sha = ? GROUP BY ALL""",
+                    [sha],
+                ).fetchall()
+                rep.reject_reasons = {str(r): int(n) for r, n in counts}
 
 
 # -- the batch ---------------------------------------------------------------------------------
@@ -479,6 +500,49 @@ def _refused(ctx: _Context, item: _Item, sha: str, size: int, exc: Exception) ->
     return rep
 
 
+@dataclass
+class _Staged:
+    """A file hashed, read and normalised (maybe in the helper thread), ready to write."""
+
+    item: _Item
+    sha: str
+    size: int
+    prep: _Prepared | None = None
+    refused: Exception | None = None
+    already: bool = False
+
+    @property
+    def has_patients(self) -> bool:
+        return self.prep is not None and any(k == "patients" for k, _, _ in self.prep.tables)
+
+
+def _stage(ctx: _Context, item: _Item, patients: pd.DataFrame) -> _Staged:
+    """Everything of one file that needs no store lock: hash, read, normalise."""
+    size = item.path.stat().st_size
+    if size > ctx.settings.max_file_bytes:  # hash it in chunks; the reader refuses it
+        sha = _sha256_file(item.path)
+        if ctx.shas.get(sha) == "imported":
+            return _Staged(item, sha, size, already=True)
+        try:
+            _read_export(item.path, ctx.settings, None)
+            raise InputDataError(f"{item.name}: over the size limit")
+        except InputDataError as exc:
+            return _Staged(item, sha, size, refused=exc)
+    data, sha = _load(item)
+    if ctx.shas.get(sha) == "imported":
+        return _Staged(item, sha, size, already=True)
+    try:
+        raw = _read_export(Path(item.name), ctx.settings, data)
+    except InputDataError as exc:
+        return _Staged(item, sha, size, refused=exc)
+    return _Staged(item, sha, size, prep=_prepare(ctx, item, data, sha, raw, patients))
+
+
+def _order(items: list[_Item]) -> list[_Item]:
+    """Files named like a patients file first (a cheap guess; the retry covers a wrong one)."""
+    return sorted(items, key=lambda it: "patient" not in it.name.lower())
+
+
 def _run(
     items: list[_Item],
     store: Store,
@@ -490,9 +554,13 @@ def _run(
     now: pd.Timestamp | None,
     patients_first: bool,
 ) -> ImportReport:
+    """Write files one transaction each, in order, while the next file is read and normalised
+    in a helper thread (DuckDB releases the GIL while it writes). A file holding patients is
+    written before the next file is normalised, so later files see its patients."""
     ensure_validation_enabled()
     report = ImportReport(dry_run=dry_run)
     target = _Target(store, dry_run)
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="backcare-import")
     try:
         ctx = _Context(
             target=target,
@@ -503,75 +571,40 @@ def _run(
             shas=target.imported_shas(),
             report=report,
         )
-        total, done = len(items), 0
-        pending: list[tuple[_Item, bytes | None, str, Any]] = []
-        kept = 0
-        for item in items:
-            size = item.path.stat().st_size
-            if size > settings.max_file_bytes:  # hash it in chunks; the reader refuses it
-                sha = _sha256_file(item.path)
-                if ctx.shas.get(sha) != "imported":
-                    try:
-                        _read_export(item.path, settings, None)
-                        raise InputDataError(f"{item.name}: over the size limit")
-                    except InputDataError as exc:
-                        report.files.append(_refused(ctx, item, sha, size, exc))
-                        ctx.shas[sha] = "refused"
-                        done += 1
-                        if progress:
-                            progress(done, total, item.name)
-                        continue
-                data = b""
-            else:
-                data, sha = _load(item)
-            if ctx.shas.get(sha) == "imported":
-                report.files.append(
-                    FileReport(path=item.name, sha256=sha, status="already_imported")
-                )
-                done += 1
-                if progress:
-                    progress(done, total, item.name)
-                continue
-            try:
-                raw = _read_export(Path(item.name), settings, data)
-            except InputDataError as exc:
-                report.files.append(_refused(ctx, item, sha, len(data), exc))
-                ctx.shas[sha] = "refused"
-                done += 1
-                if progress:
-                    progress(done, total, item.name)
-                continue
-            ctx.shas[sha] = "imported"
-            is_patients = any(t.kind == "patients" for t in raw.tables)
-            if patients_first and not is_patients:
-                keep = kept + len(data) <= _KEEP_BYTES
-                kept += len(data) if keep else 0
-                pending.append((item, data if keep else None, sha, raw if keep else None))
-                continue
-            done += 1
-            _process(ctx, item, data, sha, raw)
+        ordered = _order(items) if patients_first else list(items)
+        ahead: Future[_Staged] | None = None
+        for i, item in enumerate(ordered):
+            staged = ahead.result() if ahead is not None else _stage(ctx, item, ctx.patients)
+            ahead = None
+            if i + 1 < len(ordered) and not staged.has_patients:
+                ahead = pool.submit(_stage, ctx, ordered[i + 1], ctx.patients)
+            _write_staged(ctx, staged)
             if progress:
-                progress(done, total, item.name)
-        for item, data, sha, raw in pending:
-            if data is None:
-                data, sha = _load(item)
-                raw = _read_export(Path(item.name), settings, data)
-            done += 1
-            _process(ctx, item, data, sha, raw)
-            if progress:
-                progress(done, total, item.name)
+                progress(i + 1, len(ordered), item.name)
     finally:
+        pool.shutdown(wait=True, cancel_futures=True)
         target.close()
     return report
 
 
-def _process(ctx: _Context, item: _Item, data: bytes, sha: str, raw: Any) -> None:
-    prep = _prepare(ctx, item, data, sha, raw)
-    rep = _write_file(ctx, prep)
+def _write_staged(ctx: _Context, st: _Staged) -> None:
+    if st.already:
+        rep = FileReport(path=st.item.name, sha256=st.sha, status="already_imported")
+    elif st.refused is not None:
+        rep = _refused(ctx, st.item, st.sha, st.size, st.refused)
+        ctx.shas[st.sha] = "refused"
+    else:
+        assert st.prep is not None
+        rep = _write_file(ctx, st.prep)
+        ctx.shas[st.sha] = "imported"
+        if rep.status != "already_imported":
+            for kind, _, norm in st.prep.tables:
+                if kind == "patients":
+                    ctx.patients = _upsert_patients(ctx.patients, norm.clean)
+            if ctx.target.dry_run and rep.reject_reasons.get("unknown_patient"):
+                ctx.held[st.sha] = st.prep.data  # for the retry; a dry run has no archive
     ctx.report.files.append(rep)
-    for kind, _, norm in prep.tables:
-        if kind == "patients" and rep.status != "already_imported":
-            ctx.patients = _upsert_patients(ctx.patients, norm.clean)
+    ctx.by_sha[st.sha] = rep
 
 
 def import_paths(
