@@ -175,15 +175,31 @@ class DayGrid:
         out[known] = pos
         return out
 
-    def window_sum(self, values: np.ndarray, span: int) -> tuple[np.ndarray, np.ndarray]:
-        """For each grid row, the number of rows and the sum of ``values`` over the rows of the
-        same key whose day is within the ``span`` days ending on this row's day."""
+    def window_sums(
+        self, values: np.ndarray, spans: tuple[int, ...]
+    ) -> list[tuple[np.ndarray, np.ndarray]]:
+        """For each span and grid row: the number of rows, and the sum of ``values`` over the
+        rows, of the same key whose day is within the ``span`` days ending on this row's day."""
         n = len(self.key)
         if n == 0:
-            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=values.dtype)
-        base = int(self.day.min())
-        gkeys = (self.key << 32) + (self.day - base)
-        lo = np.searchsorted(gkeys, gkeys - (span - 1), side="left")
+            return [(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=values.dtype))] * len(spans)
+        csum = np.empty(n + 1, dtype=values.dtype)
+        csum[0] = 0
+        np.cumsum(values, out=csum[1:])
         rows = np.arange(n)
-        csum = np.r_[0, np.cumsum(values)]
-        return rows - lo + 1, csum[rows + 1] - csum[lo]
+        run_start = self.offset[self.key] if self.contiguous else None
+        out = []
+        for span in spans:
+            if run_start is not None:  # contiguous days: the window starts span-1 rows back
+                lo = np.maximum(rows - (span - 1), run_start)
+            else:
+                base = int(self.day.min())
+                gkeys = (self.key << 32) + (self.day - base)
+                lo = np.searchsorted(gkeys, gkeys - (span - 1), side="left")
+            total = csum[lo]
+            np.subtract(csum[1:], total, out=total)
+            lo -= rows
+            np.negative(lo, out=lo)
+            lo += 1
+            out.append((lo, total))
+        return out

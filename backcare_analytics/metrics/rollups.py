@@ -244,8 +244,7 @@ def _summary(
 def _rolling(long: _Long) -> pd.DataFrame:
     grid = long.grid
     met = long.cols["met"].astype(np.int64)
-    n7, m7 = grid.window_sum(met, 7)
-    n28, m28 = grid.window_sum(met, 28)
+    (n7, m7), (n28, m28) = grid.window_sums(met, (7, 28))
     out = g.frame(
         {
             **_keys(long, long.key),
