@@ -86,17 +86,16 @@ def demo(
         "build/demo"
     ),
 ) -> None:
-    """The main job on the synthetic demo clinic: check its exports against the schemas."""
-    from backcare_analytics.config import get_settings
-    from backcare_analytics.synth import check_clinic
+    """The main job on the synthetic demo clinic: import it into a store under --out, render
+    every weekly report of its latest week and the clinic overview (HTML; PDFs with
+    ``backcare report weekly --format html,pdf``)."""
+    from backcare_analytics.reports.batch import run_demo
 
-    examples = get_settings().examples_dir / "clinic"
-    if not examples.exists():
-        raise _fail(f"{examples} is missing; fix: run `backcare synth --out {examples}`")
-    result = check_clinic(examples)
-    typer.echo(result.summary())
-    if not result.ok:
-        raise typer.Exit(EXIT_REJECTED)
+    lines = run_demo(out)
+    for line in lines:
+        typer.echo(line)
+    if any("FAILED" in line for line in lines):
+        raise typer.Exit(EXIT_FAILED)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -166,8 +166,9 @@ def _compute(store_path: Path, label: str, policy: ReportPolicy) -> WeekData:
     policies: dict[str, Any] = {"report": policy}
     unavailable: list[str] = []
 
-    adh = _optional("backcare_analytics.metrics.adherence")
-    if adh is not None:
+    # The package's public surface re-exports the adherence family wherever its modules live.
+    adh = _optional("backcare_analytics.metrics")
+    if adh is not None and hasattr(adh, "adherence_summary"):
         apol = adh.AdherencePolicy.from_protocol(protocol)
         policies["adherence"] = apol
         daily = adh.adherence_daily(
@@ -214,8 +215,17 @@ def _compute(store_path: Path, label: str, policy: ReportPolicy) -> WeekData:
     )
 
 
+def _call(fn: Any, *args: Any, **kwargs: Any) -> Any:
+    """Call a metric function with the keyword arguments it accepts (the metric families'
+    optional parameters still move while they are written; required ones must match)."""
+    import inspect
+
+    accepted = inspect.signature(fn).parameters
+    return fn(*args, **{k: v for k, v in kwargs.items() if k in accepted})
+
+
 def _persistence(module, frames, policies, patients, prescriptions, protocol, week):
-    frames["persistence"] = module.persistence(
+    frames["persistence"] = _call(module.persistence,
         frames["sessions"], patients, window=Window(end=week.end, days=10_000),
         policy=policies.get("adherence"),
     )  # fmt: skip
@@ -224,11 +234,11 @@ def _persistence(module, frames, policies, patients, prescriptions, protocol, we
 def _timing(module, frames, policies, patients, prescriptions, protocol, week):
     span = Window(end=week.end, days=28)
     pol = policies.get("adherence")
-    frames["first_session_times"] = module.first_session_times(
-        frames["sessions"], patients, window=span, policy=pol
+    frames["first_session_times"] = _call(
+        module.first_session_times, frames["sessions"], patients, window=span, policy=pol
     )
-    frames["timing"] = module.timing_consistency(
-        frames["sessions"], patients, window=span, policy=pol
+    frames["timing"] = _call(
+        module.timing_consistency, frames["sessions"], patients, window=span, policy=pol
     )
 
 
@@ -236,25 +246,32 @@ def _pain(module, frames, policies, patients, prescriptions, protocol, week):
     policy = module.PainPolicy()
     policies["pain"] = policy
     span = Window(end=week.end, days=10_000)
-    frames["pain_daily"] = module.pain_daily(frames["pain"], patients, window=span, policy=policy)
-    frames["pain_summary"] = module.pain_summary(
-        frames["pain"], patients, window=span, policy=policy
+    frames["pain_daily"] = _call(
+        module.pain_daily, frames["pain"], patients, window=span, policy=policy
+    )
+    frames["pain_summary"] = _call(
+        module.pain_summary, frames["pain"], patients, window=span, policy=policy
     )
 
 
 def _tolerance(module, frames, policies, patients, prescriptions, protocol, week):
     policy = module.TolerancePolicy()
     policies["tolerance"] = policy
-    frames["session_tolerance"] = module.session_tolerance(
-        frames["sessions"], frames["pain"], protocol=protocol, window=week, policy=policy
+    frames["session_tolerance"] = _call(
+        module.session_tolerance,
+        frames["sessions"],
+        frames["pain"],
+        protocol=protocol,
+        window=week,
+        policy=policy,
     )
 
 
 def _progression(module, frames, policies, patients, prescriptions, protocol, week):
     history = Window(end=week.end, days=10_000)
-    daily = module.capacity_daily(frames["sessions"], protocol=protocol, window=history)
-    frames["capacity_weekly"] = module.capacity_weekly(daily)
-    frames["progression_flags"] = module.progression_flags(
+    daily = _call(module.capacity_daily, frames["sessions"], protocol=protocol, window=history)
+    frames["capacity_weekly"] = _call(module.capacity_weekly, daily)
+    frames["progression_flags"] = _call(module.progression_flags,
         frames["sessions"], frames["pain"], prescriptions,
         adherence=frames.get("adherence_daily"), window=week, protocol=protocol,
     )  # fmt: skip
@@ -263,7 +280,7 @@ def _progression(module, frames, policies, patients, prescriptions, protocol, we
 def _verdict(module, frames, policies, patients, prescriptions, protocol, week):
     policy = module.VerdictPolicy()
     policies["verdict"] = policy
-    frames["verdict"] = module.weekly_verdict(
+    frames["verdict"] = _call(module.weekly_verdict,
         frames["pain"], frames["sessions"], patients, protocol=protocol, window=week,
         policy=policy, all_weeks=False,
     )  # fmt: skip
@@ -273,7 +290,7 @@ def _quality(module, frames, policies, patients, prescriptions, protocol, week):
     policy = module.QualityPolicy() if hasattr(module, "QualityPolicy") else None
     if policy is not None:
         policies["quality"] = policy
-    frames["quality"] = module.quality_flags(
+    frames["quality"] = _call(module.quality_flags,
         frames["sessions"], frames["pain"], patients, prescriptions,
         rejects=frames.get("reject_counts"), window=week, policy=policy,
     )  # fmt: skip
