@@ -66,7 +66,10 @@ def read_csv(data: bytes, settings: Settings, where: str) -> tuple[list[RawTable
     text = _decode_text(data, where)
     if "\x00" in text:
         raise FileRefused("not_utf_decodable", f"{where}: the text holds NUL characters")
-    buf = text.encode("utf-8")
+    # plain UTF-8 is handed on as it is; other encodings are re-encoded once
+    buf = data if _is_plain_utf8(data) else text.encode("utf-8")
+    if buf is data:
+        del text  # decoded again only if the slow path needs it
     arr = np.frombuffer(buf, dtype=np.uint8)
     newlines = np.flatnonzero(arr == 10)
     starts = np.concatenate(([0], newlines + 1))
@@ -82,35 +85,49 @@ def read_csv(data: bytes, settings: Settings, where: str) -> tuple[list[RawTable
     h = int(nonblank[0])
     header_line = buf[starts[h] : ends[h]].decode("utf-8").rstrip("\r")
     delim = _sniff_delimiter(header_line)
-    quotes = arr == 34
-    odd_total = bool(quotes.sum() % 2)
-    spans = quotes.any() and bool((np.cumsum(quotes)[newlines] % 2).any()) if len(arr) else False
+    quotes = np.flatnonzero(arr == 34)
+    odd_total = bool(len(quotes) % 2)
+    # a line break inside quotes: an odd number of quotes before some newline
+    spans = bool(len(quotes)) and bool((np.searchsorted(quotes, newlines) % 2).any())
     header = None
     if not spans and not odd_total:
         header = next(csv.reader([header_line], delimiter=delim))
         names = header_names(header, where)
-        fast = _csv_fast(buf[ends[h] + 1 :] if h + 1 < len(starts) else b"", delim, len(names))
+        body = memoryview(buf)[ends[h] + 1 :] if h + 1 < len(starts) else memoryview(b"")
+        fast = _csv_fast(body, delim, len(names))
         data_lines = nonblank[1:]
         if fast is not None and len(fast) == len(data_lines):
             fast.columns = names
             blank = int(blank_line.sum())
             table = _csv_table(fast, data_lines + 1, [], delim, settings, where)
             return [table], blank
+    text = buf.decode("utf-8")
     return _csv_slow(text, delim, odd_total, settings, where)
 
 
-def _csv_fast(body: bytes, delim: str, width: int) -> pd.DataFrame | None:
+def _is_plain_utf8(data: bytes) -> bool:
+    """UTF-8 without a byte-order mark (``_decode_text`` tried UTF-8 first)."""
+    if data.startswith(codecs.BOM_UTF8):
+        return False
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _csv_fast(body: memoryview, delim: str, width: int) -> pd.DataFrame | None:
     """pyarrow's CSV reader on a body with no line breaks inside quotes; ``None`` when it
     cannot read it exactly (ragged rows, odd quoting): the slow path then explains each row."""
     import pyarrow as pa
     import pyarrow.csv as pcsv
 
-    if not body.strip():
+    if not bytes(body[:4096]).strip() and not bytes(body).strip():
         return pd.DataFrame({f"c{i}": pd.Series(dtype="str") for i in range(width)})
     names = [f"c{i}" for i in range(width)]
     try:
         table = pcsv.read_csv(
-            io.BytesIO(body),
+            pa.BufferReader(pa.py_buffer(body)),
             read_options=pcsv.ReadOptions(column_names=names, block_size=16 << 20),
             parse_options=pcsv.ParseOptions(delimiter=delim, newlines_in_values=False),
             convert_options=pcsv.ConvertOptions(
@@ -122,7 +139,8 @@ def _csv_fast(body: bytes, delim: str, width: int) -> pd.DataFrame | None:
         )
     except (pa.ArrowInvalid, pa.ArrowException, ValueError):
         return None
-    return table.to_pandas().astype("str")
+    frame = table.to_pandas()
+    return frame if (frame.dtypes == "str").all() else frame.astype("str")
 
 
 def _csv_slow(

@@ -22,6 +22,7 @@ from backcare_analytics.config import Settings, get_settings
 from backcare_analytics.io.parse import (
     PAIN_UNITS,
     REPS_UNITS,
+    Parsed,
     local_day,
     localize,
     parse_float,
@@ -107,9 +108,14 @@ class _Issues:
                           "detail": pick(detail)})
         )  # fmt: skip
 
-    def add_parsed(self, parsed: object, column: str) -> None:
-        reason = parsed.reason  # type: ignore[attr-defined]
-        self.add(reason != "", column, reason, parsed.detail)  # type: ignore[attr-defined]
+    def add_parsed(self, parsed: Parsed, column: str) -> None:
+        pos = np.flatnonzero(parsed.failed)
+        if len(pos):
+            codes = parsed.codes[pos]
+            self.parts.append(
+                pd.DataFrame({"pos": pos, "column": column, "reason": parsed.reason_u[codes],
+                              "detail": parsed.detail_u[codes]})
+            )  # fmt: skip
 
     def bad_rows(self) -> np.ndarray:
         bad = np.zeros(self.n, dtype=bool)
@@ -178,10 +184,15 @@ def normalize(
     typed[Sessions.source_file] = source_file
     typed["_row"] = ctx.rows
     typed = typed[[*columns, "_row", "updated_at"]]
-    repeat = _in_file_conflicts(typed, keys, [*columns, "updated_at"], issues)
-    _stage_two(typed, model, protocol, issues, repeat)
-    bad = issues.bad_rows()
-    clean = typed.loc[~bad].reset_index(drop=True)
+    # From here on only the rows that parsed, indexed by their position in the table; a
+    # table without bad cells is never copied.
+    parsed = ~issues.bad_rows()
+    good = typed if parsed.all() else typed.loc[parsed]
+    del typed
+    repeat = _in_file_conflicts(good, keys, [*columns, "updated_at"], issues)
+    _stage_two(good, model, protocol, issues, repeat)
+    keep = ~issues.bad_rows()[good.index.to_numpy()]
+    clean = (good if keep.all() else good.loc[keep]).reset_index(drop=True)
     rejects = _rejects(issues.frame(), frame, ctx.rows, table.row_errors, settings)
     return Normalized(table.kind, clean, rejects, tuple(_cap(warnings)))
 
@@ -478,16 +489,16 @@ def _patients(ctx: _Context) -> tuple[pd.DataFrame, list[list[str]]]:
 
 
 def _in_file_conflicts(
-    typed: pd.DataFrame, keys: list[list[str]], content: list[str], issues: _Issues
+    good: pd.DataFrame, keys: list[list[str]], content: list[str], issues: _Issues
 ) -> np.ndarray:
     """Same record key twice with different content: the later rows are
     ``duplicate_in_file``. Identical repeats stay (the store counts them as duplicates); the
-    returned mask marks them so that stage two validates each record once."""
-    repeat = np.zeros(len(typed), dtype=bool)
-    ok = ~issues.bad_rows()
-    if not ok.any():
+    returned mask (over all table rows) marks them so that stage two validates each record
+    once. ``good`` holds the rows that parsed, indexed by table position."""
+    repeat = np.zeros(issues.n, dtype=bool)
+    if good.empty:
         return repeat
-    good = typed.loc[ok]
+    positions = good.index.to_numpy()
     codes = {}
     for key in keys:
         has_key = good[key].notna().all(axis=1).to_numpy()
@@ -506,9 +517,9 @@ def _in_file_conflicts(
         frame = pd.DataFrame({"k": key_hash, "c": content_hash})
         first = frame.groupby("k", sort=False)["c"].transform("first").to_numpy()
         later = frame.duplicated(["k"]).to_numpy()
-        where = np.flatnonzero(ok)[np.flatnonzero(repeated)]
+        where = positions[repeated]
         issues.add(
-            _mask(len(typed), where[first != content_hash]), key[-1], "duplicate_in_file",
+            _mask(issues.n, where[first != content_hash]), key[-1], "duplicate_in_file",
             "an earlier row of this file holds the same record with different content",
         )  # fmt: skip
         repeat[where[(first == content_hash) & later]] = True
@@ -529,24 +540,22 @@ def _stage_two(
     Identical repeats (``repeat``) are left out, so the schema's uniqueness check sees each
     record once; they share the verdict of their first occurrence through the store's dedup.
     """
-    ok = ~issues.bad_rows() & ~repeat
+    positions = typed.index.to_numpy()
+    ok = ~issues.bad_rows()[positions] & ~repeat[positions]
     if not ok.any():
         return
-    good = typed.loc[ok].drop(columns=["_row", "updated_at"])
+    good = (typed if ok.all() else typed.loc[ok]).drop(columns=["_row", "updated_at"])
     failures = find_failures(good, model, protocol=protocol)  # type: ignore[arg-type]
     if failures.empty:
         return
     whole = failures["row"].isna()
     if whole.any():
-        issues.add(ok, "", "bad_record", "the table failed a whole-column check")
+        issues.add(_mask(issues.n, positions[ok]), "", "bad_record", "failed a whole-column check")
     for check, group in failures.loc[~whole].groupby("check", sort=False):
         reason = next((r for k, r in _CHECK_REASONS if k in str(check)), "bad_record")
-        mask = np.zeros(len(typed), dtype=bool)
-        mask[group["row"].astype("int64").to_numpy()] = True
         for column, sub in group.groupby("column", sort=False):
-            cmask = np.zeros(len(typed), dtype=bool)
-            cmask[sub["row"].astype("int64").to_numpy()] = True
-            issues.add(cmask, str(column), reason, f"failed the check {check}")
+            rows = sub["row"].astype("int64").to_numpy()  # index labels = table positions
+            issues.add(_mask(issues.n, rows), str(column), reason, f"failed the check {check}")
 
 
 def _rejects(

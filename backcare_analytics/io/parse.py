@@ -57,15 +57,28 @@ _MAX_DIGITS = 30  # longer digit runs are out of any range here; never handed to
 @dataclass(frozen=True)
 class Parsed:
     """Typed values of one column and, per cell, a reason code (``""`` when the cell is fine)
-    and a detail for people (never the cell's value)."""
+    and a detail for people (never the cell's value).
+
+    Reasons are kept per distinct cell value (``reason_u``, ``detail_u``) with each cell's
+    ``codes`` into them, so a million cells cost no million-element object arrays.
+    """
 
     values: pd.Series
-    reason: np.ndarray
-    detail: np.ndarray
+    codes: np.ndarray
+    reason_u: np.ndarray
+    detail_u: np.ndarray
 
     @property
     def failed(self) -> np.ndarray:
-        return self.reason != ""
+        return (self.reason_u != "").astype(bool)[self.codes]
+
+    @property
+    def reason(self) -> np.ndarray:
+        return self.reason_u[self.codes]
+
+    @property
+    def detail(self) -> np.ndarray:
+        return self.detail_u[self.codes]
 
 
 def _by_distinct(
@@ -76,12 +89,7 @@ def _by_distinct(
     vals = pd.array([r[0] for r in results], dtype=dtype)
     reason = np.array([r[1] for r in results], dtype=object)
     detail = np.array([r[2] for r in results], dtype=object)
-    if len(results) == 0:
-        empty = np.array([], dtype=object)
-        return Parsed(pd.Series(vals, index=cells.index), empty, empty)
-    return Parsed(
-        pd.Series(vals.take(codes), index=cells.index), reason.take(codes), detail.take(codes)
-    )
+    return Parsed(pd.Series(vals.take(codes), index=cells.index), codes, reason, detail)
 
 
 def _number(text: str, decimal_comma: bool) -> tuple[float | None, str, str]:
@@ -206,6 +214,19 @@ def parse_times(cells: pd.Series, *, date_order: str = "DMY") -> ParsedTimes:
     :func:`pandas.to_datetime` reads each group; only slash/dot dates take a slower path.
     """
     u = cells.str.strip().reset_index(drop=True)
+    n = len(u)
+    blank = (u == "").to_numpy(dtype=bool)
+    if blank.all():  # an optional column left empty: nothing to parse
+        nat = np.full(n, np.datetime64("NaT", "us"), dtype="datetime64[us]")
+        empty = np.full(n, "", dtype=object)
+        return ParsedTimes(
+            utc=pd.Series(nat, index=cells.index).dt.tz_localize("UTC"),
+            naive=pd.Series(nat, index=cells.index),
+            has_offset=np.zeros(n, dtype=bool),
+            blank=blank,
+            reason=empty,
+            detail=empty.copy(),
+        )
     spaced = np.zeros(len(u), dtype=bool)
     for marker in (" +", " -", " Z", " z"):
         spaced |= u.str.contains(marker, regex=False).to_numpy(dtype=bool, na_value=False)
@@ -214,7 +235,6 @@ def parse_times(cells: pd.Series, *, date_order: str = "DMY") -> ParsedTimes:
     lower_z = u.str.endswith("z").to_numpy(dtype=bool, na_value=False)
     if lower_z.any():
         u[lower_z] = u[lower_z].str.slice(0, -1) + "Z"
-    n = len(u)
     utc = np.full(n, np.datetime64("NaT", "us"), dtype="datetime64[us]")
     naive = np.full(n, np.datetime64("NaT", "us"), dtype="datetime64[us]")
     is_off = u.str.match(_ISO_OFFSET).to_numpy(dtype=bool, na_value=False)
@@ -225,7 +245,6 @@ def parse_times(cells: pd.Series, *, date_order: str = "DMY") -> ParsedTimes:
     if is_iso.any():
         parsed = pd.to_datetime(u[is_iso], format="ISO8601", errors="coerce")
         naive[is_iso] = parsed.to_numpy(dtype="datetime64[us]")
-    blank = (u == "").to_numpy(dtype=bool)
     rest = ~(is_off | is_iso | blank)
     if rest.any():
         parts = u[rest].str.extract(_SLASH)
