@@ -141,7 +141,7 @@ def render_week(
 
 
 def run_demo(
-    out: Path = Path("build/demo"), *, formats: Sequence[str] = ("html", "pdf")
+    out: Path = Path("build/demo"), *, formats: Sequence[str] = ("html",)
 ) -> list[str]:
     """The main job on the synthetic demo clinic: take (or generate) it, import it into a fresh
     store under ``out``, render every weekly report of its latest week and the clinic overview.
