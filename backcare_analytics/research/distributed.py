@@ -317,9 +317,12 @@ def research_metrics(
     (PDC per exercise and routine), persistence and dropout, pain summary (responders), and the
     cohort tables. (The clinic-report tables, e.g. per-session tolerance and rolling adherence,
     are left to :func:`all_metrics`.)"""
-    from backcare_analytics.metrics.adherence import adherence_daily, adherence_summary
-    from backcare_analytics.metrics.pain import pain_summary
-    from backcare_analytics.metrics.persistence import persistence
+    from backcare_analytics.metrics import (
+        adherence_daily,
+        adherence_summary,
+        pain_summary,
+        persistence,
+    )
 
     s, p, pts = tables["sessions"], tables["pain"], tables["patients"]
     daily = adherence_daily(s, tables["prescriptions"], pts, window=window)
