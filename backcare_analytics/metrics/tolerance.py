@@ -21,7 +21,7 @@ from backcare_analytics.metrics.params import Window
 from backcare_analytics.protocol import Protocol, load_protocol
 from backcare_analytics.schemas import validate
 from backcare_analytics.schemas.clean import Pain, Sessions
-from backcare_analytics.schemas.results.tolerance import SessionTolerance
+from backcare_analytics.schemas.results.tolerance import LIGHTS, SessionTolerance
 
 __all__ = ["TolerancePolicy", "session_tolerance"]
 
@@ -52,6 +52,12 @@ def _seconds(values: pd.Series) -> np.ndarray:
     return (
         values.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy("datetime64[s]").astype(np.int64)
     )
+
+
+def _text(codes: np.ndarray, names: tuple[str, ...]) -> pd.Series:
+    """Text from small integer codes (-1 = missing) without building millions of objects."""
+    cat = pd.Categorical.from_codes(codes.astype(np.int64), categories=list(names))
+    return pd.Series(cat).astype("str")
 
 
 def _lookup(table_keys: np.ndarray, table_vals: np.ndarray, keys: np.ndarray) -> np.ndarray:
@@ -146,11 +152,10 @@ def session_tolerance(
     before = s[Sessions.pain_before].to_numpy(dtype=np.float64, na_value=np.nan)
     after = s[Sessions.pain_after].to_numpy(dtype=np.float64, na_value=np.nan)
     delta = after - before
+    # Light as codes into LIGHTS (-1 = unknown): text is made once, through a categorical.
     light = np.select(
-        [np.isnan(after), after <= p.green_max, after <= p.amber_max],
-        [None, "green", "amber"],
-        "red",
-    )
+        [np.isnan(after), after <= p.green_max, after <= p.amber_max], [-1, 0, 1], 2
+    ).astype(np.int8)
     worse_session = delta >= p.session_worse
 
     ex_ids = s[Sessions.exercise_id].astype("str")
@@ -159,7 +164,7 @@ def session_tolerance(
     back_exempt = ex_ids.isin([e for e, v in expects.items() if "back_pain" in v]).to_numpy()
 
     back_ref = np.where(np.isnan(before), np.nan, before)
-    ref_src = np.where(np.isnan(before), None, "session").astype(object)
+    ref_src = np.where(np.isnan(before), -1, 0).astype(np.int8)  # 0 session, 1 diary
     nm_back = np.full(n, np.nan)
     nm_leg = np.full(n, np.nan)
     leg_ref = np.full(n, np.nan)
@@ -214,7 +219,7 @@ def session_tolerance(
             if target == "back":
                 fill = np.isnan(back_ref) & ~np.isnan(found)
                 back_ref = np.where(fill, found, back_ref)
-                ref_src = np.where(fill, "diary", ref_src)
+                ref_src = np.where(fill, 1, ref_src).astype(np.int8)
             else:
                 leg_ref = found
 
@@ -224,13 +229,13 @@ def session_tolerance(
     unknown_leg = np.isnan(nm_leg) | np.isnan(leg_ref)
 
     fails = (
-        (light == "red")
+        (light == 2)
         | (~np.isnan(delta) & worse_session)
         | (~unknown_back & nm_back_worse & ~back_exempt)
         | (~unknown_leg & nm_leg_worse & ~leg_exempt)
     )
     tolerated = pd.array(~fails, dtype="boolean")
-    tolerated[~fails & np.isnan(after)] = pd.NA
+    tolerated[~fails & (light < 0)] = pd.NA
 
     def _bool(values: np.ndarray, unknown: np.ndarray) -> pd.arrays.BooleanArray:
         out = pd.array(values, dtype="boolean")
@@ -250,10 +255,10 @@ def session_tolerance(
             Sessions.pain_before: s[Sessions.pain_before].astype("Int64"),
             Sessions.pain_after: s[Sessions.pain_after].astype("Int64"),
             "pain_delta": (s[Sessions.pain_after] - s[Sessions.pain_before]).astype("Int64"),
-            "light": pd.Series(light, dtype="str"),
+            "light": _text(light, LIGHTS),
             "worse_in_session": _bool(worse_session, np.isnan(delta)),
             "back_reference": back_ref,
-            "back_reference_source": pd.Series(ref_src, dtype="str"),
+            "back_reference_source": _text(ref_src, ("session", "diary")),
             "next_morning_back": nm_back,
             "next_morning_back_worse": _bool(nm_back_worse, unknown_back),
             "leg_reference": leg_ref,
