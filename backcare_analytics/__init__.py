@@ -25,6 +25,9 @@ except PackageNotFoundError:  # pragma: no cover - running from a bare checkout
 #: ``import backcare_analytics`` stays fast for the CLI. name -> module
 _LAZY: dict[str, str] = {
     "generate_clinic": "backcare_analytics.synth",
+    # reports (docs/reports.md)
+    "render_week": "backcare_analytics.reports.batch",
+    "load_week": "backcare_analytics.reports.context",
     # adherence, timing and data quality (docs/metrics.md)
     "Window": "backcare_analytics.metrics",
     "AdherencePolicy": "backcare_analytics.metrics",
