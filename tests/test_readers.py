@@ -3,6 +3,7 @@ refused with a reason (never a traceback), row numbers as a person sees them."""
 
 from __future__ import annotations
 
+import csv
 import io
 import json
 import time
@@ -14,6 +15,8 @@ from pathlib import Path
 import numpy as np
 import openpyxl
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from backcare_analytics.config import Settings
 from backcare_analytics.io.readers import FileRefused, RawExport, read_export
@@ -360,3 +363,78 @@ def test_columns_without_a_header_are_ignored_with_a_warning() -> None:
     table = read("s.xlsx", data).tables[0]
     assert table.rows_read == 2 and table.row_errors.empty
     assert table.warnings == ("ignored cells in columns without a header on 2 row(s)",)
+
+
+# --- property: what csv.writer writes, the reader reads back, row numbers included -----------
+
+_CELL = st.text(
+    alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00\r"),
+    max_size=12,
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(st.tuples(_CELL, _CELL), min_size=1, max_size=15),
+    st.sampled_from([",", ";", "\t"]),
+    st.lists(st.booleans(), min_size=15, max_size=15),
+)
+def test_csv_round_trip_and_row_numbers(
+    cells: list[tuple[str, str]], delim: str, blank_after: list[bool]
+) -> None:
+    out = io.StringIO()
+    writer = csv.writer(out, delimiter=delim, lineterminator="\n")
+    writer.writerow(["patient_id", "performed_at", "exercise", "note"])
+    expected_rows, line = [], 2
+    for i, (exercise, note) in enumerate(cells):
+        writer.writerow([f"P{i}", "t", exercise or "x", note])
+        expected_rows.append(line)
+        line += 1 + note.count("\n") + (exercise or "x").count("\n")
+        if blank_after[i]:
+            out.write("\n")
+            line += 1
+    table = read("s.csv", out.getvalue().encode()).tables[0]
+    assert table.row_errors.empty
+    assert table.row_numbers.tolist() == expected_rows
+    assert table.frame["note"].tolist() == [n for _, n in cells]
+    assert table.frame["exercise"].tolist() == [e or "x" for e, _ in cells]
+
+
+def test_old_mac_line_ends_and_bare_carriage_returns() -> None:
+    table = read("s.csv", b"patient_id,performed_at,exercise\rP1,t,b\r\rP2,t,b\r").tables[0]
+    assert table.frame["patient_id"].tolist() == ["P1", "P2"]
+    assert table.row_numbers.tolist() == [2, 4]
+    data = b'patient_id,performed_at,exercise,note\nP1,t,b,"a\rb"\nP2,t,b,"c\r\nd"\nP3,t,b,x\n'
+    table = read("s.csv", data).tables[0]
+    assert table.frame["note"].tolist() == ["a\rb", "c\r\nd", "x"]
+    assert table.row_numbers.tolist() == [2, 3, 5]
+
+
+_PREFIXES = [
+    b"",
+    b"patient_id,performed_at,exercise,reps\n",
+    b"patient_id;recorded_at;back_pain\n",
+    b'[{"patient_id": "P1", "recorded_at": "t", "back_pain": ',
+    b'{"resourceType": "Bundle", "entry": [',
+    b"PK\x03\x04",
+]
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.sampled_from(_PREFIXES),
+    st.binary(max_size=200),
+    st.sampled_from(["x.csv", "x.json", "x.jsonl", "x.ndjson", "x.xlsx", "x.tsv"]),
+)
+def test_any_bytes_are_read_or_refused_never_crash(prefix: bytes, tail: bytes, name: str) -> None:
+    from backcare_analytics.io.normalize import normalize
+
+    try:
+        export = read(name, prefix + tail)
+    except FileRefused as exc:
+        assert exc.reason and str(exc)
+        return
+    for table in export.tables:
+        result = normalize(table, source_file="0" * 64, patients=None)
+        rows = set(table.row_numbers.tolist()) | set(table.row_errors["row"].tolist())
+        assert set(result.clean["_row"]) | set(result.rejects["row"]) == rows

@@ -70,6 +70,8 @@ def read_csv(data: bytes, settings: Settings, where: str) -> tuple[list[RawTable
     buf = data if _is_plain_utf8(data) else text.encode("utf-8")
     if buf is data:
         del text  # decoded again only if the slow path needs it
+    if b"\r" in buf and b"\n" not in buf:  # classic Mac line ends: CR only
+        buf = buf.replace(b"\r", b"\n")
     arr = np.frombuffer(buf, dtype=np.uint8)
     newlines = np.flatnonzero(arr == 10)
     starts = np.concatenate(([0], newlines + 1))
@@ -89,9 +91,11 @@ def read_csv(data: bytes, settings: Settings, where: str) -> tuple[list[RawTable
     odd_total = bool(len(quotes) % 2)
     # a line break inside quotes: an odd number of quotes before some newline
     spans = bool(len(quotes)) and bool((np.searchsorted(quotes, newlines) % 2).any())
-    header = None
-    if not spans and not odd_total:
+    try:
         header = next(csv.reader([header_line], delimiter=delim))
+    except csv.Error:
+        spans = True  # the record-by-record path explains it
+    if not spans and not odd_total:
         names = header_names(header, where)
         body = memoryview(buf)[ends[h] + 1 :] if h + 1 < len(starts) else memoryview(b"")
         fast = _csv_fast(body, delim, len(names))
@@ -165,6 +169,10 @@ def _csv_slow(
             except StopIteration:
                 break
             except csv.Error:
+                if names is None:
+                    raise FileRefused(
+                        "bad_csv", f"{where}: the header line is not readable CSV"
+                    ) from None
                 errors.append((prev_end + 1, "", "bad_record", "the line is not readable CSV", ""))
                 prev_end = reader.line_num
                 continue
