@@ -103,6 +103,13 @@ def segment_starts(keys: np.ndarray) -> np.ndarray:
     return np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
 
 
+def segment_ends(starts: np.ndarray, n: int) -> np.ndarray:
+    """Last row of each run, given the runs' first rows and the total length."""
+    if len(starts) == 0:
+        return starts
+    return np.r_[starts[1:], n] - 1
+
+
 def expand_ranges(first: np.ndarray, last: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """For each range ``[first[i], last[i]]`` (empty when ``last < first``) the row ``i``
     repeated once per day and the day numbers, without a Python loop."""

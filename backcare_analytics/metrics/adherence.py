@@ -256,7 +256,7 @@ def adherence_daily(
     rx_reps = prescriptions[Prescriptions.reps].to_numpy(dtype="float64", na_value=1.0)[rows]
     rx_hold = prescriptions[Prescriptions.hold_s].to_numpy(dtype="float64", na_value=np.nan)[rows]
     prescribed = rx_sets * rx_reps
-    performed = np.minimum(left, right)
+    performed = np.minimum(left, right).astype(np.float64, copy=False)
     done = np.maximum(left, right) > 0
     with np.errstate(invalid="ignore", divide="ignore"):
         hold_mean = np.where(hold_w > 0, hold_vs / np.where(hold_w > 0, hold_w, 1.0), np.nan)

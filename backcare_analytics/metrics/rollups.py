@@ -178,7 +178,7 @@ def _summary(
     else:
         raise ValueError(f"by must be 'window' or 'iso_week'; received {by!r}")
     starts = g.segment_starts(group)  # rows are sorted by (key, day), so groups are runs
-    ends = np.r_[starts[1:], len(group)] - 1
+    ends = g.segment_ends(starts, len(group))
     gkey = key[starts]
     k = len(starts)
 
@@ -274,7 +274,7 @@ def _streaks(long: _Long) -> pd.DataFrame:
     days = np.diff(np.r_[gstart, n]).astype(np.int64)
     met_len = np.where(run_met, run_len, 0)
     miss_len = np.where(run_met, 0, run_len)
-    last_run = np.r_[grun[1:], len(run_start)] - 1
+    last_run = g.segment_ends(grun, len(run_start))
     if n:
         days_met = np.add.reduceat(met, gstart, dtype=np.int64)
         longest = np.maximum.reduceat(met_len, grun)
@@ -285,7 +285,7 @@ def _streaks(long: _Long) -> pd.DataFrame:
         {
             **_keys(long, key[gstart]),
             "first_day": g.as_days(day[gstart]),
-            "last_day": g.as_days(day[np.r_[gstart[1:], n] - 1]),
+            "last_day": g.as_days(day[g.segment_ends(gstart, n)]),
             "days": days,
             "days_met": days_met,
             "days_missed": days - days_met,
