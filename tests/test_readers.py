@@ -438,3 +438,31 @@ def test_any_bytes_are_read_or_refused_never_crash(prefix: bytes, tail: bytes, n
         result = normalize(table, source_file="0" * 64, patients=None)
         rows = set(table.row_numbers.tolist()) | set(table.row_errors["row"].tolist())
         assert set(result.clean["_row"]) | set(result.rejects["row"]) == rows
+
+
+_GOOD_XLSX = xlsx_bytes(
+    [["patient_id", "performed_at", "exercise", "reps"]]
+    + [[f"P{i}", "2026-03-02 07:15", "bridge", i] for i in range(20)]
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.integers(0, len(_GOOD_XLSX) - 1), st.integers(0, 255)),
+        min_size=1,
+        max_size=6,
+    ),
+    st.integers(100, len(_GOOD_XLSX)),
+)
+def test_damaged_workbooks_are_refused_never_crash(flips: list, keep: int) -> None:
+    data = bytearray(_GOOD_XLSX)
+    for pos, value in flips:
+        data[pos] = value
+    try:
+        export = read("x.xlsx", bytes(data[:keep]))
+    except FileRefused as exc:
+        assert exc.reason in {"bad_xlsx", "xlsx_zip_bomb", "xml_entities", "empty_file",
+                              "missing_column", "unknown_kind", "duplicate_column"}  # fmt: skip
+        return
+    assert all(t.rows_read <= 20 for t in export.tables)

@@ -38,7 +38,7 @@ def check_xlsx(data: bytes, settings: Settings, where: str) -> None:
     try:
         zf = zipfile.ZipFile(io.BytesIO(data))
         infos = zf.infolist()
-    except (zipfile.BadZipFile, OSError, ValueError):
+    except Exception:  # zipfile raises BadZipFile, OSError, ValueError, NotImplementedError...
         raise FileRefused(
             "bad_xlsx", f"{where}: not a readable .xlsx file (damaged or truncated?)"
         ) from None
@@ -80,7 +80,7 @@ def check_xlsx(data: bytes, settings: Settings, where: str) -> None:
                     tail = chunk[-32:]
     except FileRefused:
         raise
-    except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError):
+    except Exception:  # BadZipFile, zlib.error, EOFError, NotImplementedError, ...
         raise FileRefused("bad_xlsx", f"{where}: a part of the workbook is damaged") from None
 
 
