@@ -111,6 +111,7 @@ class Store:
                 self.settings.raw_archive if same else self.path.with_name(self.path.name + ".raw")
             )
         self.archive = RawArchive(raw_archive)
+        self._tables_ok: int | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings | None = None) -> Store:
@@ -135,7 +136,11 @@ class Store:
     def writer(self) -> Iterator[duckdb.DuckDBPyConnection]:
         """A read-write connection with the tables created; raises StoreBusyError when held."""
         with connect(self.path, read_only=False, timeout_s=self.settings.store_busy_timeout_s) as c:
-            create_tables(c)
+            # Create tables once per Store object and file (the DDL costs a transaction).
+            stamp = self.path.stat().st_ino
+            if self._tables_ok != stamp:
+                create_tables(c)
+                self._tables_ok = stamp
             yield c
 
     @contextmanager
