@@ -342,3 +342,75 @@ def test_rollups_equal_the_single_functions() -> None:
     pd.testing.assert_frame_equal(
         adherence_streaks(d.sample(frac=1, random_state=3)), adherence_streaks(d)
     )
+
+
+# --------------------------------------------------------------------------------------------
+# persistence, dropout and gaps
+# --------------------------------------------------------------------------------------------
+
+
+def _log(days_by_patient: dict[str, list[str]]) -> pd.DataFrame:
+    return sessions(
+        [
+            {"patient_id": p, "day": d, "exercise_id": "breathing", "reps": 10}
+            for p, days in days_by_patient.items()
+            for d in days
+        ]
+    )
+
+
+def test_persistence_and_dropout_golden() -> None:
+    pts = patients({"P1": "2026-03-02", "P2": "2026-03-02", "P3": "2026-03-10", "P4": "2026-03-25"})
+    log = _log(
+        {
+            "P1": ["2026-03-02", "2026-03-03", "2026-03-08"],  # gap 03-04..07 (4 days > 3)
+            "P2": ["2026-03-02", "2026-03-05", "2026-03-09", "2026-03-30"],  # gaps of 2, 3, 20
+            # P3 never logs; P4 starts 6 days before the as-of day and never logs
+        }
+    )
+    w = Window(end="2026-03-31", days=30)
+    p = bca.persistence(log, pts, window=w).set_index("patient_id")
+    assert p.loc["P1", "persistence_days"] == 2 and not p.loc["P1", "persistent"]
+    assert p.loc["P1", "longest_gap_days"] == 23 and p.loc["P1", "days_since_last_log"] == 23
+    assert p.loc["P1", "dropout"] and p.loc["P1", "last_log_day"] == pd.Timestamp("2026-03-08")
+    assert p.loc["P2", "persistence_days"] == 8  # first gap > 3 starts on 03-10
+    assert p.loc["P2", "longest_gap_days"] == 20 and not p.loc["P2", "dropout"]
+    assert p.loc["P3", "persistence_days"] == 0 and p.loc["P3", "dropout"]
+    assert p.loc["P3", "days_since_last_log"] == 22 and pd.isna(p.loc["P3", "last_log_day"])
+    assert p.loc["P4", "days_in_programme"] == 7 and not p.loc["P4", "dropout"]
+    h = bca.gap_histogram(log, pts, window=w)
+    p2 = h[h.patient_id == "P2"]
+    assert p2[["gap_days", "count"]].to_numpy().tolist() == [[1, 1], [2, 1], [3, 1], [20, 1]]
+    assert h[h.patient_id == "P3"][["gap_days", "count"]].to_numpy().tolist() == [[22, 1]]
+    # the window clips gaps: only the days inside it count
+    wk = bca.gap_histogram(log, pts, window=Window(end="2026-03-08", days=5))
+    assert wk[wk.patient_id == "P1"][["gap_days", "count"]].to_numpy().tolist() == [[4, 1]]
+
+
+def test_persistence_matches_a_plain_loop() -> None:
+    rng = np.random.default_rng(8)
+    starts = {f"P{i}": "2026-01-05" for i in range(25)}
+    days = {
+        p: sorted({str((pd.Timestamp("2026-01-05") + pd.Timedelta(days=int(d))).date())
+                   for d in rng.choice(60, int(rng.integers(0, 40)), replace=False)})
+        for p in starts
+    }  # fmt: skip
+    log, pts = _log(days), patients(starts)
+    as_of = pd.Timestamp("2026-03-05")
+    got = bca.persistence(log, pts, window=Window(end=as_of, days=7)).set_index("patient_id")
+    for pid, ds in days.items():
+        grid = pd.date_range("2026-01-05", as_of)
+        on = grid.isin(pd.to_datetime(ds))
+        gaps, run, first_long = [], 0, None
+        for i, v in enumerate(on):
+            run = 0 if v else run + 1
+            if not v and (i + 1 == len(on) or on[i + 1]):
+                gaps.append(run)
+                if run > 3 and first_long is None:
+                    first_long = i - run + 1
+        row = got.loc[pid]
+        assert row.longest_gap_days == max(gaps, default=0)
+        assert row.persistence_days == (len(grid) if first_long is None else first_long)
+        last = max(ds) if ds else None
+        since = (as_of - pd.Timestamp(last)).days if last else len(grid)
+        assert row.days_since_last_log == since and row.dropout == (since >= 21)
