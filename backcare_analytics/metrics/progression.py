@@ -107,6 +107,54 @@ def _coded(sessions: pd.DataFrame, protocol: Protocol, window: Window | None) ->
     return _Coded(sessions, protocol, window)
 
 
+def _best_daily(sessions: pd.DataFrame, protocol: Protocol, window: Window | None) -> dict:
+    """The day's best row per patient x strength exercise x variant, as arrays (see
+    :func:`capacity_daily`); ``pick`` indexes the coded strength rows."""
+    c = _coded(sessions, protocol, window)
+    rows, e, by_id = c.rows, c.ex, protocol.by_id
+    vcode, lcode = c.vcode.copy(), c.lcode.copy()
+    rank = np.full(rows.size, np.nan)
+    hold_ex = np.zeros(rows.size, dtype=bool)
+    for k, ex_id in enumerate(c.ex_names):
+        ex = by_id[ex_id]
+        m = e == k
+        if not m.any():
+            continue
+        if ex.variants:
+            vcode[m & (vcode < 0)] = c.variant_code(ex.default_variant)
+        else:
+            vcode[m] = -1
+        if ex.ladder:
+            lcode[m & (lcode < 0)] = c.level_code(ex.default_level)
+            table = np.array([ex.ladder.index(lv) if lv in ex.ladder else np.nan
+                              for lv in c.levels], dtype=np.float64)  # fmt: skip
+            lc = lcode[m]
+            rank[m] = np.where(lc >= 0, table[np.maximum(lc, 0)] if table.size else np.nan, np.nan)
+        else:
+            lcode[m] = -1
+        hold_ex[m] = ex.dose.hold_s is not None
+    sets = c.col(Sessions.sets)
+    reps = np.where(np.isnan(sets), 1.0, sets) * c.col(Sessions.reps)
+    hold = c.col(Sessions.hold_s)
+    cap = np.where(hold_ex, reps * hold, np.nan)
+    score = np.where(
+        ~np.isnan(rank),
+        rank * 1e4 + np.nan_to_num(reps, nan=-1.0),
+        np.where(np.isnan(cap), np.nan_to_num(reps, nan=-1.0) - 1e9, cap),
+    )
+    # Sort keys in the output order: patient, exercise, variant (missing last), day.
+    vrank = c.sorted_variant_rank(vcode)
+    key = (c.prank * len(c.ex_names) + c.ex_sorted_rank[e]) * (len(c.variants) + 1) + vrank
+    order = np.lexsort((score, c.day, key))
+    k, d = key[order], c.day[order]
+    last = np.r_[(k[1:] != k[:-1]) | (d[1:] != d[:-1]), True] if k.size else np.zeros(0, bool)
+    ends = np.flatnonzero(last)
+    n_rows = np.diff(np.r_[-1, ends])
+    pick = order[ends]
+    return {"c": c, "pick": pick, "ex": e, "vcode": vcode, "lcode": lcode, "rank": rank,
+            "reps": reps, "hold": hold, "cap": cap, "n_rows": n_rows}  # fmt: skip
+
+
 def capacity_daily(
     sessions: pd.DataFrame,
     *,
@@ -154,47 +202,9 @@ def capacity_daily(
     ' exercise_id  sessions   level  reps  capacity_s\\n      bridge         2     NaN     5        50.0\\nmini_push_up         1 counter     8         NaN'
     """
     protocol = protocol or load_protocol()
-    c = _coded(sessions, protocol, window)
-    rows, e, by_id = c.rows, c.ex, protocol.by_id
-    vcode, lcode = c.vcode.copy(), c.lcode.copy()
-    rank = np.full(rows.size, np.nan)
-    hold_ex = np.zeros(rows.size, dtype=bool)
-    for k, ex_id in enumerate(c.ex_names):
-        ex = by_id[ex_id]
-        m = e == k
-        if not m.any():
-            continue
-        if ex.variants:
-            vcode[m & (vcode < 0)] = c.variant_code(ex.default_variant)
-        else:
-            vcode[m] = -1
-        if ex.ladder:
-            lcode[m & (lcode < 0)] = c.level_code(ex.default_level)
-            table = np.array([ex.ladder.index(lv) if lv in ex.ladder else np.nan
-                              for lv in c.levels], dtype=np.float64)  # fmt: skip
-            lc = lcode[m]
-            rank[m] = np.where(lc >= 0, table[np.maximum(lc, 0)] if table.size else np.nan, np.nan)
-        else:
-            lcode[m] = -1
-        hold_ex[m] = ex.dose.hold_s is not None
-    sets = c.col(Sessions.sets)
-    reps = np.where(np.isnan(sets), 1.0, sets) * c.col(Sessions.reps)
-    hold = c.col(Sessions.hold_s)
-    cap = np.where(hold_ex, reps * hold, np.nan)
-    score = np.where(
-        ~np.isnan(rank),
-        rank * 1e4 + np.nan_to_num(reps, nan=-1.0),
-        np.where(np.isnan(cap), np.nan_to_num(reps, nan=-1.0) - 1e9, cap),
-    )
-    # Sort keys in the output order: patient, exercise, variant (missing last), day.
-    vrank = c.sorted_variant_rank(vcode)
-    key = (c.prank * len(c.ex_names) + c.ex_sorted_rank[e]) * (len(c.variants) + 1) + vrank
-    order = np.lexsort((score, c.day, key))
-    k, d = key[order], c.day[order]
-    last = np.r_[(k[1:] != k[:-1]) | (d[1:] != d[:-1]), True] if k.size else np.zeros(0, bool)
-    ends = np.flatnonzero(last)
-    n_rows = np.diff(np.r_[-1, ends])
-    pick = order[ends]
+    b = _best_daily(sessions, protocol, window)
+    c, pick, e, vcode, lcode = b["c"], b["pick"], b["ex"], b["vcode"], b["lcode"]
+    rank, reps, hold, cap, n_rows = b["rank"], b["reps"], b["hold"], b["cap"], b["n_rows"]
     out = pd.DataFrame(
         {
             "patient_id": c.patient_names(pick),

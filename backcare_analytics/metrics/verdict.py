@@ -30,7 +30,7 @@ import pandas as pd
 
 from backcare_analytics.metrics.pain import _build_grid
 from backcare_analytics.metrics.params import Window
-from backcare_analytics.metrics.progression import capacity_daily, capacity_weekly
+from backcare_analytics.metrics.progression import _best_daily
 from backcare_analytics.metrics.stats import trend_arrays
 from backcare_analytics.protocol import Protocol, load_protocol
 from backcare_analytics.schemas import validate
@@ -154,32 +154,37 @@ def weekly_verdict(
     pain_w = pain_w[pain_w["size"] >= p.min_diary_days]
 
     # Weekly capacity: index of bridge/press-up, push-up order.
+    # (Integer-coded rows of capacity_daily: the same numbers, without building its text.)
     s = sessions
     if window is not None:
         s = s[(s["day"] <= window.end).to_numpy()]
-    cw = capacity_weekly(capacity_daily(s, protocol=protocol))
-    cw = cw[cw["patient_id"].isin(ids)]
-    cw_p = ids.get_indexer(cw["patient_id"])
-    cw_m = _day_numbers(cw["week_start"])
-    hold = (
-        cw["exercise_id"].isin(p.capacity_exercises).to_numpy() & cw["capacity_s"].gt(0).to_numpy()
+    b = _best_daily(s, protocol, None)
+    c, pick = b["c"], b["pick"]
+    pmap = ids.get_indexer(pd.Index(c._pnames)) if len(c._pnames) else np.zeros(0, np.intp)
+    bp = pmap[c._pcode[pick]] if pick.size else np.zeros(0, np.intp)
+    bm = _monday(c.day[pick])
+    be, bv = b["ex"][pick], b["vcode"][pick]
+    bname = np.asarray(c.ex_names, dtype=object)[be]
+    is_hold = np.isin(bname, list(p.capacity_exercises)) & (bp >= 0)
+    daily = pd.DataFrame(
+        {"p": bp[is_hold], "e": be[is_hold], "v": bv[is_hold], "m": bm[is_hold],
+         "cap": b["cap"][pick][is_hold]}
+    )  # fmt: skip
+    wk = daily.groupby(["p", "e", "v", "m"], sort=True)["cap"].median()
+    wk = wk[wk > 0]
+    first = wk.groupby(level=["p", "e", "v"], sort=False).transform("first")
+    index_w = (wk / first).groupby(level=["p", "m"]).mean()
+    rank_p = b["rank"][pick]
+    is_lad = (bname == p.ladder_exercise) & (bp >= 0) & ~np.isnan(rank_p)
+    lad = pd.DataFrame(
+        {"p": bp[is_lad], "m": bm[is_lad], "rank": rank_p[is_lad], "reps": b["reps"][pick][is_lad]}
     )
-    comp = (
-        cw[hold]
-        .assign(p=cw_p[hold], m=cw_m[hold])
-        .sort_values(["p", "exercise_id", "variant", "m"])
+    top = lad.groupby(["p", "m"])["rank"].transform("max").to_numpy()
+    push = (
+        lad[lad["rank"].to_numpy() == top]
+        .groupby(["p", "m"])
+        .agg(rank=("rank", "max"), reps=("reps", "median"))
     )
-    first = comp.groupby(["p", "exercise_id", "variant"], dropna=False)["capacity_s"].transform(
-        "first"
-    )
-    comp = comp.assign(ratio=comp["capacity_s"] / first)
-    index_w = comp.groupby(["p", "m"])["ratio"].mean()
-    lad = (cw["exercise_id"] == p.ladder_exercise).to_numpy() & cw["level_rank"].notna().to_numpy()
-    push = pd.DataFrame(
-        {"p": cw_p[lad], "m": cw_m[lad],
-         "rank": cw["level_rank"].to_numpy(dtype=np.float64, na_value=np.nan)[lad],
-         "reps": cw["reps"].to_numpy(dtype=np.float64, na_value=np.nan)[lad]}
-    ).groupby(["p", "m"])[["rank", "reps"]].max()  # fmt: skip
 
     # Dense weeks per patient, from the first week to the last.
     n_pat = len(ids)

@@ -37,9 +37,8 @@ class PainDaily(_Result):
     trailing_days: Series[int] = pa.Field(ge=0)
     flare_day: Series[bool]
     flare_episode: Series[pd.Int64Dtype] = pa.Field(nullable=True, ge=1)
-
-    class Config:
-        unique = ["patient_id", "measure", "day"]
+    # (patient_id, measure, day) is unique by construction; not re-checked here because the
+    # multi-column uniqueness check dominates validation time on millions of rows.
 
 
 class PainSummary(_Result):
