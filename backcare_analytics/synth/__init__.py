@@ -190,6 +190,9 @@ def simulate(cfg: SynthConfig) -> SyntheticClinic:
     for kind in ("sessions", "pain"):
         ex = build_export_rows(sim, kind, profiles, draws)
         ftab = _file_table(sim, kind, profiles[kind])
+        # A week with nothing to export gets no file (an app writes nothing for it).
+        used = np.unique(ex.rows["pidx"].to_numpy() * 1000 + ex.rows["week"].to_numpy())
+        ftab = ftab[np.isin(ftab["pidx"] * 1000 + ftab["week"], used)].reset_index(drop=True)
         blobs = render_kind(sim, ex, profiles[kind], ftab)
         ftab["sha256"] = [hashlib.sha256(b).hexdigest() for b in blobs]
         rows = ex.rows
