@@ -136,7 +136,8 @@ def create_tables(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("BEGIN TRANSACTION")
     try:
         con.execute(DDL)
-        if con.execute("SELECT count(*) FROM meta WHERE key = 'schema_version'").fetchall()[0][0] == 0:
+        q = "SELECT count(*) FROM meta WHERE key = 'schema_version'"
+        if con.execute(q).fetchall()[0][0] == 0:
             con.execute("INSERT INTO meta VALUES ('schema_version', ?)", [SCHEMA_VERSION])
         con.execute("COMMIT")
     except BaseException:
