@@ -295,6 +295,67 @@ def report_clinic(
     _report_command(store, week, None, fmt, out, 1, weekly=False, clinic=True)
 
 
+# ---------------------------------------------------------------------------------------------
+# metric tables (issue 4; see docs/metrics.md)
+# ---------------------------------------------------------------------------------------------
+
+
+@app.command("metrics")
+def metrics_(
+    out: Annotated[Path, typer.Option("--out", help="Folder for the tables (created).")],
+    store: StoreOption = None,
+    patient: Annotated[
+        list[str] | None, typer.Option("--patient", help="Only this patient (repeatable).")
+    ] = None,
+    week: Annotated[
+        str | None, typer.Option("--week", help="YYYY-Www: that ISO week (default: all days).")
+    ] = None,
+) -> None:
+    """Compute every metric table from the store; write each as CSV and Parquet."""
+    from backcare_analytics.metrics.params import Window
+    from backcare_analytics.metrics.quality import reject_counts
+    from backcare_analytics.metrics.run import metric_tables
+    from backcare_analytics.safety import write_csv
+
+    try:
+        window = Window.iso_week(week) if week else None
+    except ValueError as exc:
+        raise _fail(f"--week: {exc}") from None
+    st = _open_store(store)
+    if not st.exists():
+        raise _fail(f"{st.path}: no store there; fix: run `backcare import` first or pass --store")
+    ids = list(dict.fromkeys(patient)) if patient else None
+    patients = st.patients()
+    if ids is not None:
+        unknown = sorted(set(ids) - set(patients["patient_id"]))
+        if unknown:
+            raise _fail(f"--patient: {len(unknown)} id(s) not registered in the store")
+        patients = patients[patients["patient_id"].isin(ids)].reset_index(drop=True)
+    rx = st.prescriptions()
+    rx = rx[rx["patient_id"].isin(patients["patient_id"])].reset_index(drop=True)
+    skipped: list[str] = []
+    tables = metric_tables(
+        st.sessions(patient_ids=ids),
+        st.pain(patient_ids=ids),
+        patients,
+        rx,
+        rejects=reject_counts(st.rejects()),
+        window=window,
+        skipped=skipped,
+    )
+    out.mkdir(parents=True, exist_ok=True)
+    for name, table in tables.items():
+        write_csv(table, out / f"{name}.csv")
+        table.to_parquet(out / f"{name}.parquet", index=False)
+    typer.echo(
+        f"wrote {len(tables)} tables for {len(patients)} patients"
+        f"{' (' + window.label + ')' if window else ''} to {out} as CSV and Parquet: "
+        + ", ".join(tables)
+    )
+    for note in skipped:
+        typer.echo(f"backcare: note: not written: {note}", err=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``backcare`` console script."""
     try:

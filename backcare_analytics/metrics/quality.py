@@ -7,6 +7,7 @@ patient's values or notes.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,7 +20,7 @@ from backcare_analytics.metrics.persistence import gap_runs
 from backcare_analytics.schemas.clean import Pain, Prescriptions, Sessions
 from backcare_analytics.schemas.results.quality import QUALITY_FLAGS, QualityFlags
 
-__all__ = ["QUALITY_FLAGS", "QualityPolicy", "quality_flags"]
+__all__ = ["QUALITY_FLAGS", "QualityPolicy", "quality_flags", "reject_counts"]
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,46 @@ def _reject_counts(rejects: pd.DataFrame, pids: pd.Index) -> np.ndarray:
     else:
         counts += np.bincount(codes[ok], minlength=len(pids))
     return counts
+
+
+_RAW_PATIENT = r'"patient[ _-]?id"\s*:\s*"([A-Za-z0-9][A-Za-z0-9_-]{0,63})"'
+
+
+def reject_counts(rejects: pd.DataFrame) -> pd.DataFrame:
+    """Refused rows per patient from the store's quarantine (``file_sha, row, raw, ...``).
+
+    The quarantine has no patient column (the id itself may be what was refused); the id is
+    read from each refused row's ``raw`` JSON when it is there and well-formed. Rows without
+    one are not attributed to anybody.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``patient_id``, ``n_rejected`` (distinct refused rows), for :func:`quality_flags`.
+
+    Examples
+    --------
+    >>> rej = pd.DataFrame({"file_sha": ["f", "f", "f"], "row": [2, 2, 3],
+    ...     "raw": ['{"patient_id": "P1", "reps": "x"}', '{"patient_id": "P1", "reps": "x"}',
+    ...             '{"patient_id": "../x"}']})
+    >>> reject_counts(rej).to_numpy().tolist()
+    [['P1', 1]]
+    """
+    cols = ["patient_id", "n_rejected"]
+    if rejects is None or rejects.empty or "raw" not in rejects.columns:
+        return pd.DataFrame(
+            {"patient_id": pd.Series(dtype="str"), "n_rejected": pd.Series(dtype="int64")}
+        )[cols]
+    keys = [c for c in ("file_sha", "row") if c in rejects.columns]
+    rows = rejects.drop_duplicates(keys) if keys else rejects
+    ids = rows["raw"].astype("str").str.extract(_RAW_PATIENT, flags=re.IGNORECASE)[0].dropna()
+    counts = ids.astype("str").value_counts().sort_index()
+    return pd.DataFrame(
+        {
+            "patient_id": pd.Series(counts.index, dtype="str"),
+            "n_rejected": counts.to_numpy(dtype="int64"),
+        }
+    )
 
 
 def _no_prescription(

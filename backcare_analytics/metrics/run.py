@@ -33,6 +33,10 @@ OTHER_FAMILIES = ("pain", "tolerance", "progression", "verdict")
 _N_OWN = 7
 
 
+class _Unfillable(Exception):
+    """A function of another family needs an input this runner does not have."""
+
+
 def _fillable(fn: Callable[..., Any], available: dict[str, Any]) -> dict[str, Any] | None:
     """Keyword arguments for ``fn`` from ``available``; ``None`` when a required one is missing."""
     kwargs: dict[str, Any] = {}
@@ -105,7 +109,7 @@ def _other_call(
     def call(tables: dict[str, Any]) -> pd.DataFrame:
         kwargs = _fillable(fn, {**tables, **inputs})
         if kwargs is None:
-            raise LookupError(f"{fn.__name__}: a required input is not available")
+            raise _Unfillable(fn.__name__)
         return fn(**kwargs)
 
     return call
@@ -164,11 +168,11 @@ def metric_tables(
             continue
         try:
             out = call(tables)
-        except LookupError:
+        except _Unfillable:
             notes.append(f"{name}: needs an input this runner cannot provide")
             continue
         except Exception as exc:  # another family's failure must not stop ours
-            notes.append(f"{name}: failed ({type(exc).__name__})")
+            notes.append(f"{name}: failed ({type(exc).__name__}: {str(exc)[:160]})")
             continue
         if isinstance(out, pd.DataFrame):
             tables[name] = out

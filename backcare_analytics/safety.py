@@ -1,0 +1,63 @@
+"""Output safety: text that a spreadsheet would run as a formula is neutralised before it is
+written to CSV (CSV/formula injection, OWASP).
+
+A cell is a trigger when its text starts with ``=``, ``+``, ``-``, ``@``, a tab, a carriage
+return or a line feed; it is written with a leading ``'`` so a spreadsheet shows it as text.
+Only text columns are touched: numbers (``-3``) stay numbers, and the input frame is never
+changed.
+
+>>> df = pd.DataFrame({"note": ["=1+2", "fine", None, "-x", "@SUM(A1)"], "n": [-1, 2, 3, 4, 5]})
+>>> neutralise_formulas(df)["note"].tolist()
+["'=1+2", 'fine', nan, "'-x", "'@SUM(A1)"]
+>>> neutralise_formulas(df)["n"].tolist()
+[-1, 2, 3, 4, 5]
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+__all__ = ["FORMULA_TRIGGERS", "neutralise_formulas", "write_csv"]
+
+#: First characters that make a spreadsheet treat a cell as a formula (OWASP CSV injection).
+FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r", "\n")
+ESCAPE = "'"
+
+
+def _is_text(col: pd.Series) -> bool:
+    return pd.api.types.is_string_dtype(col.dtype) or col.dtype == object
+
+
+def neutralise_formulas(df: pd.DataFrame) -> pd.DataFrame:
+    """A copy of ``df`` whose text cells starting with a formula trigger carry a leading ``'``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Same columns, dtypes and index; only text cells that start with one of
+        ``FORMULA_TRIGGERS`` change. Object columns are converted cell by cell only where a
+        cell is a string.
+    """
+    out = {}
+    for name in df.columns:
+        col = df[name]
+        if not _is_text(col):
+            continue
+        text = col.where(col.map(lambda v: isinstance(v, str))) if col.dtype == object else col
+        first = text.str[:1]
+        needs = text.notna() & first.isin(FORMULA_TRIGGERS)
+        if needs.any():
+            out[name] = col.mask(needs, ESCAPE + text)
+    result = df.copy()
+    for name, col in out.items():
+        result[name] = col
+    return result
+
+
+def write_csv(df: pd.DataFrame, path: Path | str) -> Path:
+    """Write ``df`` as UTF-8 CSV without its index, formulas neutralised."""
+    path = Path(path)
+    neutralise_formulas(df).to_csv(path, index=False, encoding="utf-8")
+    return path
