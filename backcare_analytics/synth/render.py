@@ -39,28 +39,32 @@ def _wall(utc: np.ndarray, zones: np.ndarray) -> np.ndarray:
 
 def _format_times(utc: np.ndarray, wall: np.ndarray, style: np.ndarray) -> pd.Series:
     """Text of each time in its style (``cell`` rows get ISO text; the XLSX writer uses dates)."""
-    wall_s = pd.Series(np.datetime_as_string(wall, unit="s"))
-    utc_s = pd.Series(np.datetime_as_string(utc, unit="s"))
-    off_min = ((wall - utc) // np.timedelta64(1, "m")).astype("int64")
-    sign = np.where(off_min < 0, "-", "+")
-    hh = np.char.zfill((np.abs(off_min) // 60).astype(str), 2)
-    mm = np.char.zfill((np.abs(off_min) % 60).astype(str), 2)
-    offset = pd.Series(sign) + hh + ":" + mm
-    minute = wall_s.str.slice(0, 16)
-    options = {
-        "offset": wall_s + offset,
-        "utc_z": utc_s + "Z",
-        "local_iso": wall_s,
-        "local_space": minute.str.replace("T", " "),
-        "dayfirst": minute.str.slice(8, 10) + "/" + minute.str.slice(5, 7) + "/"
-        + minute.str.slice(0, 4) + " " + minute.str.slice(11, 16),
-        "cell": minute.str.replace("T", " "),
-    }  # fmt: skip
-    out = pd.Series(np.full(len(utc), "", dtype=object))
-    for name, text in options.items():
+    out = np.full(len(utc), "", dtype=object)
+    for name in np.unique(style):
         m = style == name
-        out[m] = text[m]
-    return out.astype("str")
+        if name == "utc_z":
+            out[m] = np.char.add(np.datetime_as_string(utc[m], unit="s"), "Z")
+            continue
+        wall_s = np.datetime_as_string(wall[m], unit="s")
+        if name == "local_iso":
+            out[m] = wall_s
+        elif name == "offset":
+            off_min = ((wall[m] - utc[m]) // np.timedelta64(1, "m")).astype("int64")
+            sign = np.where(off_min < 0, "-", "+")
+            hh = np.char.zfill((np.abs(off_min) // 60).astype(str), 2)
+            mm = np.char.zfill((np.abs(off_min) % 60).astype(str), 2)
+            out[m] = (pd.Series(wall_s) + sign + hh + ":" + mm).to_numpy()
+        else:
+            minute = pd.Series(wall_s).str.slice(0, 16)
+            if name == "dayfirst":
+                text = (
+                    minute.str.slice(8, 10) + "/" + minute.str.slice(5, 7) + "/"
+                    + minute.str.slice(0, 4) + " " + minute.str.slice(11, 16)
+                )  # fmt: skip
+            else:  # local_space, and cell (text form; the XLSX writer makes a date of it)
+                text = minute.str.replace("T", " ")
+            out[m] = text.to_numpy()
+    return pd.Series(out, dtype="str")
 
 
 def _num(values: pd.Series) -> pd.Series:
@@ -98,7 +102,7 @@ def _cells(sim: Simulation, ex: ExportRows, profile: pd.DataFrame) -> dict[str, 
         cells["session_id"] = pd.Series(pid, dtype="str") + "-" + day
         ex_id = rows["exercise_id"].to_numpy()
         naming = prof["naming"].to_numpy()
-        names = {e: n for e, n in zip(EX_IDS, EX_NAMES, strict=True)}
+        names = _exercise_names()
         alias = np.array([a[e] for a, e in zip(prof["alias"], ex_id, strict=True)], dtype=object)
         cells["exercise"] = pd.Series(
             np.where(
@@ -167,6 +171,70 @@ def _split(values: pd.Series, bounds: np.ndarray) -> list[list[str]]:
     return [lst[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
 
 
+Cells = dict[str, pd.Series]
+Present = dict[str, np.ndarray]
+
+
+def _csv_lines(cells: Cells, present: Present, prof: pd.DataFrame, rows, cols) -> list[str]:
+    """One CSV line per row (no line end), quoting cells that hold the delimiter or quotes."""
+    delim = prof["delim"].to_numpy()
+    line = pd.Series(np.full(len(delim), "", dtype=object), dtype="str")
+    for k, col in enumerate(cols):
+        c = cells[col].fillna("")
+        needs = c.str.contains('"|\n|\r', regex=True) | (
+            ((delim == ",") & c.str.contains(",", regex=False))
+            | ((delim == ";") & c.str.contains(";", regex=False))
+            | ((delim == "\t") & c.str.contains("\t", regex=False))
+        )
+        c = c.where(~needs, '"' + c.str.replace('"', '""') + '"')
+        part = c if k == 0 else pd.Series(delim, dtype="str") + c
+        line = line + part.where(present[col], "")
+    return line.tolist()
+
+
+def _json_lines(cells: Cells, present: Present, prof: pd.DataFrame, rows, cols) -> list[str]:
+    """One JSON object per row; numbers raw unless the app writes them as strings."""
+    js = prof["json_strings"].to_numpy()
+    obj = pd.Series(np.full(len(js), "{", dtype=object), dtype="str")
+    for k, col in enumerate(cols):
+        c = cells[col]
+        quoted = '"' + c.str.replace("\\", "\\\\").str.replace('"', '\\"') + '"'
+        val = quoted.where(c.notna() & (c != ""), "null")
+        if col in NUMERIC:
+            raw = c.str.fullmatch(_NUMBER).fillna(False).to_numpy() & ~js
+            val = val.where(~raw, c)
+        if col == "flare":
+            tf = c.map({"true": "true", "false": "false", "yes": "true", "no": "false",
+                        "1": "true", "0": "false"})  # fmt: skip
+            val = val.where(~(c.notna().to_numpy() & ~js), tf)
+        sep = "" if k == 0 else ", "
+        obj = obj + (sep + f'"{col}": ' + val).where(present[col], "")
+    return (obj + "}").tolist()
+
+
+def _xlsx_rows(cells: Cells, present: Present, prof: pd.DataFrame, rows, cols) -> list[str]:
+    """One ``<row>`` element per row: numbers as numbers, times as date cells for apps that
+    write real dates, everything else as inline strings."""
+    row_no = pd.Series((rows["row_pos"].to_numpy() + 2).astype(str), dtype="str")
+    letters = np.array(column_letters(len(cols)))
+    position = np.zeros(len(row_no), dtype=int)
+    cell_style = prof["time_style"].to_numpy() == "cell"
+    xrow = pd.Series(np.full(len(row_no), "", dtype=object), dtype="str")
+    for col in cols:
+        have = present[col]
+        ref = pd.Series(letters[position], dtype="str") + row_no
+        c = cells[col]
+        c = c.where(c != "", pd.NA)
+        number = c.where(c.str.fullmatch(_NUMBER).fillna(False) & (col in NUMERIC), pd.NA)
+        when = pd.Series(pd.NaT, index=c.index, dtype="datetime64[us]")
+        if col in TIME_COLUMNS:
+            parsed = pd.to_datetime(c, format="%Y-%m-%d %H:%M", errors="coerce")
+            when = parsed.where(cell_style & parsed.notna().to_numpy())
+        xrow = xrow + cell_xml(ref, c, number, when).where(have, "")
+        position = position + have
+    return ('<row r="' + row_no + '">' + xrow + "</row>").tolist()
+
+
 def render_kind(
     sim: Simulation, ex: ExportRows, profile: pd.DataFrame, files: pd.DataFrame
 ) -> list[bytes]:
@@ -183,68 +251,23 @@ def render_kind(
     present = {c: v[p] for c, v in _present(ex.kind, profile).items()}
     cols = COLUMNS[ex.kind]
     n = len(rows)
-    # --- CSV lines ------------------------------------------------------------------------------
-    delim = prof["delim"].to_numpy()
-    line = pd.Series(np.full(n, "", dtype=object), dtype="str")
-    for k, col in enumerate(cols):
-        c = cells[col].fillna("")
-        needs = c.str.contains('"|\n|\r', regex=True) | (
-            ((delim == ",") & c.str.contains(",", regex=False))
-            | ((delim == ";") & c.str.contains(";", regex=False))
-            | ((delim == "\t") & c.str.contains("\t", regex=False))
-        )
-        c = c.where(~needs, '"' + c.str.replace('"', '""') + '"')
-        part = c if k == 0 else pd.Series(delim, dtype="str") + c
-        line = line + part.where(present[col], "")
-    csv_line = line
-    # --- JSON objects ---------------------------------------------------------------------------
-    js = prof["json_strings"].to_numpy()
-    obj = pd.Series(np.full(n, "{", dtype=object), dtype="str")
-    first = True
-    for col in cols:
-        c = cells[col]
-        quoted = '"' + c.str.replace("\\", "\\\\").str.replace('"', '\\"') + '"'
-        val = quoted.where(c.notna() & (c != ""), "null")
-        if col in NUMERIC:
-            raw = c.str.fullmatch(_NUMBER).fillna(False).to_numpy() & ~js
-            val = val.where(~raw, c)
-        if col == "flare":
-            tf = c.map({"true": "true", "false": "false", "yes": "true", "no": "false",
-                        "1": "true", "0": "false"})  # fmt: skip
-            val = val.where(~(c.notna().to_numpy() & ~js), tf)
-        sep = "" if first else ", "
-        obj = obj + (sep + f'"{col}": ' + val).where(present[col], "")
-        first = False
-    json_line = obj + "}"
-    # --- XLSX rows ------------------------------------------------------------------------------
-    xl = fmt == "xlsx"
-    row_no = (rows["row_pos"].to_numpy()[xl] + 2).astype(str)
-    xrow = pd.Series(np.full(int(xl.sum()), "", dtype=object), dtype="str")
-    if xl.any():
-        letters = np.array(column_letters(len(cols)))
-        position = np.zeros(int(xl.sum()), dtype=int)
-        cell_style = prof["time_style"].to_numpy()[xl] == "cell"
-        for col in cols:
-            have = present[col][xl]
-            ref = pd.Series(letters[position], dtype="str") + pd.Series(row_no, dtype="str")
-            c = cells[col][xl].reset_index(drop=True)
-            c = c.where(c != "", pd.NA)
-            number = c.where(c.str.fullmatch(_NUMBER).fillna(False) & (col in NUMERIC), pd.NA)
-            when = pd.Series(pd.NaT, index=c.index, dtype="datetime64[us]")
-            if col in TIME_COLUMNS:
-                parsed = pd.to_datetime(c, format="%Y-%m-%d %H:%M", errors="coerce")
-                when = parsed.where(cell_style & parsed.notna().to_numpy())
-            xrow = xrow + cell_xml(ref, c, number, when).where(have, "")
-            position = position + have
-        xrow = '<row r="' + pd.Series(row_no, dtype="str") + '">' + xrow + "</row>"
+    line_all = np.empty(n, dtype=object)
+    fams = (
+        (fmt == "csv", _csv_lines),
+        (np.isin(fmt, ["json", "json_envelope", "jsonl"]), _json_lines),
+        (fmt == "xlsx", _xlsx_rows),
+    )
+    for mask, make in fams:
+        if mask.any():
+            sub = {c: cells[c][mask].reset_index(drop=True) for c in cols}
+            have = {c: present[c][mask] for c in cols}
+            line_all[mask] = make(sub, have, prof[mask].reset_index(drop=True), rows[mask], cols)
     # --- assemble per file ----------------------------------------------------------------------
     key = p.astype("int64") * 1000 + rows["week"].to_numpy()
     fkey = files["pidx"].to_numpy().astype("int64") * 1000 + files["week"].to_numpy()
     starts = np.searchsorted(key, fkey, side="left")
     ends = np.searchsorted(key, fkey, side="right")
-    csv_l, json_l = csv_line.tolist(), json_line.tolist()
-    xl_index = np.cumsum(xl) - 1
-    xrow_l = xrow.tolist()
+    lines = line_all.tolist()
     records = profile.drop(columns=["alias"], errors="ignore").to_dict("records")
     pres = _present(ex.kind, profile)
     have_cols = [[c for c in cols if pres[c][i]] for i in range(len(profile))]
@@ -259,13 +282,13 @@ def render_kind(
         if fmt_f == "csv":
             nl = "\r\n" if pr["crlf"] else "\n"
             head = pr["delim"].join(_header(c, pr["title_header"]) for c in have)
-            text = nl.join([head, *csv_l[a:b]]) + nl
+            text = nl.join([head, *lines[a:b]]) + nl
             data = ("\ufeff" if pr["bom"] else "") + text
             out.append(data.encode("utf-8"))
         elif fmt_f == "jsonl":
-            out.append("".join(x + "\n" for x in json_l[a:b]).encode("utf-8"))
+            out.append("".join(x + "\n" for x in lines[a:b]).encode("utf-8"))
         elif fmt_f in ("json", "json_envelope"):
-            body = ",\n".join(json_l[a:b])
+            body = ",\n".join(lines[a:b])
             body = f"[\n{body}\n]" if b > a else "[]"
             if fmt_f == "json_envelope":
                 exported = np.datetime_as_string(
@@ -283,17 +306,15 @@ def render_kind(
                 f'<c r="{ltr}1" t="inlineStr"><is><t>{_header(c, pr["title_header"])}</t></is></c>'
                 for ltr, c in zip(letters, have, strict=True)
             )
-            body = "".join(xrow_l[xl_index[a] : xl_index[a] + (b - a)]) if b > a else ""
+            body = "".join(lines[a:b])
             out.append(xlsx_bytes(f'<row r="1">{head}</row>' + body, ex.kind))
     return out
 
 
-def _exercise_names() -> tuple[tuple[str, ...], tuple[str, ...]]:
+def _exercise_names() -> dict[str, str]:
+    """Display name of each exercise of the programme (as apps show them)."""
     from backcare_analytics.protocol import load_protocol
     from backcare_analytics.synth.simulate import EXERCISES
 
     proto = load_protocol()
-    return EXERCISES, tuple(proto.by_id[e].name for e in EXERCISES)
-
-
-EX_IDS, EX_NAMES = _exercise_names()
+    return {e: proto.by_id[e].name for e in EXERCISES}
