@@ -49,9 +49,8 @@ def _day_numbers(values: pd.Series) -> np.ndarray:
 
 
 def _seconds(values: pd.Series) -> np.ndarray:
-    return (
-        values.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy("datetime64[s]").astype(np.int64)
-    )
+    """Seconds since the epoch of time-zone-aware times (no intermediate copies)."""
+    return pd.DatetimeIndex(values).as_unit("s").asi8
 
 
 def _text(codes: np.ndarray, names: tuple[str, ...]) -> pd.Series:
@@ -266,6 +265,7 @@ def session_tolerance(
             "next_morning_leg_worse": _bool(nm_leg_worse, unknown_leg),
             "leg_symptoms_expected": leg_exempt,
             "tolerated": tolerated,
-        }
+        },
+        copy=False,  # the key columns are the input's, not copies (11 M rows at cohort scale)
     )
     return validate(out, SessionTolerance, what="session_tolerance output")
