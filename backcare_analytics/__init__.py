@@ -25,6 +25,7 @@ except PackageNotFoundError:  # pragma: no cover - running from a bare checkout
 #: ``import backcare_analytics`` stays fast for the CLI. name -> module
 _LAZY: dict[str, str] = {
     "generate_clinic": "backcare_analytics.synth",
+    "SynthConfig": "backcare_analytics.synth",
     # import and store (docs/import.md)
     "Store": "backcare_analytics.store",
     "import_paths": "backcare_analytics.io.importer",
