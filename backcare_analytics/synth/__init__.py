@@ -175,7 +175,24 @@ def _clean(
 
 
 def simulate(cfg: SynthConfig) -> SyntheticClinic:
-    """Simulate a clinic: true behaviour, exports in memory, expected store content, truth."""
+    """Simulate a clinic: true behaviour, its exports in memory, what an import must store,
+    and the ground truth.
+
+    Notes
+    -----
+    Deterministic: the same ``cfg`` gives the same bytes. Each patient draws from its own
+    ``SeedSequence(cfg.seed).spawn(cfg.patients)`` child, so adding patients leaves earlier
+    patients unchanged. The model and the planted effects are described in
+    ``docs/synthetic-clinic.md``.
+
+    Returns
+    -------
+    SyntheticClinic
+        ``sessions`` (:class:`~backcare_analytics.schemas.Sessions` columns), ``pain``
+        (:class:`~backcare_analytics.schemas.Pain`), ``patients``
+        (:class:`~backcare_analytics.schemas.Patients`), ``prescriptions``, ``files``
+        (relative path -> bytes, in import order) and ``truth`` (``ground_truth.json``).
+    """
     sim = simulate_behaviour(cfg)
     profiles, draws = draw_profiles(sim)
     files: dict[str, bytes] = {f"{EXPORTS_DIR}/patients.csv": _patients_csv(sim.traits)}
@@ -300,6 +317,12 @@ def generate_clinic(cfg: SynthConfig, out: Path | str) -> ClinicSummary:
     """Simulate a clinic and write its exports and ``ground_truth.json`` under ``out``.
 
     Existing files of the same names are overwritten; nothing else in ``out`` is touched.
+
+    Returns
+    -------
+    ClinicSummary
+        ``files`` written (exports), ``session_rows`` and ``pain_rows`` (data rows in the files)
+        and ``bad_rows`` (planted bad rows).
     """
     clinic = simulate(cfg)
     out = Path(out)
