@@ -14,10 +14,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,14 +26,14 @@ import numpy as np
 import pandas as pd
 
 from backcare_analytics.config import Settings
-from backcare_analytics.errors import InputDataError, StoreBusyError, StoreError
+from backcare_analytics.errors import InputDataError, StoreError
 from backcare_analytics.io.import_report import FileReport, ImportReport, RetryReport
 from backcare_analytics.protocol import Protocol, build_prescriptions, load_protocol
 from backcare_analytics.schemas import ensure_validation_enabled
 from backcare_analytics.store.archive import sha256_bytes
 from backcare_analytics.store.core import CLEAN_DTYPES, Store
-from backcare_analytics.store.db import DDL, is_lock_error
 from backcare_analytics.store.merge import merge_rows
+from backcare_analytics.store.target import WriteTarget
 
 __all__ = ["ImportReport", "expand_paths", "import_paths", "rebuild"]
 
@@ -95,98 +93,12 @@ def expand_paths(paths: Iterable[Path | str]) -> list[Path]:
     return [f for f in out if not (f.resolve() in seen or seen.add(f.resolve()))]
 
 
-# -- where rows go: the store, or a throw-away copy for a dry run ------------------------------
-
-
-class _Target:
-    """A store to write to, or (dry run) an in-memory copy of it."""
-
-    def __init__(self, store: Store, dry_run: bool) -> None:
-        self.store, self.dry_run = store, dry_run
-        self._mem: duckdb.DuckDBPyConnection | None = None
-        if dry_run:
-            self._mem = duckdb.connect(":memory:")
-            self._mem.execute("SET TimeZone='UTC'")
-            self._mem.execute(DDL)
-            if store.exists():
-                self._copy_from(store)
-
-    def _copy_from(self, store: Store) -> None:
-        """Copy the store's tables into memory (waiting, bounded, while a writer holds it)."""
-        assert self._mem is not None
-        deadline = time.monotonic() + store.settings.store_busy_timeout_s
-        delay = 0.02
-        while True:
-            try:
-                self._mem.execute(f"ATTACH '{_sql_str(str(store.path))}' AS src (READ_ONLY)")
-                break
-            except duckdb.Error as exc:
-                if not is_lock_error(exc):
-                    raise StoreError(f"cannot open the store {store.path}: {exc}") from None
-                if time.monotonic() + delay > deadline:
-                    raise StoreBusyError(
-                        f"store busy: {store.path} is held by another process; nothing was read."
-                    ) from None
-                time.sleep(delay)
-                delay = min(delay * 2, 0.5)
-        try:
-            for t in ("patients", "sessions", "pain", "rejects", "imports"):
-                self._mem.execute(f"INSERT INTO {t} SELECT * FROM src.{t}")
-        finally:
-            self._mem.execute("DETACH src")
-
-    def close(self) -> None:
-        if self._mem is not None:
-            self._mem.close()
-
-    @contextmanager
-    def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        if self._mem is None:
-            with self.store.transaction() as con:
-                yield con
-            return
-        self._mem.execute("BEGIN TRANSACTION")
-        try:
-            yield self._mem
-        except BaseException:
-            self._mem.execute("ROLLBACK")
-            raise
-        self._mem.execute("COMMIT")
-
-    def imported_shas(self) -> dict[str, str]:
-        sql = "SELECT sha256, status FROM imports"
-        if self._mem is not None:
-            return dict(self._mem.execute(sql).fetchall())
-        if not self.store.exists():
-            return {}
-        with self.store.reader() as con:
-            return dict(con.execute(sql).fetchall())
-
-    def patients(self) -> pd.DataFrame:
-        if self._mem is not None:
-            from backcare_analytics.store.core import to_frame
-
-            sql = "SELECT patient_id, timezone, programme_start, clinician FROM patients"
-            return to_frame(self._mem.sql(sql).to_arrow_table(), CLEAN_DTYPES["patients"])
-        if not self.store.exists():
-            return _empty_patients()
-        return self.store.patients()
-
-
-def _sql_str(s: str) -> str:
-    return s.replace("'", "''")
-
-
-def _empty_patients() -> pd.DataFrame:
-    return pd.DataFrame({c: pd.Series(dtype=t) for c, t in CLEAN_DTYPES["patients"].items()})
-
-
 # -- one file ----------------------------------------------------------------------------------
 
 
 @dataclass
 class _Context:
-    target: _Target
+    target: WriteTarget
     settings: Settings
     protocol: Protocol
     now: pd.Timestamp
@@ -559,7 +471,7 @@ def _run(
     written before the next file is normalised, so later files see its patients."""
     ensure_validation_enabled()
     report = ImportReport(dry_run=dry_run)
-    target = _Target(store, dry_run)
+    target = WriteTarget(store, dry_run)
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="backcare-import")
     try:
         ctx = _Context(
