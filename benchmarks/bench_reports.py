@@ -67,14 +67,25 @@ def _load() -> str:
     return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
+def _cpu() -> float:
+    """CPU seconds (user + system) of this process and its finished children (workers and,
+    through them, their kernels)."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
 def _fast(store: Path, week: str, out: Path) -> dict[str, object]:
     from backcare_analytics.reports.batch import render_week
 
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), _cpu()
     summary = render_week(store, week, formats=("html",), out=out, jobs=2, clinic=False)
-    wall = time.perf_counter() - t0
+    wall, cpu = time.perf_counter() - t0, _cpu() - c0
     per = [r.seconds for r in summary.results if r.ok]
+    n = max(1, len(summary.results))
     return {
+        "cpu_s": round(cpu, 1),
+        "cpu_s_per_patient": round(cpu / n, 3),
         "patients": len(summary.results),
         "failed": len(summary.failed),
         "wall_s": round(wall, 2),
@@ -88,6 +99,7 @@ def _naive(store: Path, week: str, patients: list[str], out: Path) -> dict[str, 
     template = ROOT / "notebooks" / "templates" / "weekly_patient_report.ipynb"
     bin_dir = Path(sys.executable).parent
     times = []
+    c0 = _cpu()
     for pid in patients:
         executed = out / f"{pid}.ipynb"
         t0 = time.perf_counter()
@@ -105,6 +117,7 @@ def _naive(store: Path, week: str, patients: list[str], out: Path) -> dict[str, 
         times.append(time.perf_counter() - t0)
     return {
         "patients": len(patients),
+        "cpu_s_per_patient": round((_cpu() - c0) / len(patients), 2),
         "per_patient_median_s": round(statistics.median(times), 2),
         "per_patient_s": [round(t, 2) for t in times],
     }
@@ -149,8 +162,9 @@ def main() -> dict[str, object]:
     print(
         f"reports: {fast['patients']} weekly HTML reports in {fast['wall_s']} s on 2 warm "
         f"kernels = {fast['per_patient_amortised_s']} s a patient amortised "
-        f"({fast['failed']} failed); naive papermill+nbconvert CLI "
-        f"{naive['per_patient_median_s']} s a patient (median of {naive['patients']}); "
+        f"({fast['failed']} failed; {fast['cpu_s_per_patient']} CPU-s a patient); naive "
+        f"papermill+nbconvert CLI {naive['per_patient_median_s']} s a patient (median of "
+        f"{naive['patients']}; {naive['cpu_s_per_patient']} CPU-s); "
         f"speed-up {result['speedup']}x; peak RSS {result['peak_rss_mib_largest_process']} MiB; "
         f"load {load_before} -> {result['load_avg_after']}"
     )
