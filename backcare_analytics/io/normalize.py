@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import unicodedata
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 import pandas as pd
@@ -173,7 +174,7 @@ def normalize(
     ctx = _Context(frame, issues, warnings, np.asarray(table.row_numbers), settings, now)
     if table.kind == "sessions":
         typed, keys = _sessions(ctx, patients, protocol, table.decimal_comma)
-        model: object = sessions_schema(protocol)
+        model: object = _schema_of(protocol)
         columns = list(Sessions.to_schema().columns)
     elif table.kind == "pain":
         typed, keys = _pain(ctx, patients)
@@ -195,6 +196,19 @@ def normalize(
     clean = (good if keep.all() else good.loc[keep]).reset_index(drop=True)
     rejects = _rejects(issues.frame(), frame, ctx.rows, table.row_errors, settings)
     return Normalized(table.kind, clean, rejects, tuple(_cap(warnings)))
+
+
+@lru_cache(maxsize=8)
+def _cached_schema(protocol: Protocol) -> object:
+    return sessions_schema(protocol)
+
+
+def _schema_of(protocol: Protocol) -> object:
+    """The protocol's sessions schema, built once per protocol (a frozen model)."""
+    try:
+        return _cached_schema(protocol)
+    except TypeError:  # an unhashable protocol: build it each time
+        return sessions_schema(protocol)
 
 
 @dataclass
