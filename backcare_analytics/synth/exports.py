@@ -56,6 +56,16 @@ MISSPELLED = {
     "prone_press_up": "Prone pres up", "mini_push_up": "Mini Psh Up",
 }  # fmt: skip
 _PROFILE_DRAWS = 48
+#: Apps of the first patients: (format, delimiter, BOM, decimal comma, day-first diary dates).
+COVERAGE = (
+    ("csv", ";", True, True, False),
+    ("xlsx", ",", False, False, False),
+    ("jsonl", ",", False, False, False),
+    ("json_envelope", ",", False, False, False),
+    ("csv", "\t", False, False, False),
+    ("json", ",", False, False, False),
+    ("csv", ",", False, False, True),
+)
 
 
 @dataclass
@@ -106,10 +116,17 @@ def draw_profiles(sim: Simulation) -> tuple[dict[str, pd.DataFrame], dict[str, n
         a[:, 1] < 0.6, fmt_s, _cat(a[:, 2], tuple(cfg.format_share[f] for f in FORMATS))
     )
     delim = np.array([",", ";", "\t"])[_cat(a[:, 3], (0.5, 0.35, 0.15))]
+    bom = a[:, 4] < 0.3
+    decimal_comma = (delim == ";") & (a[:, 5] < 0.6)
+    dayfirst = a[:, 27] < 0.25
+    # The first patients cover every format and CSV dialect, so a small clinic shows them all.
+    for i, cover in enumerate(COVERAGE[:n]):
+        fmt_s[i] = fmt_p[i] = FORMATS.index(cover[0])
+        delim[i], bom[i], decimal_comma[i], dayfirst[i] = cover[1:]
     common = {
         "delim": delim,
-        "bom": a[:, 4] < 0.3,
-        "decimal_comma": (delim == ";") & (a[:, 5] < 0.6),
+        "bom": bom,
+        "decimal_comma": decimal_comma,
         "crlf": a[:, 6] < 0.5,
         "title_header": a[:, 8] < 0.3,
         "session_id": a[:, 19] < 0.6,
@@ -128,7 +145,7 @@ def draw_profiles(sim: Simulation) -> tuple[dict[str, pd.DataFrame], dict[str, n
         fmt_name = np.array(FORMATS)[fmt]
         text_style = np.array(TIME_STYLES)[_cat(ts_u, (0.35, 0.15, 0.25, 0.25))]
         if kind == "pain":  # paper diaries transcribed with day-first dates
-            text_style = np.where((fmt_name == "csv") & (a[:, 27] < 0.25), "dayfirst", text_style)
+            text_style = np.where((fmt_name == "csv") & dayfirst, "dayfirst", text_style)
         time_style = np.where((fmt_name == "xlsx") & (a[:, 28] < 0.7), "cell", text_style)
         ext = np.select(
             [fmt_name == "csv", fmt_name == "jsonl", fmt_name == "xlsx"],

@@ -122,7 +122,9 @@ def _cells(sim: Simulation, ex: ExportRows, profile: pd.DataFrame) -> dict[str, 
         cells["reps"] = reps.where(~suffix, reps + pd.Series(unit))
         hold = _num(rows["hold_s"])
         comma = prof["decimal_comma"].to_numpy() & (prof["fmt"].to_numpy() == "csv")
-        hold = hold.where(~comma, hold.str.replace(".", ","))
+        # Apps with a decimal comma write one decimal always ("15,0", "12,5").
+        one_decimal = pd.Series(np.char.mod("%.1f", rows["hold_s"].to_numpy(dtype=float)))
+        hold = hold.where(~comma, one_decimal.str.replace(".", ",")).where(hold.notna(), pd.NA)
         cells["hold_s"] = hold.where(~suffix, hold + " s")
         cells["level"] = rows["level"].astype("str")
         cells["variant"] = rows["variant"].astype("str")
