@@ -11,7 +11,7 @@ Same seed, same bytes. See ``docs/synthetic-clinic.md`` for what is planted.
 
 >>> clinic = simulate(SynthConfig(patients=2, weeks=1, seed=1))
 >>> list(clinic.files)[:2]
-['exports/patients.csv', 'exports/DEMO-001_sessions_w01.json']
+['exports/patients.csv', 'exports/DEMO-001_sessions_w01.csv']
 >>> clinic.summary.files, list(clinic.patients.columns)
 (5, ['patient_id', 'timezone', 'programme_start', 'clinician'])
 """
