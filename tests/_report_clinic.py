@@ -1,5 +1,6 @@
-"""A tiny clinic written as export files, for the report tests (independent of the synthetic
-clinic generator): a few patients over some weeks, and one note full of HTML/JS payloads."""
+"""Clinics for the report tests: the demo clinic (the synthetic clinic's default configuration,
+as in ``data/examples/clinic``) with a note full of HTML/JS payloads planted, written straight
+into a store; and a tiny hand-written clinic as CSV exports."""
 
 from __future__ import annotations
 
@@ -158,5 +159,43 @@ def build_store(folder: Path, store_path: Path) -> Path:
             "INSERT INTO imports VALUES (1, ?, 'sessions.csv', 100, 'csv', 'sessions', 10, 9, 1, 0, "
             "0, 0, 'imported', NULL, NULL, now(), '0.1.0')",
             ["0" * 63 + "1"],
+        )
+    return store_path
+
+
+def demo_store(store_path: Path) -> Path:
+    """The demo clinic's clean tables in a new store, with :data:`PAYLOAD` as the note of the
+    first patient's last session row and last diary entry (the importer has its own tests)."""
+    from backcare_analytics.store import Store
+    from backcare_analytics.synth import SynthConfig, simulate
+
+    clinic = simulate(SynthConfig())
+    frames = {
+        "patients": clinic.patients,
+        "sessions": clinic.sessions.copy(),
+        "pain": clinic.pain.copy(),
+    }
+    first = clinic.patients["patient_id"].iloc[0]
+    for name in ("sessions", "pain"):
+        f = frames[name]
+        rows = f.index[f["patient_id"] == first]
+        f.loc[rows[-1], "note"] = PAYLOAD
+    columns = {
+        "patients": "patient_id, timezone, programme_start, clinician",
+        "sessions": "patient_id, session_id, performed_at, day, exercise_id, side, sets, reps, "
+        "hold_s, level, variant, pain_before, pain_after, note, source_file",
+        "pain": "patient_id, recorded_at, day, back_pain, leg_pain, flare, note, source_file",
+    }
+    with Store(store_path).transaction() as con:
+        for name, cols in columns.items():
+            con.register("incoming", frames[name])
+            extra, value = (", source_file", ", 'synthetic'") if name == "patients" else ("", "")
+            con.execute(f"INSERT INTO {name} ({cols}{extra}) SELECT {cols}{value} FROM incoming")
+            con.unregister("incoming")
+        sha = frames["sessions"]["source_file"].iloc[0]
+        con.execute(
+            "INSERT INTO imports VALUES (1, ?, 'DEMO-001_sessions.csv', 100, 'csv', 'sessions', "
+            "10, 9, 1, 0, 0, 0, 'imported', NULL, NULL, now(), '0.1.0')",
+            [sha],
         )
     return store_path

@@ -1,4 +1,4 @@
-"""Every template executed for real (warm Jupyter kernels) on a small clinic in a temp store:
+"""Every template executed for real (warm Jupyter kernels) on the demo clinic in a temp store:
 the HTML holds the verdict, the flags, embedded images, no code, the CSP, no network loads and
 the payload note as text; the PDF holds the verdict; a failing patient does not stop the batch."""
 
@@ -16,13 +16,13 @@ from backcare_analytics.reports.context import VERDICT_LABELS, load_week
 from backcare_analytics.reports.flags import FLAG_LABELS
 
 pytestmark = pytest.mark.slow
-PATIENTS = ["TEST-001", "TEST-002", "TEST-003", "TEST-004"]
+PATIENTS = [f"DEMO-{i:03d}" for i in range(1, 13)]
 
 
 @pytest.fixture(scope="module")
 def rendered(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, BatchSummary]:
     tmp = tmp_path_factory.mktemp("reports")
-    store = clinic.build_store(clinic.write_clinic(tmp / "exports"), tmp / "store.duckdb")
+    store = clinic.demo_store(tmp / "store.duckdb")
     summary = render_week(
         store,
         "latest",
@@ -47,15 +47,15 @@ def test_every_report_rendered_and_the_failure_reported(rendered) -> None:
     assert failed.label == "patient NOT-ENROLLED"
     assert failed.cell == 1 and "LookupError" in failed.error  # the cell that loads the week
     assert "FAILED in cell 1" in failed.describe()
-    assert summary.week == "2026-W09"
+    assert re.fullmatch(r"\d{4}-W\d{2}", summary.week)
 
 
 def test_files_are_owner_only(rendered) -> None:
     _, summary = rendered
     files = sorted(summary.out_dir.iterdir())
     assert {f.name for f in files} >= {
-        "patient-TEST-001.html",
-        "patient-TEST-001.pdf",
+        "patient-DEMO-001.html",
+        "patient-DEMO-001.pdf",
         "clinic-overview.html",
         "clinic-overview.pdf",
     }
@@ -82,14 +82,17 @@ def test_weekly_html_shows_verdict_flags_images_and_no_code(rendered, pid: str) 
 
 
 def test_flags_reach_the_report(rendered) -> None:
-    _, summary = rendered
-    assert "Flare" in _html(summary, "patient-TEST-002.html")  # planted flare in the last week
-    assert "Missed days" in _html(summary, "patient-TEST-004.html")  # skips 40 % of days
+    store, summary = rendered
+    flags = load_week(store, summary.week).flags
+    assert len(flags)  # the demo clinic plants flares, gaps and dropouts
+    for row in flags.itertuples(index=False):
+        html = _html(summary, f"patient-{row.patient_id}.html")
+        assert FLAG_LABELS[row.flag] in html and row.detail in html
 
 
 def test_payload_note_renders_as_text(rendered) -> None:
     _, summary = rendered
-    html = _html(summary, "patient-TEST-001.html")
+    html = _html(summary, "patient-DEMO-001.html")
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
     assert "&lt;img src=x onerror=alert(1)&gt;" in html
     assert "{{7*7}}" in html and "=HYPERLINK(" in html
@@ -108,10 +111,10 @@ def test_overview_links_every_patient_in_attention_order(rendered) -> None:
 def test_pdf_has_pages_and_the_verdict(rendered) -> None:
     pypdf = pytest.importorskip("pypdf", reason="pypdf extracts the PDF's text")
     store, summary = rendered
-    reader = pypdf.PdfReader(summary.out_dir / "patient-TEST-001.pdf")
+    reader = pypdf.PdfReader(summary.out_dir / "patient-DEMO-001.pdf")
     assert 2 <= len(reader.pages) <= 8
     text = " ".join(page.extract_text() for page in reader.pages)
-    verdict = load_week(store, summary.week).overview.set_index("patient_id").loc["TEST-001"]
+    verdict = load_week(store, summary.week).overview.set_index("patient_id").loc["DEMO-001"]
     assert VERDICT_LABELS[verdict["verdict"]] in text
-    assert "TEST-001" in text
+    assert "DEMO-001" in text
     assert reader.pages[0].mediabox.width == pytest.approx(595.28, abs=1)  # A4 portrait

@@ -12,8 +12,8 @@ en dash. Nothing here computes a metric.
 '–'
 >>> nrs(3.04)
 '3.0/10'
->>> str(html_table(pd.DataFrame({"Note": ["<b>x</b>"]})).count("&lt;b&gt;"))
-'1'
+>>> html_table(pd.DataFrame({"Note": ["<b>x</b>"]}))._repr_html_().count("&lt;b&gt;")
+1
 """
 
 from __future__ import annotations
