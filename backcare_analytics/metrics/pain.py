@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from backcare_analytics.metrics._text import text_from_codes
 from backcare_analytics.metrics.params import Window
 from backcare_analytics.metrics.stats import trend_arrays
 from backcare_analytics.schemas import validate
@@ -294,8 +295,8 @@ def pain_daily(
     pat = k // 2
     out = pd.DataFrame(
         {
-            "patient_id": pd.Series(g.ids.to_numpy()[pat], dtype="str"),
-            "measure": pd.Series(np.asarray(MEASURES, dtype=object)[k % 2], dtype="str"),
+            "patient_id": text_from_codes(pat, list(g.ids)),
+            "measure": text_from_codes(k % 2, MEASURES),
             "day": _to_days(day[obs]),
             "day_index": day[obs] - g.origin[pat],
             "pain": g.value[obs],
@@ -470,8 +471,8 @@ def pain_summary(
 
     out = pd.DataFrame(
         {
-            "patient_id": pd.Series(g.ids.to_numpy()[pat], dtype="str"),
-            "measure": pd.Series(np.asarray(MEASURES, dtype=object)[keys % 2], dtype="str"),
+            "patient_id": text_from_codes(pat, list(g.ids)),
+            "measure": text_from_codes(keys % 2, MEASURES),
             "programme_start": pd.Series(_to_days(np.where(start_ok, origin, 0))).where(start_ok),
             "first_day": pd.Series(_to_days(g.first)).where(has),
             "last_day": pd.Series(_to_days(g.first + g.length - 1)).where(has),

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from backcare_analytics.errors import InputDataError
+from backcare_analytics.metrics._text import text_from_codes
 from backcare_analytics.metrics.params import Window
 from backcare_analytics.protocol import Protocol, load_protocol
 from backcare_analytics.schemas import validate
@@ -95,12 +96,11 @@ class _Coded:
         return np.where(vcode >= 0, ranks[np.maximum(vcode, 0)] if ranks.size else 0, len(ranks))
 
     def patient_names(self, pick: np.ndarray) -> pd.Series:
-        return pd.Series(self._pnames[self._pcode[pick]], dtype="str")
+        return text_from_codes(self._pcode[pick], list(self._pnames))
 
     @staticmethod
     def names(uniques: list[str], codes: np.ndarray) -> pd.Series:
-        table = np.asarray([*uniques, None], dtype=object)
-        return pd.Series(table[np.where(codes >= 0, codes, len(uniques))], dtype="str")
+        return text_from_codes(codes, uniques)
 
 
 def _coded(sessions: pd.DataFrame, protocol: Protocol, window: Window | None) -> _Coded:
@@ -208,7 +208,7 @@ def capacity_daily(
     out = pd.DataFrame(
         {
             "patient_id": c.patient_names(pick),
-            "exercise_id": pd.Series(np.asarray(c.ex_names, dtype=object)[e[pick]], dtype="str"),
+            "exercise_id": text_from_codes(e[pick], c.ex_names),
             "variant": c.names(c.variants, vcode[pick]),
             "day": _to_days(c.day[pick]),
             "sessions": n_rows.astype(np.int64),

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from backcare_analytics.errors import InputDataError
+from backcare_analytics.metrics._text import text_from_codes
 from backcare_analytics.metrics.params import Window
 from backcare_analytics.protocol import Protocol, load_protocol
 from backcare_analytics.schemas import validate
@@ -54,9 +55,7 @@ def _seconds(values: pd.Series) -> np.ndarray:
 
 
 def _text(codes: np.ndarray, names: tuple[str, ...]) -> pd.Series:
-    """Text from small integer codes (-1 = missing) without building millions of objects."""
-    cat = pd.Categorical.from_codes(codes.astype(np.int64), categories=list(names))
-    return pd.Series(cat).astype("str")
+    return text_from_codes(codes, names)
 
 
 def _lookup(table_keys: np.ndarray, table_vals: np.ndarray, keys: np.ndarray) -> np.ndarray:
