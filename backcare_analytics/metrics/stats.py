@@ -162,10 +162,10 @@ def trend_arrays(
         dx = buf_a[: grp.size * i.size].reshape(shape)
         slopes = buf_b[: grp.size * i.size].reshape(shape)
         tmp = buf_c[: grp.size * i.size].reshape(shape)
-        np.take(X, j, axis=1, out=dx)
-        dx -= np.take(X, i, axis=1, out=tmp)
-        np.take(Y, j, axis=1, out=slopes)
-        slopes -= np.take(Y, i, axis=1, out=tmp)
+        np.take(X, j, axis=1, out=dx, mode="clip")
+        dx -= np.take(X, i, axis=1, out=tmp, mode="clip")
+        np.take(Y, j, axis=1, out=slopes, mode="clip")
+        slopes -= np.take(Y, i, axis=1, out=tmp, mode="clip")
         # Every pair is later in time (no padding, no tied times): no masking needed.
         plain = counts[grp].min() == width and pairs_tied_x[grp].sum() == 0
         if not sen:
