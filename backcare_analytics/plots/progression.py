@@ -98,6 +98,7 @@ def capacity_vs_pain(
         right.set_ylabel("Back pain (NRS 0-10)")
         right.grid(False)
         right.spines["right"].set_visible(True)
+        ax.xaxis.set_major_locator(mdates.AutoDateLocator(minticks=3, maxticks=6))
         ax.xaxis.set_major_formatter(mdates.DateFormatter("%d %b"))
         ax.set_title("Strength capacity and pain, week by week")
         h1, l1 = ax.get_legend_handles_labels()
@@ -140,9 +141,12 @@ def pushup_ladder(
         reps = pd.to_numeric(part["reps"], errors="coerce").to_numpy(
             dtype="float64", na_value=np.nan
         )
-        # Label the reps where they change (every session would overlap on a month of days).
-        prev_r, prev_y = np.r_[np.nan, reps[:-1]], np.r_[np.nan, y[:-1]]
-        changed = (reps != prev_r) | (y != prev_y)
+        # Label the reps at each change of level and at the last session (labelling every
+        # session would overlap on a month of days).
+        prev_y = np.r_[np.nan, y[:-1]]
+        changed = y != prev_y
+        if len(changed):
+            changed[-1] = True
         for xi, yi, r, show in zip(x, y, reps, changed, strict=True):
             if show and np.isfinite(yi) and np.isfinite(r):
                 ax.annotate(

@@ -98,5 +98,5 @@ def session_timing(
         ax.xaxis.set_major_formatter(mdates.DateFormatter("%d %b"))
         ax.xaxis.set_major_locator(mdates.AutoDateLocator(maxticks=5))
         ax.set_title("When sessions started")
-        ax.legend(loc="lower left", fontsize=7)
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.3), ncols=3, fontsize=7)
     return ax

@@ -140,9 +140,7 @@ def render_week(
     return BatchSummary(label, Path(out) / label, tuple(results), time.perf_counter() - t0)
 
 
-def run_demo(
-    out: Path = Path("build/demo"), *, formats: Sequence[str] = ("html",)
-) -> list[str]:
+def run_demo(out: Path = Path("build/demo"), *, formats: Sequence[str] = ("html",)) -> list[str]:
     """The main job on the synthetic demo clinic: take (or generate) it, import it into a fresh
     store under ``out``, render every weekly report of its latest week and the clinic overview.
 

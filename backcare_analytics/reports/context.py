@@ -62,7 +62,7 @@ class ReportPolicy:
     history_days
         Days shown in the daily pictures (heatmap, pain, timing), ending on the week's Sunday.
     missed_days
-        Flag "missed days" when the routine was not done on at least this many days of the week.
+        Flag "missed days" when no session was logged on at least this many days of the week.
     dropout_risk_days
         Flag "dropout risk" after this many days without any logged session (the dropout
         metric itself says "dropped out" at 21 days).
@@ -94,21 +94,28 @@ def _store(path: Path | str) -> Any:
 
 
 def resolve_week(store: Path | str, week: str = "latest") -> str:
-    """``week`` itself when it is ``YYYY-Www``; for ``"latest"``, the ISO week of the last day
-    with any session or diary entry in the store."""
+    """``week`` itself when it is ``YYYY-Www``; for ``"latest"``, the last complete ISO week
+    of the store's data: the week ending on the last day with any session or diary entry if
+    that day is a Sunday, else the week before it (a clinic reviews last week on Monday).
+    With less than a week of data, the week of the last day."""
     if week != "latest":
         if not _WEEK.match(week):
             raise ValueError(f"week must be 'latest' or look like 2026-W10; received {week!r}")
         Window.iso_week(week)  # checks the week exists
         return week
     table = _store(store).query(
-        "SELECT max(d) AS d FROM (SELECT max(day) AS d FROM sessions "
-        "UNION ALL SELECT max(day) FROM pain)"
+        "SELECT max(d) AS last, min(d) AS first FROM (SELECT max(day) AS d FROM sessions "
+        "UNION ALL SELECT max(day) FROM pain UNION ALL SELECT min(day) FROM sessions "
+        "UNION ALL SELECT min(day) FROM pain)"
     )
-    last = table.column("d")[0].as_py()
+    last, first = table.column("last")[0].as_py(), table.column("first")[0].as_py()
     if last is None:
         raise ValueError(f"the store {store} holds no sessions or diary entries; import first")
-    iso = pd.Timestamp(last).isocalendar()
+    last = pd.Timestamp(last)
+    end = last if last.day_of_week == 6 else last - pd.Timedelta(days=last.day_of_week + 1)
+    if end < pd.Timestamp(first):
+        end = last
+    iso = end.isocalendar()
     return f"{iso.year}-W{iso.week:02d}"
 
 

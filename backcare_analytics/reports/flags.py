@@ -62,7 +62,8 @@ def week_flags(
 
     Notes
     -----
-    - *missed days*: the full routine was not done on ``>= policy.missed_days`` days of the week.
+    - *missed days*: no session at all was logged on ``>= policy.missed_days`` days of the week
+      (the programme says never skip a day; partly done days show in the heatmap and table).
     - *dropout risk*: no session for ``>= policy.dropout_risk_days`` days up to the week's end.
     - *flare*: a flare day (back pain >= 2 points above the trailing 28-day mean) in the week.
     - *pain rise*: the week's mean back pain >= ``policy.pain_rise_points`` above last week's.
@@ -72,10 +73,10 @@ def week_flags(
     adh = frames.get("adherence_week")
     if adh is not None and not adh.empty:
         r = adh[adh["exercise_id"] == _ROUTINE]
-        missed = r["days"] - r["days_done"]
+        missed = r["days"] - r["days_logged"]
         hit = missed >= policy.missed_days  # type: ignore[attr-defined]
         detail = (
-            "routine not done on "
+            "no session logged on "
             + missed[hit].astype(str)
             + " of "
             + r["days"][hit].astype(str)
