@@ -19,7 +19,13 @@ from pathlib import Path
 
 import pandas as pd
 
-__all__ = ["FORMULA_TRIGGERS", "neutralise_formulas", "write_csv"]
+__all__ = [
+    "FORMULA_TRIGGERS",
+    "neutralise_formulas",
+    "neutralise_formulas_reversibly",
+    "restore_formulas",
+    "write_csv",
+]
 
 #: First characters that make a spreadsheet treat a cell as a formula (OWASP CSV injection).
 FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r", "\n")
@@ -61,3 +67,36 @@ def write_csv(df: pd.DataFrame, path: Path | str) -> Path:
     path = Path(path)
     neutralise_formulas(df).to_csv(path, index=False, encoding="utf-8")
     return path
+
+
+def neutralise_formulas_reversibly(df: pd.DataFrame) -> pd.DataFrame:
+    """:func:`neutralise_formulas`, and text cells already starting with ``'`` get one more, so
+    :func:`restore_formulas` gives back every original cell exactly (research exports).
+
+    >>> df = pd.DataFrame({"t": ["=1", "'quoted", "ok", None]})
+    >>> restore_formulas(neutralise_formulas_reversibly(df)).equals(df)
+    True
+    """
+    out = neutralise_formulas(df)
+    for name in df.columns:
+        col = df[name]
+        if _is_text(col):
+            text = col.where(col.map(lambda v: isinstance(v, str))) if col.dtype == object else col
+            quoted = text.notna() & text.str.startswith(ESCAPE)
+            if quoted.any():
+                out[name] = out[name].mask(quoted, ESCAPE + text)
+    return out
+
+
+def restore_formulas(df: pd.DataFrame) -> pd.DataFrame:
+    """The inverse of :func:`neutralise_formulas_reversibly`: one leading ``'`` is removed from
+    every text cell that has one."""
+    out = df.copy()
+    for name in df.columns:
+        col = df[name]
+        if _is_text(col):
+            text = col.where(col.map(lambda v: isinstance(v, str))) if col.dtype == object else col
+            escaped = text.notna() & text.str.startswith(ESCAPE)
+            if escaped.any():
+                out[name] = col.mask(escaped, text.str[1:])
+    return out
