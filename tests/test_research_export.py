@@ -231,6 +231,20 @@ def test_csv_text_cells_round_trip_and_never_start_a_formula(tmp_path_factory, r
     pd.testing.assert_frame_equal(back, df)
 
 
+@settings(max_examples=100, deadline=None)
+@given(st.lists(text_cells, min_size=1, max_size=10))
+def test_safety_reversible_neutralising_round_trips(cells):
+    from backcare_analytics.safety import neutralise_formulas_reversibly, restore_formulas
+
+    df = pd.DataFrame({"t": pd.Series(cells, dtype="str"), "n": range(len(cells))})
+    safe = neutralise_formulas_reversibly(df)
+    assert not safe["t"].dropna().str.startswith(("=", "+", "-", "@", "\t", "\r", "\n")).any()
+    pd.testing.assert_frame_equal(restore_formulas(safe), df)
+    pd.testing.assert_frame_equal(
+        df, pd.DataFrame({"t": pd.Series(cells, dtype="str"), "n": range(len(cells))})
+    )
+
+
 # ---------------------------------------------------------------------------------------------
 # the key file
 # ---------------------------------------------------------------------------------------------

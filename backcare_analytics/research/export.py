@@ -46,6 +46,7 @@ import pandas as pd
 
 from backcare_analytics.config import PROJECT_ROOT
 from backcare_analytics.errors import ConfigError, InputDataError
+from backcare_analytics.safety import neutralise_formulas_reversibly, restore_formulas
 from backcare_analytics.schemas.clean import Pain, Patients, Prescriptions, Sessions
 
 __all__ = [
@@ -88,8 +89,6 @@ _DTYPES: Mapping[str, str] = {
     "valid_to_day": "Int64", "reps_max": "Int64", "per_side": "bool", "source": "str",
 }  # fmt: skip
 
-# OWASP spreadsheet-formula triggers, plus the escape character itself so reading back is exact.
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "\n")
 _ESCAPE = "'"
 
 
@@ -309,22 +308,17 @@ def deidentify(
 # ---------------------------------------------------------------------------------------------
 
 
-def _escape_text(col: pd.Series) -> pd.Series:
-    """Prefix ``'`` to text cells a spreadsheet would run as a formula, to cells that already
-    start with ``'`` and to empty strings (so an empty string and a missing cell differ)."""
-    first = col.str[:1]
-    needs = col.notna() & (first.isin([*_FORMULA_START, _ESCAPE]) | (col == ""))
-    return col.mask(needs, _ESCAPE + col)
-
-
-def _unescape_text(col: pd.Series) -> pd.Series:
-    escaped = col.notna() & col.str.startswith(_ESCAPE)
-    return col.mask(escaped, col.str[1:])
+def _text_columns(df: pd.DataFrame) -> list[str]:
+    return [c for c in df.columns if _DTYPES.get(c) == "str"]
 
 
 def _write_csv(df: pd.DataFrame, path: Path) -> None:
-    text = {c: _escape_text(df[c]) for c in df.columns if _DTYPES.get(c) == "str"}
-    df.assign(**text).to_csv(path, index=False, na_rep="", lineterminator="\r\n", encoding="utf-8")
+    """Formula triggers and leading ``'`` escaped (:mod:`backcare_analytics.safety`); an empty
+    string is written ``'`` so it differs from a missing cell (written empty)."""
+    cols = _text_columns(df)
+    safe = neutralise_formulas_reversibly(df[cols])
+    empty = {c: safe[c].mask(df[c] == "", _ESCAPE) for c in cols}
+    df.assign(**empty).to_csv(path, index=False, na_rep="", lineterminator="\r\n", encoding="utf-8")
 
 
 def _read_csv(path: Path, dtypes: Mapping[str, str]) -> pd.DataFrame:
@@ -333,7 +327,7 @@ def _read_csv(path: Path, dtypes: Mapping[str, str]) -> pd.DataFrame:
     for c, dtype in dtypes.items():
         col = raw[c]
         if dtype == "str":
-            out[c] = _unescape_text(col.astype("str"))
+            out[c] = restore_formulas(col.astype("str").to_frame())[c]
         elif dtype in ("bool", "boolean"):
             out[c] = col.map({"True": True, "False": False}).astype(dtype)
         elif dtype == "Float64":
