@@ -123,7 +123,7 @@ def merge_rows(
     finally:
         con.unregister("_incoming")
         con.execute(
-            "DROP VIEW IF EXISTS _n; DROP TABLE IF EXISTS _nt; DROP TABLE IF EXISTS _s; "
+            "DROP VIEW IF EXISTS _n; DROP TABLE IF EXISTS _nt; DROP VIEW IF EXISTS _s; "
             "DROP TABLE IF EXISTS _c"
         )
 
@@ -138,9 +138,11 @@ def _merge(con: duckdb.DuckDBPyConnection, spec: TableSpec, kind: str) -> MergeR
         """CREATE TEMP VIEW _n AS SELECT i.*, 1 AS _rk, 0::UBIGINT AS _h, 0::UBIGINT AS _h1
         FROM _incoming i"""
     )
-    key_repeats = con.execute(
-        f"SELECT count(*) - count(DISTINCT hash({spec.partition})) FROM _n"
-    ).fetchall()[0][0]
+    time_cols = ", ".join(spec.time_unique)
+    key_repeats, time_repeats = con.execute(
+        f"""SELECT count(*) - count(DISTINCT hash({spec.partition})),
+        {f"count(*) - count(DISTINCT ({time_cols}))" if time_cols else "0"} FROM _n"""
+    ).fetchall()[0]
     if key_repeats:
         con.execute(
             f"""CREATE TEMP TABLE _nt AS
@@ -149,23 +151,18 @@ def _merge(con: duckdb.DuckDBPyConnection, spec: TableSpec, kind: str) -> MergeR
             FROM _n WINDOW w AS (PARTITION BY {spec.partition} ORDER BY _row)"""
         )
         con.execute("CREATE OR REPLACE TEMP VIEW _n AS SELECT * FROM _nt")
-    if spec.time_unique:  # (sessions) first-of-key rows sharing a time with another record
-        cols = ", ".join(spec.time_unique)
-        time_repeats = con.execute(
-            f"SELECT count(*) - count(DISTINCT ({cols})) FROM _n WHERE _rk = 1"
-        ).fetchall()[0][0]
-        if time_repeats:
-            if not key_repeats:  # a view cannot be updated: materialise it
-                con.execute("CREATE TEMP TABLE _nt AS SELECT * FROM _n")
-                con.execute("CREATE OR REPLACE TEMP VIEW _n AS SELECT * FROM _nt")
-            con.execute(
-                f"""UPDATE _nt SET _rk = -1 WHERE _row IN (SELECT _row FROM (
-                    SELECT _row, row_number() OVER (PARTITION BY {cols} ORDER BY _row) AS r
-                    FROM _n WHERE _rk = 1) WHERE r > 1)"""
-            )
+    if time_repeats:  # (sessions) first-of-key rows sharing a time with another record
+        if not key_repeats:  # a view cannot be updated: materialise it
+            con.execute("CREATE TEMP TABLE _nt AS SELECT * FROM _n")
+            con.execute("CREATE OR REPLACE TEMP VIEW _n AS SELECT * FROM _nt")
+        con.execute(
+            f"""UPDATE _nt SET _rk = -1 WHERE _row IN (SELECT _row FROM (
+                SELECT _row, row_number() OVER (PARTITION BY {time_cols} ORDER BY _row) AS r
+                FROM _n WHERE _rk = 1) WHERE r > 1)"""
+        )
     # Stored rows of the same patients.
     con.execute(
-        f"""CREATE TEMP TABLE _s AS SELECT t.rowid AS _rid, t.* FROM {t} t
+        f"""CREATE TEMP VIEW _s AS SELECT t.rowid AS _rid, t.* FROM {t} t
         WHERE t.patient_id IN (SELECT DISTINCT patient_id FROM _n)"""
     )
     if spec.by_updated_at:
