@@ -70,7 +70,12 @@ def _day_numbers(values: pd.Series | np.ndarray) -> np.ndarray:
 
 
 def _fmt(values: np.ndarray, spec: str) -> np.ndarray:
-    return np.array([format(v, spec) for v in values.tolist()], dtype=object)
+    """``format(v, spec)`` for each value, formatting each distinct value once."""
+    values = np.asarray(values)
+    if values.size == 0:
+        return np.array([], dtype=object)
+    uniq, inv = np.unique(values, return_inverse=True)
+    return np.array([format(v, spec) for v in uniq.tolist()], dtype=object)[inv]
 
 
 def weekly_verdict(
