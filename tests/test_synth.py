@@ -287,6 +287,30 @@ def test_knee_to_chest_one_knee_at_a_time_first(clinic):
     assert (k2c.loc[~single, "side"] == "both").all()
 
 
+def test_diary_session_pain_leg_pain_and_dose_behave_like_patients(clinic):
+    s, p = clinic.sessions, clinic.pain
+    session_days = set(zip(s["patient_id"], s["day"], strict=True))
+    diary_days = set(zip(p["patient_id"], p["day"], strict=True))
+    # Diary completeness is not adherence: each exists without the other.
+    assert session_days - diary_days and diary_days - session_days
+    # Pain before a session tracks the day's diary pain.
+    first = s[s["exercise_id"] == "breathing"].dropna(subset=["pain_before"])
+    both = first.merge(p, on=["patient_id", "day"])
+    r = np.corrcoef(both["pain_before"].astype(float), both["back_pain"].astype(float))[0, 1]
+    assert r > 0.7
+    # Sciatica: diary leg pain is higher on days with a sciatic floss.
+    truth = _truth(clinic)
+    sci = p[p["patient_id"].map(lambda x: truth[x]["pain"]["sciatica"])].dropna(subset=["leg_pain"])
+    fl = s[s["exercise_id"] == "sciatic_floss"]
+    floss = set(zip(fl["patient_id"], fl["day"], strict=True))
+    on = np.array([(a, b) in floss for a, b in zip(sci["patient_id"], sci["day"], strict=True)])
+    assert sci["leg_pain"][on].mean() > sci["leg_pain"][~on].mean()
+    # Doses below and above the prescription (10 breaths).
+    breaths = s.loc[s["exercise_id"] == "breathing", "reps"]
+    assert (breaths < 8).any() and (breaths > 12).any() and (breaths == 10).mean() > 0.7
+    assert b"15,0" in b"".join(clinic.files.values())  # decimal comma in a ';' CSV
+
+
 def test_cli_synth_writes_the_clinic(tmp_path):
     from backcare_analytics.cli import main
 
