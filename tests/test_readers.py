@@ -466,3 +466,43 @@ def test_damaged_workbooks_are_refused_never_crash(flips: list, keep: int) -> No
                               "missing_column", "unknown_kind", "duplicate_column"}  # fmt: skip
         return
     assert all(t.rows_read <= 20 for t in export.tables)
+
+
+_JSON_LEAF = st.none() | st.booleans() | st.integers() | st.text(alphabet='[]{}"\\ab,:', max_size=6)
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.recursive(
+        _JSON_LEAF,
+        lambda inner: (
+            st.lists(inner, max_size=3)
+            | st.dictionaries(st.text(alphabet='[]{}"\\k', max_size=3), inner, max_size=3)
+        ),
+        max_leaves=12,
+    ),
+    st.booleans(),
+)
+def test_json_depth_ignores_brackets_in_strings(doc: object, ascii_only: bool) -> None:
+    from backcare_analytics.io.readers import json_depth
+
+    def depth(value: object) -> int:
+        if isinstance(value, dict):
+            return 1 + max(map(depth, value.values()), default=0)
+        if isinstance(value, list):
+            return 1 + max(map(depth, value), default=0)
+        return 0
+
+    assert json_depth(json.dumps(doc, ensure_ascii=ascii_only).encode()) == depth(doc)
+
+
+def test_json_records_with_mixed_keys_and_types() -> None:
+    records = [
+        {"Patient ID": "P1", "recorded_at": "t", "back_pain": 3, "flare": True},
+        {"patient_id": "P2", "recorded_at": "t", "back_pain": 4},  # another spelling
+        {"patient_id": "P3", "recorded_at": "t", "back_pain": None, "flare": False},
+    ]
+    table = read("p.json", json.dumps(records).encode()).tables[0]
+    assert table.frame["patient_id"].tolist() == ["P1", "P2", "P3"]
+    assert table.frame["flare"].tolist() == ["true", "", "false"]
+    assert table.frame["back_pain"].tolist() == ["3", "4", ""]

@@ -26,6 +26,7 @@ import re
 import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
@@ -134,6 +135,7 @@ class RawExport:
 # --------------------------------------------------------------------------------------------
 
 
+@lru_cache(maxsize=4096)
 def normalize_header(name: str) -> str:
     """A column name as matched: NFKC, case-folded, trimmed, spaces and hyphens as ``_``.
 
@@ -288,16 +290,29 @@ def loads_json(text: str | bytes) -> Any:
     return json.loads(text, parse_int=str, parse_float=str, parse_constant=str)
 
 
-_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
+_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
 
 
 def json_depth(data: bytes) -> int:
-    """The deepest bracket nesting of a JSON text, found without recursion."""
-    if data.count(b"[") + data.count(b"{") == 0:
+    r"""The deepest bracket nesting of a JSON text, found without recursion.
+
+    Brackets inside strings do not count. Without escaped quotes (``\"``) a bracket is inside
+    a string when an odd number of quotes precede it, found for every bracket at once; otherwise
+    strings are blanked out with a regular expression first.
+
+    >>> json_depth(b'[{"a": "[[[["}, [1, [2]]]'), json_depth(b'["\\"[[", {}]')
+    (3, 2)
+    """
+    arr = np.frombuffer(data, dtype=np.uint8)
+    if b'\\"' in data or b"\\\\" in data:
+        arr = np.frombuffer(_JSON_STRING.sub(b'""', data), dtype=np.uint8)
+    positions = np.flatnonzero((arr == 91) | (arr == 123) | (arr == 93) | (arr == 125))
+    if not len(positions):
         return 0
-    stripped = _JSON_STRING.sub(b'""', data)
-    arr = np.frombuffer(stripped, dtype=np.uint8)
-    step = np.isin(arr, (91, 123)).astype(np.int32) - np.isin(arr, (93, 125)).astype(np.int32)
+    quotes = np.flatnonzero(arr == 34)
+    outside = positions[np.searchsorted(quotes, positions) % 2 == 0]
+    brackets = arr[outside]
+    step = np.where((brackets == 91) | (brackets == 123), 1, -1).astype(np.int64)
     return int(np.cumsum(step).max()) if len(step) else 0
 
 
@@ -468,6 +483,13 @@ def _records_table(
 ) -> RawTable:
     limit = settings.max_field_chars
     errors = list(errors or [])
+    fast = _records_frame(numbered, limit)
+    if fast is not None:
+        frame, numbers_arr, fast_errors = fast
+        kind = detect_kind(frame.columns, declared, where)
+        if frame.empty and not len(frame.columns):
+            frame = pd.DataFrame({c: pd.Series(dtype="str") for c in REQUIRED[kind]})
+        return build_table(kind, frame, numbers_arr, errors + fast_errors, fmt, settings, where)
     cells: list[dict[str, str]] = []
     numbers: list[int] = []
     for row, rec in numbered:
@@ -485,6 +507,44 @@ def _records_table(
         frame = pd.DataFrame({c: pd.Series(dtype="str") for c in REQUIRED[kind]})
     frame = frame.fillna("")
     return build_table(kind, frame, np.array(numbers, dtype=np.int64), errors, fmt, settings, where)
+
+
+def _records_frame(
+    numbered: list[tuple[int, Any]], limit: int
+) -> tuple[pd.DataFrame, np.ndarray, list[tuple[int, str, str, str, str]]] | None:
+    """Records as text columns, a column at a time (the per-record loop of
+    :func:`record_cells` is the fallback). ``None`` when the records are not all objects or
+    two keys name the same column; rows with nested values come back as row errors."""
+    records = [rec for _, rec in numbered]
+    if not records or not all(type(rec) is dict for rec in records):
+        return None
+    raw = pd.DataFrame.from_records(records)
+    names = [normalize_header(c) for c in raw.columns]
+    if len(set(names)) != len(names):
+        return None
+    nested = np.zeros(len(raw), dtype=bool)
+    nested_col = np.full(len(raw), "", dtype=object)
+    columns: dict[str, pd.Series] = {}
+    for name, col in zip(names, (raw[c] for c in raw.columns), strict=True):
+        kinds = col.map(type)
+        bad = kinds.isin([dict, list]).to_numpy()
+        nested_col[bad & ~nested] = name
+        nested |= bad
+        values = col.to_numpy(dtype=object, copy=True)
+        values[bad | pd.isna(values)] = ""
+        flags = kinds.isin([bool]).to_numpy()
+        if flags.any():
+            values[flags] = np.where(values[flags].astype(bool), "true", "false")
+        columns[name] = pd.Series(values, dtype="str")
+    frame = pd.DataFrame(columns)
+    rows = np.array([row for row, _ in numbered], dtype=np.int64)
+    errors = [
+        (int(rows[i]), str(nested_col[i]), "bad_record",
+         "a nested object or array where a value belongs", raw_json(records[i], limit))
+        for i in np.flatnonzero(nested)
+    ]  # fmt: skip
+    keep = ~nested
+    return frame.loc[keep].reset_index(drop=True), rows[keep], errors
 
 
 def _read_jsonl(data: bytes, settings: Settings, where: str) -> tuple[list[RawTable], int]:
