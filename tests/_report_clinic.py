@@ -165,7 +165,8 @@ def build_store(folder: Path, store_path: Path) -> Path:
 
 def demo_store(store_path: Path) -> Path:
     """The demo clinic's clean tables in a new store, with :data:`PAYLOAD` as the note of the
-    first patient's last session row and last diary entry (the importer has its own tests)."""
+    first patient's last session row and diary entry of the latest complete week (the importer
+    has its own tests)."""
     from backcare_analytics.store import Store
     from backcare_analytics.synth import SynthConfig, simulate
 
@@ -176,9 +177,12 @@ def demo_store(store_path: Path) -> Path:
         "pain": clinic.pain.copy(),
     }
     first = clinic.patients["patient_id"].iloc[0]
+    last = max(frames["sessions"]["day"].max(), frames["pain"]["day"].max())
+    # The report's "latest" week is the last complete one: plant the note inside it.
+    end = last if last.day_of_week == 6 else last - pd.Timedelta(days=last.day_of_week + 1)
     for name in ("sessions", "pain"):
         f = frames[name]
-        rows = f.index[f["patient_id"] == first]
+        rows = f.index[(f["patient_id"] == first) & (f["day"] <= end)]
         f.loc[rows[-1], "note"] = PAYLOAD
     columns = {
         "patients": "patient_id, timezone, programme_start, clinician",
