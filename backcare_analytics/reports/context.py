@@ -231,14 +231,30 @@ def _call(fn: Any, *args: Any, **kwargs: Any) -> Any:
     return fn(*args, **{k: v for k, v in kwargs.items() if k in accepted})
 
 
-def _persistence(module, frames, policies, patients, prescriptions, protocol, week):
+def _persistence(
+    module: Any,
+    frames: dict[str, pd.DataFrame],
+    policies: dict[str, Any],
+    patients: pd.DataFrame,
+    prescriptions: pd.DataFrame,
+    protocol: Protocol,
+    week: Window,
+) -> None:
     frames["persistence"] = _call(module.persistence,
         frames["sessions"], patients, window=Window(end=week.end, days=10_000),
         policy=policies.get("adherence"),
     )  # fmt: skip
 
 
-def _timing(module, frames, policies, patients, prescriptions, protocol, week):
+def _timing(
+    module: Any,
+    frames: dict[str, pd.DataFrame],
+    policies: dict[str, Any],
+    patients: pd.DataFrame,
+    prescriptions: pd.DataFrame,
+    protocol: Protocol,
+    week: Window,
+) -> None:
     span = Window(end=week.end, days=28)
     pol = policies.get("adherence")
     frames["first_session_times"] = _call(
@@ -249,7 +265,15 @@ def _timing(module, frames, policies, patients, prescriptions, protocol, week):
     )
 
 
-def _pain(module, frames, policies, patients, prescriptions, protocol, week):
+def _pain(
+    module: Any,
+    frames: dict[str, pd.DataFrame],
+    policies: dict[str, Any],
+    patients: pd.DataFrame,
+    prescriptions: pd.DataFrame,
+    protocol: Protocol,
+    week: Window,
+) -> None:
     policy = module.PainPolicy()
     policies["pain"] = policy
     span = Window(end=week.end, days=10_000)
@@ -261,7 +285,15 @@ def _pain(module, frames, policies, patients, prescriptions, protocol, week):
     )
 
 
-def _tolerance(module, frames, policies, patients, prescriptions, protocol, week):
+def _tolerance(
+    module: Any,
+    frames: dict[str, pd.DataFrame],
+    policies: dict[str, Any],
+    patients: pd.DataFrame,
+    prescriptions: pd.DataFrame,
+    protocol: Protocol,
+    week: Window,
+) -> None:
     policy = module.TolerancePolicy()
     policies["tolerance"] = policy
     frames["session_tolerance"] = _call(
@@ -274,7 +306,15 @@ def _tolerance(module, frames, policies, patients, prescriptions, protocol, week
     )
 
 
-def _progression(module, frames, policies, patients, prescriptions, protocol, week):
+def _progression(
+    module: Any,
+    frames: dict[str, pd.DataFrame],
+    policies: dict[str, Any],
+    patients: pd.DataFrame,
+    prescriptions: pd.DataFrame,
+    protocol: Protocol,
+    week: Window,
+) -> None:
     history = Window(end=week.end, days=10_000)
     daily = _call(module.capacity_daily, frames["sessions"], protocol=protocol, window=history)
     frames["capacity_weekly"] = _call(module.capacity_weekly, daily)
@@ -284,7 +324,15 @@ def _progression(module, frames, policies, patients, prescriptions, protocol, we
     )  # fmt: skip
 
 
-def _verdict(module, frames, policies, patients, prescriptions, protocol, week):
+def _verdict(
+    module: Any,
+    frames: dict[str, pd.DataFrame],
+    policies: dict[str, Any],
+    patients: pd.DataFrame,
+    prescriptions: pd.DataFrame,
+    protocol: Protocol,
+    week: Window,
+) -> None:
     policy = module.VerdictPolicy()
     policies["verdict"] = policy
     frames["verdict"] = _call(module.weekly_verdict,
@@ -293,7 +341,15 @@ def _verdict(module, frames, policies, patients, prescriptions, protocol, week):
     )  # fmt: skip
 
 
-def _quality(module, frames, policies, patients, prescriptions, protocol, week):
+def _quality(
+    module: Any,
+    frames: dict[str, pd.DataFrame],
+    policies: dict[str, Any],
+    patients: pd.DataFrame,
+    prescriptions: pd.DataFrame,
+    protocol: Protocol,
+    week: Window,
+) -> None:
     policy = module.QualityPolicy() if hasattr(module, "QualityPolicy") else None
     if policy is not None:
         policies["quality"] = policy

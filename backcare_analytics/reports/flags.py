@@ -10,10 +10,15 @@ clinic (vectorised; no per-patient loop). ``detail`` holds counts and dates only
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import pandas as pd
 
 from backcare_analytics.metrics.params import Window
+
+if TYPE_CHECKING:  # the context module imports this one
+    from backcare_analytics.reports.context import ReportPolicy
 
 __all__ = ["FLAG_LABELS", "FLAG_SEVERITY", "attention_table", "week_flags"]
 
@@ -56,7 +61,7 @@ def _back_pain_daily(frames: dict[str, pd.DataFrame]) -> pd.DataFrame:
 
 
 def week_flags(
-    frames: dict[str, pd.DataFrame], patients: pd.DataFrame, week: Window, policy: object
+    frames: dict[str, pd.DataFrame], patients: pd.DataFrame, week: Window, policy: ReportPolicy
 ) -> pd.DataFrame:
     """Every flag of every patient for ``week`` (see :data:`FLAG_LABELS`).
 
@@ -74,7 +79,7 @@ def week_flags(
     if adh is not None and not adh.empty:
         r = adh[adh["exercise_id"] == _ROUTINE]
         missed = r["days"] - r["days_logged"]
-        hit = missed >= policy.missed_days  # type: ignore[attr-defined]
+        hit = missed >= policy.missed_days
         detail = (
             "no session logged on "
             + missed[hit].astype(str)
@@ -91,7 +96,7 @@ def week_flags(
         start = pd.Series(patients["programme_start"].to_numpy(), index=last.index)
         ref = last.fillna(start - pd.Timedelta(days=1))
         idle = (week.end - ref).dt.days
-        hit = idle >= policy.dropout_risk_days  # type: ignore[attr-defined]
+        hit = idle >= policy.dropout_risk_days
         detail = "no session logged for " + idle[hit].astype(str) + " days"
         parts.append(_frame(pd.Series(idle.index[hit]), "dropout_risk", detail))
 
@@ -110,7 +115,7 @@ def week_flags(
         now_mean = in_week.groupby("patient_id")["pain"].mean()
         prev_mean = back[prev.contains(back["day"])].groupby("patient_id")["pain"].mean()
         rise = (now_mean - prev_mean).dropna()
-        hit = rise >= policy.pain_rise_points  # type: ignore[attr-defined]
+        hit = rise >= policy.pain_rise_points
         detail = "back pain up " + rise[hit].round(1).astype(str) + " points on last week"
         parts.append(_frame(pd.Series(rise.index[hit]), "pain_rise", detail.reset_index(drop=True)))
 
