@@ -103,8 +103,9 @@ t0 = time.perf_counter()
 rep = import_paths([folder], Store(store, settings=settings), settings=settings)
 wall = time.perf_counter() - t0
 t = rep.totals
-print(json.dumps({"wall_s": wall, "totals": t,
-                  "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+ru = resource.getrusage(resource.RUSAGE_SELF)
+print(json.dumps({"wall_s": wall, "totals": t, "cpu_s": ru.ru_utime + ru.ru_stime,
+                  "peak_rss_mib": ru.ru_maxrss / 1024}))
 """
 
 
@@ -185,7 +186,8 @@ def main() -> dict:
         rate = t["rows_read"] / end2end["wall_s"]
         print(f"import end to end: {t['rows_read']:,} rows in {end2end['wall_s']:.1f} s = "
               f"{rate:,.0f} rows/s; accepted {t['accepted']:,}, refused {t['rejected']:,}, "
-              f"duplicates {t['duplicates']:,}; peak RSS {end2end['peak_rss_mib']:.0f} MiB",
+              f"duplicates {t['duplicates']:,}; peak RSS {end2end['peak_rss_mib']:.0f} MiB; "
+              f"CPU {end2end['cpu_s']:.1f} s (process total, incl. start-up)",
               flush=True)  # fmt: skip
         stages = _stages(work / "exports", work)
         print("one 50k-row file: " + ", ".join(
