@@ -481,3 +481,11 @@ def test_a_patients_file_named_otherwise_still_registers_its_batch(tmp_path: Pat
         assert f.balanced
     _balanced(s)
     assert len(s.sessions()) == 3
+
+
+def test_the_store_and_its_archive_are_not_imported_as_exports(tmp_path: Path) -> None:
+    _write(tmp_path, ["patients.csv"])
+    s = Store(tmp_path / "clinic.duckdb", settings=Settings(data_dir=tmp_path / "data"))
+    import_paths([tmp_path], s, now=NOW)
+    rep = import_paths([tmp_path], s, now=NOW)  # the folder now holds the store and archive
+    assert [(f.path, f.status) for f in rep.files] == [("patients.csv", "already_imported")]

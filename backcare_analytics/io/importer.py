@@ -450,6 +450,16 @@ def _stage(ctx: _Context, item: _Item, patients: pd.DataFrame) -> _Staged:
     return _Staged(item, sha, size, prep=_prepare(ctx, item, data, sha, raw, patients))
 
 
+def _is_store_file(path: Path, store: Store) -> bool:
+    """The store file, its WAL and the raw archive are never offered as exports (a folder
+    given to ``import`` may contain them)."""
+    p = path.resolve()
+    db = store.path.resolve()
+    return p in (db, db.with_name(db.name + ".wal")) or p.is_relative_to(
+        store.archive.root.resolve()
+    )
+
+
 def _order(items: list[_Item]) -> list[_Item]:
     """Files named like a patients file first (a cheap guess; the retry covers a wrong one)."""
     return sorted(items, key=lambda it: "patient" not in it.name.lower())
@@ -560,7 +570,7 @@ def import_paths(
     store = store or Store.from_settings(settings)
     settings = settings or store.settings
     ensure_validation_enabled()
-    items = [_Item(p, p.name) for p in expand_paths(paths)]
+    items = [_Item(p, p.name) for p in expand_paths(paths) if not _is_store_file(p, store)]
     return _run(
         items, store, dry_run=dry_run, progress=progress, settings=settings,
         protocol=protocol, now=now, patients_first=True,
