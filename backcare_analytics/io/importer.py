@@ -4,9 +4,11 @@ For each file: hash it; skip it if those bytes were imported before (``already_i
 read it (:func:`backcare_analytics.io.readers.read_export`); normalise and validate each table
 (:func:`backcare_analytics.io.normalize.normalize`); de-duplicate and resolve edits against the
 store set-wise (:mod:`backcare_analytics.store.merge`); then write the accepted rows, the
-quarantined rows, the ledger row and the raw copy in **one** transaction. Patients files of a
-batch go first; rows refused ``unknown_patient`` are retried automatically, in the same
-transaction, when a patients file registers their patient. See ``docs/import.md``.
+quarantined rows, the ledger row and the raw copy in **one** transaction. Files named like
+patients files go first; rows refused ``unknown_patient`` are retried automatically, in the
+transaction of the patients file that registers their patient, so the order of files does not
+change the result. The next file is read and normalised in a helper thread while DuckDB writes
+the current one. See ``docs/import.md``.
 """
 
 from __future__ import annotations
