@@ -489,3 +489,24 @@ def test_the_store_and_its_archive_are_not_imported_as_exports(tmp_path: Path) -
     import_paths([tmp_path], s, now=NOW)
     rep = import_paths([tmp_path], s, now=NOW)  # the folder now holds the store and archive
     assert [(f.path, f.status) for f in rep.files] == [("patients.csv", "already_imported")]
+
+
+def test_a_busy_store_mid_batch_says_which_files_were_done(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from backcare_analytics.errors import StoreBusyError
+
+    s = _store(tmp_path)
+    _write(tmp_path / "in", ["patients.csv", "patients2.csv", "s_week1.csv"])
+    real = importer._write_file
+
+    def busy_on_sessions(ctx, prep):
+        if prep.item.name == "s_week1.csv":
+            raise StoreBusyError("store busy: held (injected)")
+        return real(ctx, prep)
+
+    monkeypatch.setattr(importer, "_write_file", busy_on_sessions)
+    with pytest.raises(StoreBusyError, match="s_week1.csv and 0 later") as info:
+        import_paths([tmp_path / "in"], s, now=NOW)
+    assert [f.path for f in info.value.report.files] == ["patients.csv", "patients2.csv"]
+    assert list(s.imports()["path"]) == ["patients.csv", "patients2.csv"]

@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from backcare_analytics.config import Settings
-from backcare_analytics.errors import InputDataError, StoreError
+from backcare_analytics.errors import InputDataError, StoreBusyError, StoreError
 from backcare_analytics.io.import_report import FileReport, ImportReport, RetryReport
 from backcare_analytics.protocol import Protocol, build_prescriptions, load_protocol
 from backcare_analytics.schemas import ensure_validation_enabled
@@ -502,7 +502,17 @@ def _run(
             ahead = None
             if i + 1 < len(ordered) and not staged.has_patients:
                 ahead = pool.submit(_stage, ctx, ordered[i + 1], ctx.patients)
-            _write_staged(ctx, staged)
+            try:
+                _write_staged(ctx, staged)
+            except StoreBusyError as exc:
+                # Files before this one stay committed: say which, then stop.
+                done = sum(f.status == "imported" for f in report.files)
+                err = StoreBusyError(
+                    f"{exc} {item.name} and {len(ordered) - i - 1} later file(s) were not "
+                    f"imported; {done} earlier file(s) were (run the command again to finish)."
+                )
+                err.report = report  # type: ignore[attr-defined]
+                raise err from None
             if progress:
                 progress(i + 1, len(ordered), item.name)
     finally:
