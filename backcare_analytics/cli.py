@@ -126,7 +126,10 @@ def _import_command(paths: list[Path], store: Path | None, as_json: bool, dry_ru
             report = import_paths(paths, _open_store(store), dry_run=dry_run, progress=progress)
     except BackcareError as exc:
         if as_json:
-            typer.echo(json.dumps({"error": str(exc)}))
+            partial = getattr(exc, "report", None)  # files done before a busy store stopped it
+            typer.echo(json.dumps({"error": str(exc), **(partial.to_json() if partial else {})}))
+        elif getattr(exc, "report", None) is not None:
+            typer.echo(exc.report.summary())  # type: ignore[attr-defined]
         raise _fail(str(exc)) from None
     typer.echo(json.dumps(report.to_json()) if as_json else report.summary())
     raise typer.Exit(report.exit_code)
