@@ -45,6 +45,7 @@ _LAZY: dict[str, str] = {
     "gap_histogram": "backcare_analytics.metrics",
     "first_session_times": "backcare_analytics.metrics",
     "timing_consistency": "backcare_analytics.metrics",
+    "timing_tables": "backcare_analytics.metrics",
     "quality_flags": "backcare_analytics.metrics",
     # pain, tolerance, strength progression and the weekly verdict (docs/metrics.md)
     "PainPolicy": "backcare_analytics.metrics.pain",

@@ -28,6 +28,7 @@ from backcare_analytics.metrics.timing import (
     circular_median,
     first_session_times,
     timing_consistency,
+    timing_tables,
 )
 from backcare_analytics.metrics.tolerance import TolerancePolicy, session_tolerance
 from backcare_analytics.metrics.verdict import VerdictPolicy, weekly_verdict
@@ -48,6 +49,7 @@ __all__ = [
     "persistence",
     "quality_flags",
     "timing_consistency",
+    "timing_tables",
     # pain, tolerance, progression and the verdict
     "PainPolicy",
     "TolerancePolicy",

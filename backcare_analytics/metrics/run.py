@@ -22,7 +22,7 @@ from backcare_analytics.metrics.params import Window
 from backcare_analytics.metrics.persistence import gap_histogram, persistence
 from backcare_analytics.metrics.quality import quality_flags
 from backcare_analytics.metrics.rollups import adherence_rollups
-from backcare_analytics.metrics.timing import first_session_times, timing_consistency
+from backcare_analytics.metrics.timing import timing_tables
 from backcare_analytics.protocol import Protocol, load_protocol
 
 __all__ = ["OTHER_FAMILIES", "metric_calls", "metric_tables"]
@@ -30,7 +30,7 @@ __all__ = ["OTHER_FAMILIES", "metric_calls", "metric_tables"]
 #: Metric modules written by others, run when present, in this order.
 OTHER_FAMILIES = ("pain", "tolerance", "progression", "verdict")
 #: How many of the calls are this module's own (adherence, persistence, timing, quality).
-_N_OWN = 7
+_N_OWN = 6
 
 
 class _Unfillable(Exception):
@@ -73,8 +73,7 @@ def metric_calls(
         ("adherence_rollups", lambda t: adherence_rollups(t["adherence_daily"], p, window=w)),
         ("persistence", lambda t: persistence(s, pts, window=w)),
         ("gap_histogram", lambda t: gap_histogram(s, pts, window=w)),
-        ("first_session_times", lambda t: first_session_times(s, pts, window=w)),
-        ("timing_consistency", lambda t: timing_consistency(s, pts, window=w)),
+        ("timing_tables", lambda t: timing_tables(s, pts, window=w)),
         (
             "quality_flags",
             lambda t: quality_flags(s, p, pts, rx, rejects=rejects, window=w),

@@ -17,7 +17,7 @@ from backcare_analytics.metrics.params import Window
 from backcare_analytics.schemas.clean import Patients, Sessions
 from backcare_analytics.schemas.results.adherence import FirstSessionTimes, TimingConsistency
 
-__all__ = ["circular_median", "first_session_times", "timing_consistency"]
+__all__ = ["circular_median", "first_session_times", "timing_consistency", "timing_tables"]
 
 TWO_PI = 2.0 * np.pi
 HOUR_US = 3_600_000_000
@@ -48,6 +48,7 @@ def circular_median(angles: np.ndarray, groups: np.ndarray, n_groups: int) -> np
     counts = np.diff(np.r_[starts, len(groups)])
     gid = groups[starts]
     order = np.argsort(counts, kind="stable")
+    buf = np.empty(max(_BLOCK, int(counts.max()) ** 2))
     i = 0
     while i < len(order):
         m = int(counts[order[i]])
@@ -62,8 +63,13 @@ def circular_median(angles: np.ndarray, groups: np.ndarray, n_groups: int) -> np
         valid = col[None, :] < n[:, None]
         idx = np.where(valid, starts[chunk][:, None] + col[None, :], 0)
         a = angles[idx]
-        diff = np.abs(a[:, :, None] - a[:, None, :])
-        dist = np.pi - np.abs(np.pi - diff)
+        # d = pi - |pi - |a_i - a_j||, computed in one reused buffer (no fresh block per chunk)
+        dist = buf[: len(chunk) * m * m].reshape(len(chunk), m, m)
+        np.subtract(a[:, :, None], a[:, None, :], out=dist)
+        np.abs(dist, out=dist)
+        np.subtract(np.pi, dist, out=dist)
+        np.abs(dist, out=dist)
+        np.subtract(np.pi, dist, out=dist)
         dist *= valid[:, None, :]
         total = dist.sum(axis=2)
         total[~valid] = np.inf
@@ -82,22 +88,26 @@ def _first_starts(
     n_pat = len(pids)
     sp = g.map_codes(sessions[Sessions.patient_id], pids)
     sd = g.days(sessions[Sessions.day])
-    t = sessions[Sessions.performed_at].to_numpy(dtype="datetime64[us]").astype(np.int64)
+    times = sessions[Sessions.performed_at]
+    t = times.array.as_unit("us").asi8  # int64 microseconds since the epoch, UTC; NaT = min
     ok = (sp >= 0) & (sd != g.NO_DAY) & (t != g.NO_DAY)
     if window is not None:
         ok &= (sd >= g.day_number(window.start)) & (sd <= g.day_number(window.end))
-    sp, sd, t = sp[ok], sd[ok], t[ok]
-    first = np.full(n_pat, np.iinfo(np.int64).max)
-    last = np.full(n_pat, g.NO_DAY)
+    if not ok.all():
+        sp, sd, t = sp[ok], sd[ok], t[ok]
+    big = np.iinfo(np.int64).max
+    first = np.full(n_pat + 1, big)
+    last = np.full(n_pat + 1, g.NO_DAY)
     np.minimum.at(first, sp, sd)
     np.maximum.at(last, sp, sd)
+    first, last = first[:n_pat], last[:n_pat]
     none = last == g.NO_DAY
     first[none], last[none] = 0, -1
     grid = g.DayGrid(*g.expand_ranges(first, last), n_pat)
     pos = grid.locate(sp, sd)
-    earliest = np.full(len(grid), np.iinfo(np.int64).max)
+    earliest = np.full(len(grid), big)
     np.minimum.at(earliest, pos, t)
-    present = earliest != np.iinfo(np.int64).max
+    present = earliest != big
     p, d, t_first = grid.key[present], grid.day[present], earliest[present]
     # UTC -> local wall clock, one conversion per time zone (not per patient).
     zones = patients.drop_duplicates(Patients.patient_id).set_index(Patients.patient_id)
@@ -249,3 +259,33 @@ def timing_consistency(
     """
     summary = _stats(sessions, patients, window, policy)[1]
     return g.checked(summary, TimingConsistency, "timing_consistency output")
+
+
+def timing_tables(
+    sessions: pd.DataFrame,
+    patients: pd.DataFrame,
+    *,
+    window: Window | None = None,
+    policy: AdherencePolicy | None = None,
+) -> dict[str, pd.DataFrame]:
+    """:func:`first_session_times` and :func:`timing_consistency` from one pass.
+
+    Returns
+    -------
+    dict of str to pandas.DataFrame
+        ``first_session_times`` and ``timing_consistency``, as the two functions return them.
+
+    Examples
+    --------
+    >>> pts = pd.DataFrame({"patient_id": ["P1"], "timezone": ["UTC"],
+    ...     "programme_start": [pd.Timestamp("2026-03-02")]})
+    >>> ses = pd.DataFrame({"patient_id": ["P1"], "day": [pd.Timestamp("2026-03-02")],
+    ...     "performed_at": pd.to_datetime(["2026-03-02T07:00Z"]).as_unit("us")})
+    >>> sorted(timing_tables(ses, pts))
+    ['first_session_times', 'timing_consistency']
+    """
+    daily, summary = _stats(sessions, patients, window, policy)
+    return {
+        "first_session_times": g.checked(daily, FirstSessionTimes, "first_session_times output"),
+        "timing_consistency": g.checked(summary, TimingConsistency, "timing_consistency output"),
+    }
