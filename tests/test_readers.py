@@ -506,3 +506,9 @@ def test_json_records_with_mixed_keys_and_types() -> None:
     assert table.frame["patient_id"].tolist() == ["P1", "P2", "P3"]
     assert table.frame["flare"].tolist() == ["true", "", "false"]
     assert table.frame["back_pain"].tolist() == ["3", "4", ""]
+
+
+def test_bom_with_broken_utf8_is_refused() -> None:
+    assert refused("s.csv", b"\xef\xbb\xbfpatient_id,performed_at,exercise\nP1,\xae,b\n") == (
+        "not_utf_decodable"
+    )

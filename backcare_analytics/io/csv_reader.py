@@ -31,7 +31,13 @@ __all__ = ["read_csv"]
 
 def _decode_text(data: bytes, where: str) -> str:
     if data.startswith(codecs.BOM_UTF8):
-        return data[3:].decode("utf-8", errors="strict")
+        try:
+            return data[3:].decode("utf-8")
+        except UnicodeDecodeError:
+            raise FileRefused(
+                "not_utf_decodable",
+                f"{where}: marked as UTF-8 but holds bytes that are not; fix: export it again",
+            ) from None
     if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
         try:
             return data.decode("utf-16")
