@@ -512,3 +512,34 @@ def test_bom_with_broken_utf8_is_refused() -> None:
     assert refused("s.csv", b"\xef\xbb\xbfpatient_id,performed_at,exercise\nP1,\xae,b\n") == (
         "not_utf_decodable"
     )
+
+
+_SAMPLES = sorted(p for p in FIXTURES.glob("*.*")) + [None]
+
+
+@settings(max_examples=120, deadline=None)
+@given(
+    st.sampled_from(_SAMPLES),
+    st.lists(
+        st.tuples(st.floats(0, 1), st.sampled_from([b'"', b"\n", b",", b"{", b"\xff", b"\r", b""])),
+        min_size=1,
+        max_size=4,
+    ),
+    st.floats(0.05, 1),
+)
+def test_mutated_exports_are_read_or_refused(sample: Path | None, edits: list, keep: float) -> None:
+    from backcare_analytics.io.normalize import normalize
+
+    data = bytearray(sample.read_bytes() if sample else _GOOD_XLSX)
+    for where, insert in edits:
+        pos = int(where * (len(data) - 1))
+        data[pos : pos + 1] = insert
+    name = sample.name if sample else "x.xlsx"
+    try:
+        export = read(name, bytes(data[: max(1, int(keep * len(data)))]))
+    except FileRefused:
+        return
+    for table in export.tables:
+        result = normalize(table, source_file="0" * 64, patients=None)
+        rows = set(table.row_numbers.tolist()) | set(table.row_errors["row"].tolist())
+        assert set(result.clean["_row"]) | set(result.rejects["row"]) == rows
