@@ -435,6 +435,7 @@ def clinic():
     return c, d, window
 
 
+@pytest.mark.slow
 def test_synthetic_clinic_adherence_habits_recovered(clinic) -> None:
     c, d, window = clinic
     s = adherence_summary(d, c.pain).set_index(["patient_id", "exercise_id"])

@@ -132,6 +132,7 @@ def test_no_sessions() -> None:
     assert first_session_times(sessions([]), pts).empty
 
 
+@pytest.mark.slow
 def test_synthetic_clinic_preferred_time_recovered() -> None:
     from backcare_analytics.synth import SynthConfig, simulate
 
