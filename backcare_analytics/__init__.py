@@ -60,6 +60,12 @@ _LAZY: dict[str, str] = {
     "VerdictPolicy": "backcare_analytics.metrics.verdict",
     "weekly_verdict": "backcare_analytics.metrics.verdict",
     "trend_tests": "backcare_analytics.metrics.stats",
+    # research: cohorts, de-identified exports, buckets (docs/research.md, docs/scaling.md)
+    "CohortPolicy": "backcare_analytics.research.cohort",
+    "cohort_metrics": "backcare_analytics.research.cohort",
+    "export_research": "backcare_analytics.research.export",
+    "write_buckets": "backcare_analytics.research.distributed",
+    "run_buckets": "backcare_analytics.research.distributed",
 }
 
 __all__ = [
