@@ -546,3 +546,14 @@ def test_empty_tables_keep_their_schema(name: str, header: str, model) -> None:
     assert result.clean.empty and result.rejects.empty
     validate(result.clean.drop(columns=["_row", "updated_at"]), model)
     assert list(result.rejects.columns) == ["row", "column", "reason", "detail", "raw"]
+
+
+def test_identical_repeat_shares_the_verdict_of_its_first() -> None:
+    from backcare_analytics.io.normalize import _Issues, _share_verdicts
+
+    issues = _Issues(4)
+    issues.add(np.array([True, False, False, False]), "pain_before", "out_of_range", "x")
+    _share_verdicts(np.array([-1, 0, -1, 2]), issues)
+    found = issues.frame()
+    assert sorted(found["pos"].tolist()) == [0, 1]
+    assert set(found["reason"]) == {"out_of_range"}

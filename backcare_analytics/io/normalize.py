@@ -190,8 +190,9 @@ def normalize(
     parsed = ~issues.bad_rows()
     good = typed if parsed.all() else typed.loc[parsed]
     del typed
-    repeat = _in_file_conflicts(good, keys, [*columns, "updated_at"], issues)
-    _stage_two(good, model, protocol, issues, repeat)
+    repeat_of = _in_file_conflicts(good, keys, [*columns, "updated_at"], issues)
+    _stage_two(good, model, protocol, issues, repeat_of >= 0)
+    _share_verdicts(repeat_of, issues)
     keep = ~issues.bad_rows()[good.index.to_numpy()]
     clean = (good if keep.all() else good.loc[keep]).reset_index(drop=True)
     rejects = _rejects(issues.frame(), frame, ctx.rows, table.row_errors, settings)
@@ -506,12 +507,15 @@ def _in_file_conflicts(
     good: pd.DataFrame, keys: list[list[str]], content: list[str], issues: _Issues
 ) -> np.ndarray:
     """Same record key twice with different content: the later rows are
-    ``duplicate_in_file``. Identical repeats stay (the store counts them as duplicates); the
-    returned mask (over all table rows) marks them so that stage two validates each record
-    once. ``good`` holds the rows that parsed, indexed by table position."""
-    repeat = np.zeros(issues.n, dtype=bool)
+    ``duplicate_in_file``. Identical repeats stay (the store counts them as duplicates).
+
+    ``good`` holds the rows that parsed, indexed by table position. Returns, over all table
+    rows, the position of the first occurrence of each identical repeat (``-1`` elsewhere), so
+    that stage two validates each record once and a repeat shares its first's verdict.
+    """
+    repeat_of = np.full(issues.n, -1, dtype=np.int64)
     if good.empty:
-        return repeat
+        return repeat_of
     positions = good.index.to_numpy()
     codes = {}
     for key in keys:
@@ -526,18 +530,38 @@ def _in_file_conflicts(
         if not repeated.any():
             continue
         sub = good.loc[repeated, content]
-        content_hash = pd.util.hash_pandas_object(sub, index=False).to_numpy()
-        key_hash = pd.util.hash_pandas_object(sub[key], index=False).to_numpy()
-        frame = pd.DataFrame({"k": key_hash, "c": content_hash})
-        first = frame.groupby("k", sort=False)["c"].transform("first").to_numpy()
-        later = frame.duplicated(["k"]).to_numpy()
         where = positions[repeated]
+        frame = pd.DataFrame(
+            {
+                "k": pd.util.hash_pandas_object(sub[key], index=False).to_numpy(),
+                "c": pd.util.hash_pandas_object(sub, index=False).to_numpy(),
+                "p": where,
+            }
+        )
+        first = frame.groupby("k", sort=False)[["c", "p"]].transform("first")
+        same = (first["c"] == frame["c"]).to_numpy()
         issues.add(
-            _mask(issues.n, where[first != content_hash]), key[-1], "duplicate_in_file",
+            _mask(issues.n, where[~same]), key[-1], "duplicate_in_file",
             "an earlier row of this file holds the same record with different content",
         )  # fmt: skip
-        repeat[where[(first == content_hash) & later]] = True
-    return repeat
+        later = same & frame.duplicated(["k"]).to_numpy()
+        repeat_of[where[later]] = first["p"].to_numpy()[later]
+    return repeat_of
+
+
+def _share_verdicts(repeat_of: np.ndarray, issues: _Issues) -> None:
+    """An identical repeat is refused for whatever refused its first occurrence."""
+    repeats = np.flatnonzero(repeat_of >= 0)
+    if not len(repeats):
+        return
+    bad = issues.bad_rows()
+    firsts = repeat_of[repeats]
+    hit = bad[firsts]
+    if not hit.any():
+        return
+    found = issues.frame()
+    for pos, first in zip(repeats[hit], firsts[hit], strict=True):
+        issues.parts.append(found.loc[found["pos"] == first].assign(pos=pos))
 
 
 def _mask(n: int, positions: np.ndarray) -> np.ndarray:
