@@ -85,7 +85,9 @@ plt.show()
 # ## Event timelines, gaps shaded (twelve patients with the most gaps)
 
 # %%
-events, gaps = cohort.event_timeline(tables["sessions"], tables["pain"], tables["patients"])
+events, gaps = cohort.event_timeline(
+    tables["sessions"], tables["pain"], tables["patients"], summary=summary
+)
 shown = gaps["patient_id"].value_counts().index[:12]
 figures.plot_timelines(events[events["patient_id"].isin(shown)], gaps)
 plt.show()

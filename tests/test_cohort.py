@@ -99,6 +99,18 @@ def test_weeks_pdc_and_gaps_golden():
         ["A", 10, 13, 4]
     ]
     assert set(events["kind"]) == {"session", "diary"}
+    # With the summary, B's silence after day 4 (days 5..4 observed: none) adds nothing, and a
+    # patient whose last session is day 4 of 28 observed days gets a trailing gap 5..27.
+    _, gaps = event_timeline(
+        tables["sessions"], tables["pain"], tables["patients"], summary=out["summary"]
+    )
+    assert gaps["patient_id"].tolist() == ["A"]
+    longer = out["summary"].assign(observed_days=[28, 28])
+    _, gaps = event_timeline(tables["sessions"], tables["pain"], tables["patients"], summary=longer)
+    assert gaps[["patient_id", "start_day", "end_day"]].values.tolist() == [
+        ["A", 10, 13],
+        ["B", 5, 27],
+    ]
 
 
 def _planted_weeks(n: int = 150, weeks: int = 12, seed: int = 11):

@@ -274,8 +274,12 @@ def event_timeline(
     patients: pd.DataFrame,
     *,
     policy: CohortPolicy = CohortPolicy(),
+    summary: pd.DataFrame | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Per-patient events by study day, and the gaps between sessions.
+
+    With ``summary`` (:func:`patient_summary`) the gap after a patient's last session, up to the
+    end of their observed days, counts too.
 
     Returns
     -------
@@ -303,8 +307,17 @@ def event_timeline(
     gaps = pd.DataFrame(
         {"patient_id": sd["patient_id"].to_numpy(), "start_day": start_day, "end_day": end_day}
     )
+    if summary is not None:
+        last = sd.groupby("patient_id")["study_day"].max()
+        after = summary["patient_id"].map(last).fillna(-1).to_numpy("int64") + 1
+        tail = pd.DataFrame(
+            {"patient_id": summary["patient_id"].to_numpy(), "start_day": after,
+             "end_day": summary["observed_days"].to_numpy("int64") - 1}
+        )  # fmt: skip
+        gaps = pd.concat([gaps, tail], ignore_index=True)
     gaps["length_days"] = gaps["end_day"] - gaps["start_day"] + 1
     gaps = gaps[gaps["length_days"] > policy.gap_days]
+    gaps = gaps.sort_values(["patient_id", "start_day"], kind="stable")
     return events, gaps.astype({"start_day": "int64", "end_day": "int64"}).reset_index(drop=True)
 
 
