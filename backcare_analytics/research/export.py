@@ -20,9 +20,10 @@ safe to share:
 * **No free text.** Notes, session ids (set by the app, possibly linkable), source-file hashes and
   time zones are not in the allowlist.
 
-Outputs per table: ``<table>.parquet`` (typed) and ``<table>.csv`` (UTF-8, RFC 4180 CRLF rows, formula-neutralised,
-exact round-trip through :func:`read_research`), plus ``manifest.json`` (columns, dtypes, row
-counts, the key's fingerprint; no dates).
+Outputs per table: ``<table>.parquet`` (typed) and ``<table>.csv`` (UTF-8, RFC 4180 CRLF rows,
+formula-neutralised by :mod:`backcare_analytics.safety`, exact round-trip through
+:func:`read_research`), plus ``manifest.json`` (columns, dtypes, row counts, the key's
+fingerprint; no dates).
 
 >>> key = bytes(range(32))
 >>> pseudonymise(pd.Series(["P001", "P002", "P001"]), key).tolist()
