@@ -437,7 +437,8 @@ def test_reader_row_errors_become_rejects() -> None:
 
 
 def test_stage_two_maps_schema_failures_to_reasons() -> None:
-    from backcare_analytics.io.normalize import _Issues, _stage_two
+    from backcare_analytics.io.checks import Issues as _Issues
+    from backcare_analytics.io.checks import stage_two as _stage_two
     from backcare_analytics.protocol import load_protocol
 
     good = sessions("P001,2026-03-02 07:15,bridge,,,5,15,,,3,2,").clean
@@ -549,7 +550,8 @@ def test_empty_tables_keep_their_schema(name: str, header: str, model) -> None:
 
 
 def test_identical_repeat_shares_the_verdict_of_its_first() -> None:
-    from backcare_analytics.io.normalize import _Issues, _share_verdicts
+    from backcare_analytics.io.checks import Issues as _Issues
+    from backcare_analytics.io.checks import share_verdicts as _share_verdicts
 
     issues = _Issues(4)
     issues.add(np.array([True, False, False, False]), "pain_before", "out_of_range", "x")

@@ -11,7 +11,6 @@ Pure: no files, no store, no clock unless ``now`` is left out.
 
 from __future__ import annotations
 
-import json
 import unicodedata
 from dataclasses import dataclass
 from functools import lru_cache
@@ -20,10 +19,17 @@ import numpy as np
 import pandas as pd
 
 from backcare_analytics.config import Settings, get_settings
+from backcare_analytics.io.checks import (
+    REJECT_COLUMNS,
+    Issues,
+    in_file_conflicts,
+    rejects_frame,
+    share_verdicts,
+    stage_two,
+)
 from backcare_analytics.io.parse import (
     PAIN_UNITS,
     REPS_UNITS,
-    Parsed,
     local_day,
     localize,
     parse_float,
@@ -39,13 +45,11 @@ from backcare_analytics.schemas import (
     Pain,
     Patients,
     Sessions,
-    find_failures,
     sessions_schema,
 )
 
 __all__ = ["REJECT_COLUMNS", "Normalized", "normalize"]
 
-REJECT_COLUMNS = ("row", "column", "reason", "detail", "raw")
 SIDE_WORDS = {
     "both": "both", "b": "both", "bilateral": "both", "left": "left", "l": "left",
     "right": "right", "r": "right", "none": "none",
@@ -56,16 +60,6 @@ FLARE_WORDS = {
 }  # fmt: skip
 _EARLIEST = pd.Timestamp("2000-01-01", tz="UTC")
 _MAX_WARNINGS = 20
-_CHECK_REASONS = (
-    ("greater_than", "out_of_range"), ("less_than", "out_of_range"), ("in_range", "out_of_range"),
-    ("isin", "bad_vocabulary"), ("patient_id_format", "bad_patient_id"),
-    ("str_length", "field_too_long"), ("not_nullable", "missing_value"),
-    ("some_dose_recorded", "no_dose"), ("exercise_in_protocol", "unknown_exercise"),
-    ("level_of_exercise", "bad_vocabulary"), ("variant_of_exercise", "bad_vocabulary"),
-    ("side_of_exercise", "bad_vocabulary"), ("iana_timezone", "bad_vocabulary"),
-    ("uniqueness", "duplicate_in_file"), ("unique", "duplicate_in_file"),
-    ("day_is_a_calendar_day", "bad_datetime"),
-)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -86,50 +80,6 @@ class Normalized:
     clean: pd.DataFrame
     rejects: pd.DataFrame
     warnings: tuple[str, ...]
-
-
-class _Issues:
-    """Per-cell refusals collected column by column: positions, column, reason, detail."""
-
-    def __init__(self, n: int) -> None:
-        self.n = n
-        self.parts: list[pd.DataFrame] = []
-
-    def add(self, mask: np.ndarray, column: str, reason: object, detail: object) -> None:
-        mask = np.asarray(mask, dtype=bool)
-        if not mask.any():
-            return
-        pos = np.flatnonzero(mask)
-
-        def pick(v: object) -> object:
-            return np.asarray(v, dtype=object)[pos] if isinstance(v, np.ndarray) else v
-
-        self.parts.append(
-            pd.DataFrame({"pos": pos, "column": column, "reason": pick(reason),
-                          "detail": pick(detail)})
-        )  # fmt: skip
-
-    def add_parsed(self, parsed: Parsed, column: str) -> None:
-        pos = np.flatnonzero(parsed.failed)
-        if len(pos):
-            codes = parsed.codes[pos]
-            self.parts.append(
-                pd.DataFrame({"pos": pos, "column": column, "reason": parsed.reason_u[codes],
-                              "detail": parsed.detail_u[codes]})
-            )  # fmt: skip
-
-    def bad_rows(self) -> np.ndarray:
-        bad = np.zeros(self.n, dtype=bool)
-        for part in self.parts:
-            bad[part["pos"].to_numpy()] = True
-        return bad
-
-    def frame(self) -> pd.DataFrame:
-        if not self.parts:
-            return pd.DataFrame({"pos": pd.Series(dtype="int64"), "column": pd.Series(dtype="str"),
-                                 "reason": pd.Series(dtype="str"),
-                                 "detail": pd.Series(dtype="str")})  # fmt: skip
-        return pd.concat(self.parts, ignore_index=True)
 
 
 def normalize(
@@ -169,7 +119,7 @@ def normalize(
     now = now.tz_localize("UTC") if now.tzinfo is None else now.tz_convert("UTC")
     frame = table.frame.reindex(columns=list(KNOWN_COLUMNS[table.kind]), fill_value="")
     frame = frame.astype("str").reset_index(drop=True)
-    issues = _Issues(len(frame))
+    issues = Issues(len(frame))
     warnings: list[str] = []
     ctx = _Context(frame, issues, warnings, np.asarray(table.row_numbers), settings, now)
     if table.kind == "sessions":
@@ -190,12 +140,12 @@ def normalize(
     parsed = ~issues.bad_rows()
     good = typed if parsed.all() else typed.loc[parsed]
     del typed
-    repeat_of = _in_file_conflicts(good, keys, [*columns, "updated_at"], issues)
-    _stage_two(good, model, protocol, issues, repeat_of >= 0)
-    _share_verdicts(repeat_of, issues)
+    repeat_of = in_file_conflicts(good, keys, [*columns, "updated_at"], issues)
+    stage_two(good, model, protocol, issues, repeat_of >= 0)
+    share_verdicts(repeat_of, issues)
     keep = ~issues.bad_rows()[good.index.to_numpy()]
     clean = (good if keep.all() else good.loc[keep]).reset_index(drop=True)
-    rejects = _rejects(issues.frame(), frame, ctx.rows, table.row_errors, settings)
+    rejects = rejects_frame(issues.frame(), frame, ctx.rows, table.row_errors, settings)
     return Normalized(table.kind, clean, rejects, tuple(_cap(warnings)))
 
 
@@ -215,7 +165,7 @@ def _schema_of(protocol: Protocol) -> object:
 @dataclass
 class _Context:
     frame: pd.DataFrame
-    issues: _Issues
+    issues: Issues
     warnings: list[str]
     rows: np.ndarray
     settings: Settings
@@ -339,13 +289,6 @@ def _exercise_hint(protocol: Protocol, name: str) -> str:
     hint = protocol.suggest_exercise(name)
     known = "not an exercise of the programme"
     return f"{known}; did you mean {hint!r}?" if hint else f"{known}; see docs/export-format.md"
-
-
-def _codes(values: pd.Series) -> np.ndarray:
-    """Integer codes of a column (missing values get their own code)."""
-    if isinstance(values.dtype, pd.DatetimeTZDtype) or values.dtype.kind == "M":
-        return pd.DatetimeIndex(values).asi8
-    return pd.factorize(values, use_na_sentinel=False)[0]
 
 
 def _pairs_ok(exercise: pd.Series, value: pd.Series, allowed: set[tuple[str, str]]) -> np.ndarray:
@@ -501,130 +444,3 @@ def _patients(ctx: _Context) -> tuple[pd.DataFrame, list[list[str]]]:
         }
     )
     return typed, [[Patients.patient_id]]
-
-
-def _in_file_conflicts(
-    good: pd.DataFrame, keys: list[list[str]], content: list[str], issues: _Issues
-) -> np.ndarray:
-    """Same record key twice with different content: the later rows are
-    ``duplicate_in_file``. Identical repeats stay (the store counts them as duplicates).
-
-    ``good`` holds the rows that parsed, indexed by table position. Returns, over all table
-    rows, the position of the first occurrence of each identical repeat (``-1`` elsewhere), so
-    that stage two validates each record once and a repeat shares its first's verdict.
-    """
-    repeat_of = np.full(issues.n, -1, dtype=np.int64)
-    if good.empty:
-        return repeat_of
-    positions = good.index.to_numpy()
-    codes = {}
-    for key in keys:
-        has_key = good[key].notna().all(axis=1).to_numpy()
-        if not has_key.any():
-            continue
-        for col in key:
-            if col not in codes:
-                codes[col] = _codes(good[col])
-        key_frame = pd.DataFrame({c: codes[c] for c in key})
-        repeated = key_frame.duplicated(keep=False).to_numpy() & has_key
-        if not repeated.any():
-            continue
-        sub = good.loc[repeated, content]
-        where = positions[repeated]
-        frame = pd.DataFrame(
-            {
-                "k": pd.util.hash_pandas_object(sub[key], index=False).to_numpy(),
-                "c": pd.util.hash_pandas_object(sub, index=False).to_numpy(),
-                "p": where,
-            }
-        )
-        first = frame.groupby("k", sort=False)[["c", "p"]].transform("first")
-        same = (first["c"] == frame["c"]).to_numpy()
-        issues.add(
-            _mask(issues.n, where[~same]), key[-1], "duplicate_in_file",
-            "an earlier row of this file holds the same record with different content",
-        )  # fmt: skip
-        later = same & frame.duplicated(["k"]).to_numpy()
-        repeat_of[where[later]] = first["p"].to_numpy()[later]
-    return repeat_of
-
-
-def _share_verdicts(repeat_of: np.ndarray, issues: _Issues) -> None:
-    """An identical repeat is refused for whatever refused its first occurrence."""
-    repeats = np.flatnonzero(repeat_of >= 0)
-    if not len(repeats):
-        return
-    bad = issues.bad_rows()
-    firsts = repeat_of[repeats]
-    hit = bad[firsts]
-    if not hit.any():
-        return
-    found = issues.frame()
-    for pos, first in zip(repeats[hit], firsts[hit], strict=True):
-        issues.parts.append(found.loc[found["pos"] == first].assign(pos=pos))
-
-
-def _mask(n: int, positions: np.ndarray) -> np.ndarray:
-    mask = np.zeros(n, dtype=bool)
-    mask[positions] = True
-    return mask
-
-
-def _stage_two(
-    typed: pd.DataFrame, model: object, protocol: Protocol, issues: _Issues, repeat: np.ndarray
-) -> None:
-    """Validate the parsed rows with the clean schema (lazy) and map failures to reasons.
-
-    Identical repeats (``repeat``) are left out, so the schema's uniqueness check sees each
-    record once; they share the verdict of their first occurrence through the store's dedup.
-    """
-    positions = typed.index.to_numpy()
-    ok = ~issues.bad_rows()[positions] & ~repeat[positions]
-    if not ok.any():
-        return
-    good = (typed if ok.all() else typed.loc[ok]).drop(columns=["_row", "updated_at"])
-    failures = find_failures(good, model, protocol=protocol)  # type: ignore[arg-type]
-    if failures.empty:
-        return
-    whole = failures["row"].isna()
-    if whole.any():
-        issues.add(_mask(issues.n, positions[ok]), "", "bad_record", "failed a whole-column check")
-    for check, group in failures.loc[~whole].groupby("check", sort=False):
-        reason = next((r for k, r in _CHECK_REASONS if k in str(check)), "bad_record")
-        for column, sub in group.groupby("column", sort=False):
-            rows = sub["row"].astype("int64").to_numpy()  # index labels = table positions
-            issues.add(_mask(issues.n, rows), str(column), reason, f"failed the check {check}")
-
-
-def _rejects(
-    found: pd.DataFrame,
-    frame: pd.DataFrame,
-    rows: np.ndarray,
-    row_errors: pd.DataFrame,
-    settings: Settings,
-) -> pd.DataFrame:
-    limit = settings.max_field_chars
-    found = found.drop_duplicates(["pos", "column", "reason"])
-    pos = found["pos"].to_numpy(dtype=np.int64)
-    distinct = np.unique(pos)
-    columns = list(frame.columns)
-    rejected = frame.take(distinct)
-    cells = zip(*(rejected[c].to_numpy(dtype=object) for c in columns), strict=True)
-    raw_by_pos = {
-        int(p): json.dumps(dict(zip(columns, values, strict=True)), ensure_ascii=False)[:limit]
-        for p, values in zip(distinct, cells, strict=True)
-    }
-    out = pd.DataFrame(
-        {
-            "row": rows[pos] if len(pos) else np.array([], dtype=np.int64),
-            "column": found["column"].astype("str").to_numpy(),
-            "reason": found["reason"].astype("str").to_numpy(),
-            "detail": found["detail"].astype("str").to_numpy(),
-            "raw": [raw_by_pos[int(p)] for p in pos],
-        }
-    )
-    out = pd.concat([out, row_errors[list(REJECT_COLUMNS)]], ignore_index=True)
-    out = out.sort_values(["row", "column"], kind="stable").reset_index(drop=True)
-    return out.astype(
-        {"row": "int64", "column": "str", "reason": "str", "detail": "str", "raw": "str"}
-    )

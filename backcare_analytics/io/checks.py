@@ -1,0 +1,221 @@
+"""The second half of normalisation: in-file duplicates, the schema check, the rejects table.
+
+:class:`Issues` collects every refused cell (table position, column, reason code, detail) as
+the cell parsers of :mod:`backcare_analytics.io.normalize` find them; :func:`stage_two`
+validates the typed rows with the pandera clean schema (lazy) and maps what remains to reason
+codes; :func:`rejects_frame` turns the issues into the rejects table with each row's raw cells.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+
+from backcare_analytics.config import Settings
+from backcare_analytics.io.parse import Parsed
+from backcare_analytics.protocol import Protocol
+from backcare_analytics.schemas import find_failures
+
+__all__ = [
+    "REJECT_COLUMNS",
+    "Issues",
+    "column_codes",
+    "in_file_conflicts",
+    "mask",
+    "rejects_frame",
+    "share_verdicts",
+    "stage_two",
+]
+
+REJECT_COLUMNS = ("row", "column", "reason", "detail", "raw")
+
+_CHECK_REASONS = (
+    ("greater_than", "out_of_range"), ("less_than", "out_of_range"), ("in_range", "out_of_range"),
+    ("isin", "bad_vocabulary"), ("patient_id_format", "bad_patient_id"),
+    ("str_length", "field_too_long"), ("not_nullable", "missing_value"),
+    ("some_dose_recorded", "no_dose"), ("exercise_in_protocol", "unknown_exercise"),
+    ("level_of_exercise", "bad_vocabulary"), ("variant_of_exercise", "bad_vocabulary"),
+    ("side_of_exercise", "bad_vocabulary"), ("iana_timezone", "bad_vocabulary"),
+    ("uniqueness", "duplicate_in_file"), ("unique", "duplicate_in_file"),
+    ("day_is_a_calendar_day", "bad_datetime"),
+)  # fmt: skip
+
+
+class Issues:
+    """Per-cell refusals collected column by column: positions, column, reason, detail."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.parts: list[pd.DataFrame] = []
+
+    def add(self, mask: np.ndarray, column: str, reason: object, detail: object) -> None:
+        mask = np.asarray(mask, dtype=bool)
+        if not mask.any():
+            return
+        pos = np.flatnonzero(mask)
+
+        def pick(v: object) -> object:
+            return np.asarray(v, dtype=object)[pos] if isinstance(v, np.ndarray) else v
+
+        self.parts.append(
+            pd.DataFrame({"pos": pos, "column": column, "reason": pick(reason),
+                          "detail": pick(detail)})
+        )  # fmt: skip
+
+    def add_parsed(self, parsed: Parsed, column: str) -> None:
+        pos = np.flatnonzero(parsed.failed)
+        if len(pos):
+            codes = parsed.codes[pos]
+            self.parts.append(
+                pd.DataFrame({"pos": pos, "column": column, "reason": parsed.reason_u[codes],
+                              "detail": parsed.detail_u[codes]})
+            )  # fmt: skip
+
+    def bad_rows(self) -> np.ndarray:
+        bad = np.zeros(self.n, dtype=bool)
+        for part in self.parts:
+            bad[part["pos"].to_numpy()] = True
+        return bad
+
+    def frame(self) -> pd.DataFrame:
+        if not self.parts:
+            return pd.DataFrame({"pos": pd.Series(dtype="int64"), "column": pd.Series(dtype="str"),
+                                 "reason": pd.Series(dtype="str"),
+                                 "detail": pd.Series(dtype="str")})  # fmt: skip
+        return pd.concat(self.parts, ignore_index=True)
+
+
+def column_codes(values: pd.Series) -> np.ndarray:
+    """Integer codes of a column (missing values get their own code)."""
+    if isinstance(values.dtype, pd.DatetimeTZDtype) or values.dtype.kind == "M":
+        return pd.DatetimeIndex(values).asi8
+    return pd.factorize(values, use_na_sentinel=False)[0]
+
+
+def in_file_conflicts(
+    good: pd.DataFrame, keys: list[list[str]], content: list[str], issues: Issues
+) -> np.ndarray:
+    """Same record key twice with different content: the later rows are
+    ``duplicate_in_file``. Identical repeats stay (the store counts them as duplicates).
+
+    ``good`` holds the rows that parsed, indexed by table position. Returns, over all table
+    rows, the position of the first occurrence of each identical repeat (``-1`` elsewhere), so
+    that stage two validates each record once and a repeat shares its first's verdict.
+    """
+    repeat_of = np.full(issues.n, -1, dtype=np.int64)
+    if good.empty:
+        return repeat_of
+    positions = good.index.to_numpy()
+    key_codes: dict[str, np.ndarray] = {}
+    for key in keys:
+        has_key = good[key].notna().all(axis=1).to_numpy()
+        if not has_key.any():
+            continue
+        for col in key:
+            if col not in key_codes:
+                key_codes[col] = column_codes(good[col])
+        key_frame = pd.DataFrame({c: key_codes[c] for c in key})
+        repeated = key_frame.duplicated(keep=False).to_numpy() & has_key
+        if not repeated.any():
+            continue
+        sub = good.loc[repeated, content]
+        where = positions[repeated]
+        frame = pd.DataFrame(
+            {
+                "k": pd.util.hash_pandas_object(sub[key], index=False).to_numpy(),
+                "c": pd.util.hash_pandas_object(sub, index=False).to_numpy(),
+                "p": where,
+            }
+        )
+        first = frame.groupby("k", sort=False)[["c", "p"]].transform("first")
+        same = (first["c"] == frame["c"]).to_numpy()
+        issues.add(
+            mask(issues.n, where[~same]), key[-1], "duplicate_in_file",
+            "an earlier row of this file holds the same record with different content",
+        )  # fmt: skip
+        later = same & frame.duplicated(["k"]).to_numpy()
+        repeat_of[where[later]] = first["p"].to_numpy()[later]
+    return repeat_of
+
+
+def share_verdicts(repeat_of: np.ndarray, issues: Issues) -> None:
+    """An identical repeat is refused for whatever refused its first occurrence."""
+    repeats = np.flatnonzero(repeat_of >= 0)
+    if not len(repeats):
+        return
+    bad = issues.bad_rows()
+    firsts = repeat_of[repeats]
+    hit = bad[firsts]
+    if not hit.any():
+        return
+    found = issues.frame()
+    for pos, first in zip(repeats[hit], firsts[hit], strict=True):
+        issues.parts.append(found.loc[found["pos"] == first].assign(pos=pos))
+
+
+def mask(n: int, positions: np.ndarray) -> np.ndarray:
+    mask = np.zeros(n, dtype=bool)
+    mask[positions] = True
+    return mask
+
+
+def stage_two(
+    typed: pd.DataFrame, model: object, protocol: Protocol, issues: Issues, repeat: np.ndarray
+) -> None:
+    """Validate the parsed rows with the clean schema (lazy) and map failures to reasons.
+
+    Identical repeats (``repeat``) are left out, so the schema's uniqueness check sees each
+    record once; they share the verdict of their first occurrence through the store's dedup.
+    """
+    positions = typed.index.to_numpy()
+    ok = ~issues.bad_rows()[positions] & ~repeat[positions]
+    if not ok.any():
+        return
+    good = (typed if ok.all() else typed.loc[ok]).drop(columns=["_row", "updated_at"])
+    failures = find_failures(good, model, protocol=protocol)  # type: ignore[arg-type]
+    if failures.empty:
+        return
+    whole = failures["row"].isna()
+    if whole.any():
+        issues.add(mask(issues.n, positions[ok]), "", "bad_record", "failed a whole-column check")
+    for check, group in failures.loc[~whole].groupby("check", sort=False):
+        reason = next((r for k, r in _CHECK_REASONS if k in str(check)), "bad_record")
+        for column, sub in group.groupby("column", sort=False):
+            rows = sub["row"].astype("int64").to_numpy()  # index labels = table positions
+            issues.add(mask(issues.n, rows), str(column), reason, f"failed the check {check}")
+
+
+def rejects_frame(
+    found: pd.DataFrame,
+    frame: pd.DataFrame,
+    rows: np.ndarray,
+    row_errors: pd.DataFrame,
+    settings: Settings,
+) -> pd.DataFrame:
+    limit = settings.max_field_chars
+    found = found.drop_duplicates(["pos", "column", "reason"])
+    pos = found["pos"].to_numpy(dtype=np.int64)
+    distinct = np.unique(pos)
+    columns = list(frame.columns)
+    rejected = frame.take(distinct)
+    cells = zip(*(rejected[c].to_numpy(dtype=object) for c in columns), strict=True)
+    raw_by_pos = {
+        int(p): json.dumps(dict(zip(columns, values, strict=True)), ensure_ascii=False)[:limit]
+        for p, values in zip(distinct, cells, strict=True)
+    }
+    out = pd.DataFrame(
+        {
+            "row": rows[pos] if len(pos) else np.array([], dtype=np.int64),
+            "column": found["column"].astype("str").to_numpy(),
+            "reason": found["reason"].astype("str").to_numpy(),
+            "detail": found["detail"].astype("str").to_numpy(),
+            "raw": [raw_by_pos[int(p)] for p in pos],
+        }
+    )
+    out = pd.concat([out, row_errors[list(REJECT_COLUMNS)]], ignore_index=True)
+    out = out.sort_values(["row", "column"], kind="stable").reset_index(drop=True)
+    return out.astype(
+        {"row": "int64", "column": "str", "reason": "str", "detail": "str", "raw": "str"}
+    )
