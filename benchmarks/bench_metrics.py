@@ -35,6 +35,7 @@ from backcare_analytics.metrics.run import metric_calls
 from backcare_analytics.protocol import build_prescriptions, load_protocol
 
 RESULTS = Path(__file__).resolve().parent / "results"
+FRAMES = ("sessions", "pain", "patients", "prescriptions")
 ZONES = ("Europe/Amsterdam", "Europe/London", "America/New_York", "Asia/Kolkata")
 #: (exercise, side, reps, hold_s or nan) of the rows of one full session.
 SLOTS = (
@@ -165,24 +166,31 @@ def _cpu_s() -> float:
     return r.ru_utime + r.ru_stime
 
 
-def _cached_frames(patients: int, weeks: int) -> dict[str, pd.DataFrame]:
-    """Load the frames from the Parquet cache, generating them in a child process first."""
+def _cache(patients: int, weeks: int) -> Path:
+    """The Parquet cache of the frames, generated in a child process when missing."""
     folder = RESULTS / "cache" / f"metrics_{patients}x{weeks}"
-    names = ("sessions", "pain", "patients", "prescriptions")
-    if not all((folder / f"{n}.parquet").is_file() for n in names):
+    if not all((folder / f"{n}.parquet").is_file() for n in FRAMES):
         subprocess.run(
             [sys.executable, "-m", "benchmarks.bench_metrics", "--generate", str(folder),
              "--patients", str(patients), "--weeks", str(weeks)],
             check=True,
             cwd=Path(__file__).resolve().parent.parent,
         )  # fmt: skip
-    return {n: pd.read_parquet(folder / f"{n}.parquet") for n in names}
+    return folder
+
+
+def _load(folder: Path, ids: tuple[str, str] | None) -> dict[str, pd.DataFrame]:
+    """The frames, or only patients ``ids[0] <= patient_id <= ids[1]`` (row groups are in
+    patient order, so a range reads only its own row groups)."""
+    filters = None if ids is None else [("patient_id", ">=", ids[0]), ("patient_id", "<=", ids[1])]
+    return {n: pd.read_parquet(folder / f"{n}.parquet", filters=filters) for n in FRAMES}
 
 
 def _generate(folder: Path, patients: int, weeks: int) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     for name, frame in make_frames(patients, weeks).items():
-        frame.to_parquet(folder / f"{name}.parquet", index=False)
+        frame = frame.sort_values("patient_id", kind="stable")
+        frame.to_parquet(folder / f"{name}.parquet", index=False, row_group_size=250_000)
 
 
 def _needed_later(calls: list[tuple[str, Any]]) -> set[str]:
@@ -202,88 +210,120 @@ def _needed_later(calls: list[tuple[str, Any]]) -> set[str]:
     return names
 
 
-def run(patients: int, weeks: int) -> dict[str, Any]:
-    t0 = time.perf_counter()
-    frames = _cached_frames(patients, weeks)
-    load_s = time.perf_counter() - t0
-    rss_frames = _rss_mib()
+def _run_once(frames: dict[str, pd.DataFrame], acc: dict[str, Any]) -> None:
+    """Every metric on one set of frames, adding wall/CPU/rows and the peak to ``acc``."""
     calls, missing = metric_calls(
         frames["sessions"], frames["pain"], frames["patients"], frames["prescriptions"]
     )
+    acc["not_included"] = missing
     keep = _needed_later(calls)
-    wall: dict[str, float] = {}
-    cpu: dict[str, float] = {}
-    sizes: dict[str, int] = {}
-    peaks: dict[str, float] = {}
     tables: dict[str, Any] = {}
-    failed: list[str] = []
-    t_all, c_all = time.perf_counter(), _cpu_s()
     for name, call in calls:
         _reset_peak()
         t, c = time.perf_counter(), _cpu_s()
         try:
             out = call(tables)
         except Exception as exc:  # report, keep timing the others
-            failed.append(f"{name}: {type(exc).__name__}: {str(exc)[:200]}")
+            acc["failed"].append(f"{name}: {type(exc).__name__}: {str(exc)[:200]}")
             continue
-        wall[name], cpu[name] = time.perf_counter() - t, _cpu_s() - c
-        peaks[name] = _peak_mib()
+        acc["wall_s"][name] = acc["wall_s"].get(name, 0.0) + time.perf_counter() - t
+        acc["cpu_s"][name] = acc["cpu_s"].get(name, 0.0) + _cpu_s() - c
+        acc["peak_rss_during_mib"][name] = max(
+            acc["peak_rss_during_mib"].get(name, 0.0), _peak_mib()
+        )
         produced = out if isinstance(out, dict) else {name: out}
-        sizes[name] = sum(len(v) for v in produced.values())
+        rows = sum(len(v) for v in produced.values())
+        acc["rows_out"][name] = acc["rows_out"].get(name, 0) + rows
         tables.update({k: v for k, v in produced.items() if k in keep})
         del out, produced
         gc.collect()
-        print(f"  {name:<24} wall {wall[name]:6.2f} s  cpu {cpu[name]:6.2f} s  "
-              f"peak {peaks[name]:6.0f} MiB  {sizes[name]:>11,} rows", flush=True)  # fmt: skip
+
+
+def run(patients: int, weeks: int, partitions: int = 1, *, verbose: bool = True) -> dict[str, Any]:
+    """Time every metric on the cohort, whole (``partitions=1``) or one patient range at a
+    time (the frames of a range loaded, computed, and let go before the next)."""
+    folder = _cache(patients, weeks)
+    ids = pd.read_parquet(folder / "patients.parquet", columns=["patient_id"])["patient_id"]
+    ids = np.sort(ids.to_numpy(dtype=object))
+    bounds = [(chunk[0], chunk[-1]) for chunk in np.array_split(ids, partitions) if len(chunk)]
+    acc: dict[str, Any] = {"wall_s": {}, "cpu_s": {}, "rows_out": {}, "peak_rss_during_mib": {},
+                           "failed": [], "not_included": []}  # fmt: skip
+    load_s, session_rows, diary_rows, rss_frames = 0.0, 0, 0, 0.0
+    t_all, c_all = time.perf_counter(), _cpu_s()
+    for bound in bounds:
+        _reset_peak()
+        t0 = time.perf_counter()
+        frames = _load(folder, None if partitions == 1 else bound)
+        load_s += time.perf_counter() - t0
+        rss_frames = max(rss_frames, _peak_mib())
+        session_rows += len(frames["sessions"])
+        diary_rows += len(frames["pain"])
+        _run_once(frames, acc)
+        del frames
+        gc.collect()
     total, total_cpu = time.perf_counter() - t_all, _cpu_s() - c_all
+    if verbose:
+        for name in acc["wall_s"]:
+            print(f"  {name:<24} wall {acc['wall_s'][name]:6.2f} s  cpu {acc['cpu_s'][name]:6.2f} s"
+                  f"  peak {acc['peak_rss_during_mib'][name]:6.0f} MiB"
+                  f"  {acc['rows_out'][name]:>11,} rows", flush=True)  # fmt: skip
+    peak = max([rss_frames, *acc["peak_rss_during_mib"].values()])
     return {
         "patients": patients,
         "weeks": weeks,
-        "session_rows": len(frames["sessions"]),
-        "diary_rows": len(frames["pain"]),
+        "partitions": len(bounds),
+        "session_rows": session_rows,
+        "diary_rows": diary_rows,
         "load_s": load_s,
-        "metrics_wall_s": total,
+        "metrics_wall_s": total - load_s,
         "metrics_cpu_s": total_cpu,
-        "wall_s": wall,
-        "cpu_s": cpu,
-        "rows_out": sizes,
-        "peak_rss_during_mib": peaks,
-        "peak_rss_mib": max([_rss_mib() if not peaks else 0.0, *peaks.values(), rss_frames]),
+        **acc,
+        "peak_rss_mib": peak,
         "rss_after_frames_mib": rss_frames,
-        "not_included": missing,
-        "failed": failed,
         "load_avg": os.getloadavg(),
         "cpus": os.cpu_count(),
     }
 
 
+def _summary(res: dict[str, Any]) -> str:
+    return (
+        f"{res['session_rows']:,} session rows, {res['diary_rows']:,} diary rows, "
+        f"{res['partitions']} partition(s): all metrics wall {res['metrics_wall_s']:.1f} s "
+        f"(+ {res['load_s']:.1f} s loading), cpu {res['metrics_cpu_s']:.1f} s; peak RSS "
+        f"{res['peak_rss_mib']:.0f} MiB (frames loaded {res['rss_after_frames_mib']:.0f} MiB); "
+        f"load {tuple(round(x, 2) for x in res['load_avg'])} on {res['cpus']} cpus"
+    )
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    """Warm up on 200 patients, then time every metric on the full cohort; print and save."""
+    """Warm up on 200 patients, then time every metric on the full cohort, whole and in patient
+    partitions; print and save."""
     ap = argparse.ArgumentParser(prog="bench_metrics")
     ap.add_argument("--patients", type=int, default=10_000)
     ap.add_argument("--weeks", type=int, default=26)
+    ap.add_argument("--partitions", type=int, nargs="+", default=[1, 4])
     ap.add_argument("--generate", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args(argv if argv is not None else [])
     if args.generate is not None:
         _generate(args.generate, args.patients, args.weeks)
         return {}
-    print("warm-up (200 patients x 4 weeks)")
-    run(200, 4)
-    print(f"benchmark: {args.patients} patients x {args.weeks} weeks (load {os.getloadavg()})")
-    res = run(args.patients, args.weeks)
-    print(
-        f"{res['session_rows']:,} session rows, {res['diary_rows']:,} diary rows; all metrics "
-        f"wall {res['metrics_wall_s']:.1f} s, cpu {res['metrics_cpu_s']:.1f} s; peak RSS "
-        f"{res['peak_rss_mib']:.0f} MiB (frames alone {res['rss_after_frames_mib']:.0f} MiB); "
-        f"load {tuple(round(x, 2) for x in res['load_avg'])} on {res['cpus']} cpus"
-    )
-    for line in res["failed"]:
-        print("failed:", line)
-    if res["not_included"]:
-        print("not included (module missing or failed to import):", ", ".join(res["not_included"]))
+    run(200, 4, verbose=False)  # warm-up
+    results = {}
+    for parts in args.partitions:
+        print(f"{args.patients} patients x {args.weeks} weeks, {parts} partition(s); "
+              f"load {os.getloadavg()}")  # fmt: skip
+        res = run(args.patients, args.weeks, parts)
+        print(_summary(res))
+        for line in res["failed"]:
+            print("failed:", line)
+        if res["not_included"]:
+            print(
+                "not included (module missing or not importable):", ", ".join(res["not_included"])
+            )
+        results[f"partitions_{parts}"] = res
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "bench_metrics.json").write_text(json.dumps(res, indent=2, default=str))
-    return res
+    (RESULTS / "bench_metrics.json").write_text(json.dumps(results, indent=2, default=str))
+    return results
 
 
 if __name__ == "__main__":  # pragma: no cover
