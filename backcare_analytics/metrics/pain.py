@@ -26,10 +26,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from backcare_analytics.metrics._text import text_from_codes
+from backcare_analytics.metrics._output import checked, text_from_codes
 from backcare_analytics.metrics.params import Window
 from backcare_analytics.metrics.stats import trend_arrays
-from backcare_analytics.schemas import validate
 from backcare_analytics.schemas.clean import Pain, Patients
 from backcare_analytics.schemas.results.pain import MEASURES, PainDaily, PainSummary
 
@@ -308,7 +307,7 @@ def pain_daily(
         }
     )
     out.loc[~out["flare_day"], "flare_episode"] = pd.NA
-    return validate(out, PainDaily, what="pain_daily output")
+    return checked(out, PainDaily, "pain_daily output")
 
 
 def pain_summary(
@@ -506,4 +505,4 @@ def pain_summary(
     out.loc[~known, "responder"] = pd.NA
     out.loc[to_resp < 0, "time_to_response_days"] = pd.NA
     out.loc[to_rec < 0, "time_to_recovery_days"] = pd.NA
-    return validate(out, PainSummary, what="pain_summary output")
+    return checked(out, PainSummary, "pain_summary output")

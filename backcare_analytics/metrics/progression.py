@@ -13,10 +13,9 @@ import numpy as np
 import pandas as pd
 
 from backcare_analytics.errors import InputDataError
-from backcare_analytics.metrics._text import text_from_codes
+from backcare_analytics.metrics._output import checked, text_from_codes
 from backcare_analytics.metrics.params import Window
 from backcare_analytics.protocol import Protocol, load_protocol
-from backcare_analytics.schemas import validate
 from backcare_analytics.schemas.clean import Pain, Sessions
 from backcare_analytics.schemas.results.progression import (
     CapacityDaily,
@@ -219,7 +218,7 @@ def capacity_daily(
             "capacity_s": cap[pick],
         }
     )
-    return validate(out.reset_index(drop=True), CapacityDaily, what="capacity_daily output")
+    return checked(out.reset_index(drop=True), CapacityDaily, "capacity_daily output")
 
 
 def _iso_labels(mondays: np.ndarray) -> np.ndarray:
@@ -316,7 +315,7 @@ def capacity_weekly(capacity_daily: pd.DataFrame) -> pd.DataFrame:
             "capacity_s": agg["capacity_s"].astype(np.float64),
         }
     )
-    return validate(out, CapacityWeekly, what="capacity_weekly output")
+    return checked(out, CapacityWeekly, "capacity_weekly output")
 
 
 def progression_events(
@@ -415,7 +414,7 @@ def progression_events(
     for col in ("before", "after"):
         out[col] = out[col].astype(np.float64)
     out = out.sort_values(["patient_id", "exercise_id", "variant", "day", "event"], kind="stable")
-    return validate(out.reset_index(drop=True), ProgressionEvents, what="progression_events output")
+    return checked(out.reset_index(drop=True), ProgressionEvents, "progression_events output")
 
 
 def _doses_on(s: pd.DataFrame, prescriptions: pd.DataFrame) -> tuple[np.ndarray, ...]:
@@ -630,4 +629,4 @@ def progression_flags(
         .iloc[order]
         .reset_index(drop=True)
     )
-    return validate(out, ProgressionFlags, what="progression_flags output")
+    return checked(out, ProgressionFlags, "progression_flags output")

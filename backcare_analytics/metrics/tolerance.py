@@ -17,10 +17,9 @@ import numpy as np
 import pandas as pd
 
 from backcare_analytics.errors import InputDataError
-from backcare_analytics.metrics._text import text_from_codes
+from backcare_analytics.metrics._output import checked, text_from_codes
 from backcare_analytics.metrics.params import Window
 from backcare_analytics.protocol import Protocol, load_protocol
-from backcare_analytics.schemas import validate
 from backcare_analytics.schemas.clean import Pain, Sessions
 from backcare_analytics.schemas.results.tolerance import LIGHTS, SessionTolerance
 
@@ -267,4 +266,4 @@ def session_tolerance(
         },
         copy=False,  # the key columns are the input's, not copies (11 M rows at cohort scale)
     )
-    return validate(out, SessionTolerance, what="session_tolerance output")
+    return checked(out, SessionTolerance, "session_tolerance output")

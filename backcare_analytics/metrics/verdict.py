@@ -28,12 +28,12 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from backcare_analytics.metrics._output import checked
 from backcare_analytics.metrics.pain import _build_grid
 from backcare_analytics.metrics.params import Window
 from backcare_analytics.metrics.progression import _best_daily
 from backcare_analytics.metrics.stats import trend_arrays
 from backcare_analytics.protocol import Protocol, load_protocol
-from backcare_analytics.schemas import validate
 from backcare_analytics.schemas.results.verdict import WeeklyVerdict
 
 __all__ = ["VerdictPolicy", "weekly_verdict"]
@@ -300,7 +300,7 @@ def weekly_verdict(
             "reason": pd.Series(reason, dtype="str"),
         }
     )
-    return validate(out, WeeklyVerdict, what="weekly_verdict output")
+    return checked(out, WeeklyVerdict, "weekly_verdict output")
 
 
 def _reasons(tp, tc, tu, steps, cap_weeks, p, pain_down, pain_up, idx_up, idx_down, push_up, short):
