@@ -121,11 +121,17 @@ def week_flags(
 
     prog = frames.get("progression_flags")
     if prog is not None and not prog.empty:
+        from backcare_analytics.protocol import load_protocol
+
+        names = {ex.id: ex.name for ex in load_protocol().exercises}
         for flag in ("ready_to_progress", "consider_regression"):
             if flag in prog:
                 sel = prog[prog[flag].fillna(False).astype(bool)]
-                grouped = sel.groupby("patient_id")["exercise_id"].agg(
-                    lambda s: ", ".join(sorted(s))
+                shown = sel["exercise_id"].map(names).fillna(sel["exercise_id"])
+                grouped = (
+                    sel.assign(exercise_id=shown)
+                    .groupby("patient_id")["exercise_id"]
+                    .agg(lambda s: ", ".join(sorted(s)))
                 )
                 parts.append(_frame(pd.Series(grouped.index), flag, grouped.reset_index(drop=True)))
 
