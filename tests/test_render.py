@@ -118,3 +118,19 @@ def test_pdf_has_pages_and_the_verdict(rendered) -> None:
     assert VERDICT_LABELS[verdict["verdict"]] in text
     assert "DEMO-001" in text
     assert reader.pages[0].mediabox.width == pytest.approx(595.28, abs=1)  # A4 portrait
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--week", "2026-13"], "week must be"),
+        (["--format", "docx"], "--format takes"),
+        (["--patient", "../etc"], "patient id must match"),
+    ],
+)
+def test_cli_refuses_bad_arguments_before_rendering(rendered, capsys, args, message) -> None:
+    from backcare_analytics.cli import main
+
+    store, _ = rendered
+    assert main(["report", "weekly", "--store", str(store), *args]) == 1
+    assert message in capsys.readouterr().err
