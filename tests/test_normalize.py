@@ -559,3 +559,26 @@ def test_identical_repeat_shares_the_verdict_of_its_first() -> None:
     found = issues.frame()
     assert sorted(found["pos"].tolist()) == [0, 1]
     assert set(found["reason"]) == {"out_of_range"}
+
+
+@pytest.mark.slow
+def test_normalize_many_equals_one_file_at_a_time() -> None:
+    from backcare_analytics.io.normalize import normalize_many
+
+    synth = pytest.importorskip("backcare_analytics.synth")
+    clinic = synth.simulate(synth.SynthConfig(patients=5, weeks=3, seed=5, bad_share=0.05))
+    exports = [read_export(Path(n), data=d) for n, d in clinic.files.items()]
+    (patients_table,) = exports[0].tables
+    patients = normalize(patients_table, source_file=exports[0].sha256, patients=None, now=NOW)
+    tables = [t for e in exports[1:] for t in e.tables]
+    shas = [e.sha256 for e in exports[1:] for _ in e.tables]
+    # a file twice in one batch: duplicates are still judged within each file
+    tables.append(tables[0])
+    shas.append(shas[0])
+    batch = normalize_many(tables, source_files=shas, patients=patients.clean, now=NOW)
+    assert len(batch) == len(tables)
+    for table, sha, got in zip(tables, shas, batch, strict=True):
+        one = normalize(table, source_file=sha, patients=patients.clean, now=NOW)
+        pd.testing.assert_frame_equal(got.clean, one.clean)
+        pd.testing.assert_frame_equal(got.rejects, one.rejects)
+        assert got.warnings == one.warnings and got.kind == one.kind

@@ -26,6 +26,7 @@ __all__ = [
     "mask",
     "rejects_frame",
     "share_verdicts",
+    "split_rejects",
     "stage_two",
 ]
 
@@ -191,9 +192,13 @@ def rejects_frame(
     found: pd.DataFrame,
     frame: pd.DataFrame,
     rows: np.ndarray,
-    row_errors: pd.DataFrame,
+    row_errors: pd.DataFrame | None,
     settings: Settings,
+    file_of: np.ndarray | None = None,
 ) -> pd.DataFrame:
+    """The rejects table (``row, column, reason, detail, raw``) of the issues found, with the
+    reader's ``row_errors``, sorted by row and column. With ``file_of`` (the file index of each
+    batch position) a ``_file`` column is added and the sort is by file first."""
     limit = settings.max_field_chars
     found = found.drop_duplicates(["pos", "column", "reason"])
     pos = found["pos"].to_numpy(dtype=np.int64)
@@ -214,8 +219,33 @@ def rejects_frame(
             "raw": [raw_by_pos[int(p)] for p in pos],
         }
     )
-    out = pd.concat([out, row_errors[list(REJECT_COLUMNS)]], ignore_index=True)
-    out = out.sort_values(["row", "column"], kind="stable").reset_index(drop=True)
-    return out.astype(
-        {"row": "int64", "column": "str", "reason": "str", "detail": "str", "raw": "str"}
-    )
+    order = ["row", "column"]
+    if file_of is not None:
+        out["_file"] = file_of[pos] if len(pos) else np.array([], dtype=np.int64)
+        order = ["_file", *order]
+    if row_errors is not None and len(row_errors):
+        out = pd.concat([out, row_errors[list(REJECT_COLUMNS)]], ignore_index=True)
+    out = out.sort_values(order, kind="stable").reset_index(drop=True)
+    return out.astype(REJECT_DTYPES)
+
+
+#: dtypes of the rejects table.
+REJECT_DTYPES = {"row": "int64", "column": "str", "reason": "str", "detail": "str", "raw": "str"}
+
+
+def split_rejects(
+    batch: pd.DataFrame, n_files: int, row_errors: list[pd.DataFrame]
+) -> list[pd.DataFrame]:
+    """Per file, its rejects from a batch table made with ``file_of``, plus its own reader
+    ``row_errors``, in the order :func:`rejects_frame` gives a single file."""
+    files = batch["_file"].to_numpy()
+    batch = batch.drop(columns="_file")
+    at = np.searchsorted(files, np.arange(n_files + 1))
+    out = []
+    for j in range(n_files):
+        part = batch.iloc[at[j] : at[j + 1]]
+        if len(row_errors[j]):
+            part = pd.concat([part, row_errors[j][list(REJECT_COLUMNS)]], ignore_index=True)
+            part = part.sort_values(["row", "column"], kind="stable").astype(REJECT_DTYPES)
+        out.append(part.reset_index(drop=True))
+    return out

@@ -12,6 +12,7 @@ Pure: no files, no store, no clock unless ``now`` is left out.
 from __future__ import annotations
 
 import unicodedata
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -25,6 +26,7 @@ from backcare_analytics.io.checks import (
     in_file_conflicts,
     rejects_frame,
     share_verdicts,
+    split_rejects,
     stage_two,
 )
 from backcare_analytics.io.parse import (
@@ -48,7 +50,7 @@ from backcare_analytics.schemas import (
     sessions_schema,
 )
 
-__all__ = ["REJECT_COLUMNS", "Normalized", "normalize"]
+__all__ = ["REJECT_COLUMNS", "Normalized", "normalize", "normalize_many"]
 
 SIDE_WORDS = {
     "both": "both", "b": "both", "bilateral": "both", "left": "left", "l": "left",
@@ -113,63 +115,134 @@ def normalize(
         ``clean`` (clean schema columns + ``_row`` + ``updated_at``), ``rejects`` (``row,
         column, reason, detail, raw``) and ``warnings`` (e.g. ambiguous local times by row).
     """
+    (result,) = normalize_many(
+        [table], source_files=[source_file], patients=patients, protocol=protocol,
+        settings=settings, now=now,
+    )  # fmt: skip
+    return result
+
+
+def normalize_many(
+    tables: Sequence[RawTable],
+    *,
+    source_files: Sequence[str],
+    patients: pd.DataFrame | None,
+    protocol: Protocol | None = None,
+    settings: Settings | None = None,
+    now: pd.Timestamp | None = None,
+) -> list[Normalized]:
+    """:func:`normalize` for many tables at once, with one result per table, in order.
+
+    The same as ``[normalize(t, source_file=f, ...) for t, f in zip(tables, source_files)]``
+    (a test checks it), but tables of one kind are parsed and validated together, so a batch
+    of small weekly exports pays pandas' and pandera's fixed costs once instead of per file.
+    Duplicates are still judged within each file only.
+    """
     settings = settings or get_settings()
     protocol = protocol or load_protocol()
     now = pd.Timestamp.now(tz="UTC") if now is None else pd.Timestamp(now)
     now = now.tz_localize("UTC") if now.tzinfo is None else now.tz_convert("UTC")
-    frame = table.frame.reindex(columns=list(KNOWN_COLUMNS[table.kind]), fill_value="")
-    frame = frame.astype("str").reset_index(drop=True)
-    issues = Issues(len(frame))
-    warnings: list[str] = []
-    ctx = _Context(frame, issues, warnings, np.asarray(table.row_numbers), settings, now)
-    if table.kind == "sessions":
-        typed, keys = _sessions(ctx, patients, protocol, table.decimal_comma)
-        model: object = _schema_of(protocol)
+    if len(source_files) != len(tables):
+        raise ValueError("normalize_many needs one source_file per table")
+    groups: dict[tuple[str, bool], list[int]] = {}
+    for i, table in enumerate(tables):
+        groups.setdefault((table.kind, table.decimal_comma), []).append(i)
+    results: list[Normalized | None] = [None] * len(tables)
+    for (kind, decimal_comma), members in groups.items():
+        known = list(KNOWN_COLUMNS[kind])
+        frames = [tables[i].frame for i in members]
+        frame = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+        frame = frame.reindex(columns=known, fill_value="").fillna("").astype("str")
+        frame = frame.reset_index(drop=True)
+        rows = np.concatenate([np.asarray(tables[i].row_numbers, dtype=np.int64) for i in members])
+        file_of = np.repeat(np.arange(len(members)), [len(f) for f in frames])
+        shas = np.array([source_files[i] for i in members], dtype=object)
+        ctx = _Context(frame, Issues(len(frame)), [], rows, settings, now, file_of)
+        clean = _run(ctx, kind, decimal_comma, shas, patients, protocol)
+        batch = rejects_frame(ctx.issues.frame(), frame, rows, None, settings, file_of)
+        rejects = split_rejects(batch, len(members), [tables[i].row_errors for i in members])
+        clean_at = np.searchsorted(clean.pop("_file").to_numpy(), np.arange(len(members) + 1))
+        warned: dict[int, list[str]] = {}
+        for pos, message in ctx.warnings:
+            warned.setdefault(int(file_of[pos]), []).append(message)
+        for j, i in enumerate(members):
+            part = clean.iloc[clean_at[j] : clean_at[j + 1]].reset_index(drop=True)
+            results[i] = Normalized(kind, part, rejects[j], tuple(_cap(warned.get(j, []))))
+    return results  # type: ignore[return-value]
+
+
+def _run(
+    ctx: _Context,
+    kind: str,
+    decimal_comma: bool,
+    shas: np.ndarray,
+    patients: pd.DataFrame | None,
+    protocol: Protocol,
+) -> pd.DataFrame:
+    """Stage one (cell parsers), in-file duplicates and stage two for one concatenated kind;
+    returns the clean rows with their file index ``_file``, in table order."""
+    issues = ctx.issues
+    if kind == "sessions":
+        typed, keys = _sessions(ctx, patients, protocol, decimal_comma)
+        model: object = _schema_of("sessions", protocol)
         columns = list(Sessions.to_schema().columns)
-    elif table.kind == "pain":
+    elif kind == "pain":
         typed, keys = _pain(ctx, patients)
-        model, columns = Pain, list(Pain.to_schema().columns)
+        model, columns = _schema_of("pain", protocol), list(Pain.to_schema().columns)
     else:
         typed, keys = _patients(ctx)
-        model, columns = Patients, list(Patients.to_schema().columns)
-    typed[Sessions.source_file] = source_file
+        model, columns = _schema_of("patients", protocol), list(Patients.to_schema().columns)
+    typed[Sessions.source_file] = pd.Series(shas.take(ctx.file_of), dtype="str")
     typed["_row"] = ctx.rows
-    typed = typed[[*columns, "_row", "updated_at"]]
-    # From here on only the rows that parsed, indexed by their position in the table; a
-    # table without bad cells is never copied.
+    typed["_file"] = ctx.file_of
+    typed = typed[[*columns, "_row", "updated_at", "_file"]]
+    # From here on only the rows that parsed, indexed by their position in the batch; a batch
+    # without bad cells is never copied.
     parsed = ~issues.bad_rows()
     good = typed if parsed.all() else typed.loc[parsed]
     del typed
-    repeat_of = in_file_conflicts(good, keys, [*columns, "updated_at"], issues)
-    stage_two(good, model, protocol, issues, repeat_of >= 0)
+    keys = [["_file", *key] for key in keys]  # duplicates are judged within a file
+    repeat_of = in_file_conflicts(good, keys, [*columns, "updated_at", "_file"], issues)
+    stage_two(good.drop(columns="_file"), model, protocol, issues, repeat_of >= 0)
     share_verdicts(repeat_of, issues)
     keep = ~issues.bad_rows()[good.index.to_numpy()]
-    clean = (good if keep.all() else good.loc[keep]).reset_index(drop=True)
-    rejects = rejects_frame(issues.frame(), frame, ctx.rows, table.row_errors, settings)
-    return Normalized(table.kind, clean, rejects, tuple(_cap(warnings)))
+    return (good if keep.all() else good.loc[keep]).reset_index(drop=True)
 
 
-@lru_cache(maxsize=8)
-def _cached_schema(protocol: Protocol) -> object:
-    return sessions_schema(protocol)
+@lru_cache(maxsize=16)
+def _cached_schema(kind: str, protocol: Protocol) -> object:
+    schema = {
+        "sessions": lambda: sessions_schema(protocol),
+        "pain": Pain.to_schema,
+        "patients": Patients.to_schema,
+    }[kind]()
+    # Uniqueness is judged per file by in_file_conflicts (stage one), and a batch may hold
+    # overlapping re-exports of one record from several files: the schema's own uniqueness
+    # checks would wrongly refuse those, so the stage-two copy leaves them out.
+    schema.unique = None
+    for name, column in schema.columns.items():
+        if column.unique:
+            schema = schema.update_column(name, unique=False)
+    return schema
 
 
-def _schema_of(protocol: Protocol) -> object:
-    """The protocol's sessions schema, built once per protocol (a frozen model)."""
+def _schema_of(kind: str, protocol: Protocol) -> object:
+    """The stage-two schema of a kind, built once per protocol (a frozen model)."""
     try:
-        return _cached_schema(protocol)
+        return _cached_schema(kind, protocol)
     except TypeError:  # an unhashable protocol: build it each time
-        return sessions_schema(protocol)
+        return _cached_schema.__wrapped__(kind, protocol)
 
 
 @dataclass
 class _Context:
     frame: pd.DataFrame
     issues: Issues
-    warnings: list[str]
+    warnings: list[tuple[int, str]]  # (batch position, message)
     rows: np.ndarray
     settings: Settings
     now: pd.Timestamp
+    file_of: np.ndarray
 
 
 def _cap(warnings: list[str]) -> list[str]:
@@ -244,10 +317,14 @@ def _times(
         "this local time does not exist in the patient's time zone (clocks went forward); "
         "fix: correct the time or give it with its UTC offset",
     )
-    for row in ctx.rows[local.ambiguous]:
+    for pos in np.flatnonzero(local.ambiguous):
+        row = ctx.rows[pos]
         ctx.warnings.append(
-            f"row {row}: column {column}: ambiguous local time (DST fall-back), "
-            "first occurrence taken"
+            (
+                int(pos),
+                f"row {row}: column {column}: ambiguous local time (DST fall-back), "
+                "first occurrence taken",
+            )
         )
     utc = parsed.utc.where(pd.Series(parsed.has_offset), local.utc)
     late = ctx.now + pd.Timedelta(days=1)
