@@ -70,6 +70,23 @@ def _tie_terms(
     return var_term, pairs
 
 
+def _row_tie_terms(block: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_tie_terms` for each row of a NaN-padded block (rows are short: sorting them
+    costs far less than one global two-key sort)."""
+    rows, width = block.shape
+    if rows == 0 or width == 0:
+        return np.zeros(rows), np.zeros(rows)
+    srt = np.sort(block, axis=1)  # NaN padding last; NaN != NaN, so padding never ties
+    new = np.ones((rows, width), dtype=bool)
+    new[:, 1:] = srt[:, 1:] != srt[:, :-1]
+    starts = np.flatnonzero(new.ravel())
+    t = np.diff(np.append(starts, rows * width)).astype(np.float64)
+    row = starts // width
+    var_term = np.bincount(row, weights=t * (t - 1) * (2 * t + 5), minlength=rows)
+    pairs = np.bincount(row, weights=t * (t - 1) / 2, minlength=rows)
+    return var_term, pairs
+
+
 def _blocks(counts: np.ndarray, max_pairs: int):
     """Yield (group indices, width) chunks: groups of similar size padded to a common width."""
     order = np.argsort(-counts, kind="stable")
@@ -135,7 +152,7 @@ def trend_arrays(
     n = counts.astype(np.float64)
 
     tie_x, pairs_tied_x = _tie_terms(codes, x, g, presorted=True)
-    tie_y, pairs_tied_y = _tie_terms(codes, y, g)
+    tie_y, pairs_tied_y = np.zeros(g), np.zeros(g)  # filled block by block below
     out = {name: np.full(g, np.nan) for name in TREND_COLUMNS}
     out["n"] = counts.astype(np.int64)
     s = np.zeros(g)
@@ -147,7 +164,6 @@ def trend_arrays(
     a = 1.0 - alpha if alpha > 0.5 else alpha
     z_crit = norm.ppf(a / 2.0)
     # Sen (1968) eq. 2.6 as scipy.stats.theilslopes applies it: ties in x and in y both reduce it.
-    sen_var = (n * (n - 1) * (2 * n + 5) - tie_x - tie_y) / 18.0
 
     # Reused pair buffers (fresh large allocations are costly on our VMs).
     widest = int(counts.max()) if counts.size else 0
@@ -157,6 +173,7 @@ def trend_arrays(
     for grp, width in _blocks(counts, max_pairs):
         X = _block(x, starts[grp], counts[grp], width)
         Y = _block(y, starts[grp], counts[grp], width)
+        tie_y[grp], pairs_tied_y[grp] = _row_tie_terms(Y)
         i, j = _pairs(width)
         shape = (grp.size, i.size)
         dx = buf_a[: grp.size * i.size].reshape(shape)
@@ -186,7 +203,10 @@ def trend_arrays(
         # x sorted: sign(x_j - x_i) is 1 or 0, and sign(slope) = sign(y_j - y_i) where it is 1.
         s[grp] = np.sum(slopes > 0, axis=1) - np.sum(slopes < 0, axis=1)
         med[grp] = (_order_stat(slopes, (nt - 1) // 2) + _order_stat(slopes, nt // 2)) / 2.0
-        sigma = np.sqrt(np.where(sen_var[grp] >= 0, sen_var[grp], np.nan))
+        # Sen (1968) eq. 2.6 as scipy.stats.theilslopes: ties in x and in y both reduce it.
+        ng = n[grp]
+        sen_var = (ng * (ng - 1) * (2 * ng + 5) - tie_x[grp] - tie_y[grp]) / 18.0
+        sigma = np.sqrt(np.where(sen_var >= 0, sen_var, np.nan))
         with np.errstate(invalid="ignore"):
             ru = np.minimum(np.round((nt - z_crit * sigma) / 2.0), nt - 1)
             rl = np.maximum(np.round((nt + z_crit * sigma) / 2.0) - 1, 0)
