@@ -134,3 +134,23 @@ def test_cli_refuses_bad_arguments_before_rendering(rendered, capsys, args, mess
     store, _ = rendered
     assert main(["report", "weekly", "--store", str(store), *args]) == 1
     assert message in capsys.readouterr().err
+
+
+def test_getting_started_notebook_runs_on_the_store(rendered) -> None:
+    import jupytext
+
+    from backcare_analytics.reports.render import WarmKernel, parameterize
+
+    store, _ = rendered
+    root = Path(__file__).resolve().parents[1]
+    nb = parameterize(
+        jupytext.read(root / "notebooks" / "getting_started.py"),
+        {"patient_id": "DEMO-001", "week": "latest", "store": str(store)},
+    )
+    kernel = WarmKernel(cwd=root / "notebooks")
+    try:
+        kernel.execute(nb)  # raises on the first failing cell
+    finally:
+        kernel.close()
+    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
+    assert outputs and not [o for o in outputs if o.output_type == "error"]
