@@ -296,23 +296,38 @@ def _summary(res: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    """Warm up on 200 patients, then time every metric on the full cohort, whole and in patient
-    partitions; print and save."""
+    """Time every metric on the full cohort, whole and in patient partitions, each mode in a
+    fresh child process (so one mode's retained memory does not count in the next one's peak);
+    print and save."""
     ap = argparse.ArgumentParser(prog="bench_metrics")
     ap.add_argument("--patients", type=int, default=10_000)
     ap.add_argument("--weeks", type=int, default=26)
     ap.add_argument("--partitions", type=int, nargs="+", default=[1, 4])
     ap.add_argument("--generate", type=Path, help=argparse.SUPPRESS)
+    ap.add_argument("--child", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args(argv if argv is not None else [])
     if args.generate is not None:
         _generate(args.generate, args.patients, args.weeks)
         return {}
-    run(200, 4, verbose=False)  # warm-up
+    if args.child is not None:  # one mode, warm, in this process
+        run(200, 4, verbose=False)
+        res = run(args.patients, args.weeks, args.partitions[0])
+        args.child.write_text(json.dumps(res, default=str))
+        return res
+    _cache(args.patients, args.weeks)
+    RESULTS.mkdir(parents=True, exist_ok=True)
     results = {}
     for parts in args.partitions:
         print(f"{args.patients} patients x {args.weeks} weeks, {parts} partition(s); "
-              f"load {os.getloadavg()}")  # fmt: skip
-        res = run(args.patients, args.weeks, parts)
+              f"load {os.getloadavg()}", flush=True)  # fmt: skip
+        out = RESULTS / f"bench_metrics_{parts}.json"
+        subprocess.run(
+            [sys.executable, "-m", "benchmarks.bench_metrics", "--patients", str(args.patients),
+             "--weeks", str(args.weeks), "--partitions", str(parts), "--child", str(out)],
+            check=True,
+            cwd=Path(__file__).resolve().parent.parent,
+        )  # fmt: skip
+        res = json.loads(out.read_text())
         print(_summary(res))
         for line in res["failed"]:
             print("failed:", line)
@@ -321,7 +336,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 "not included (module missing or not importable):", ", ".join(res["not_included"])
             )
         results[f"partitions_{parts}"] = res
-    RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "bench_metrics.json").write_text(json.dumps(results, indent=2, default=str))
     return results
 
