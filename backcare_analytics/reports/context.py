@@ -16,7 +16,7 @@ import importlib
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from functools import cache
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -383,7 +383,7 @@ def _reject_counts(rejects: pd.DataFrame) -> pd.DataFrame:
     )
 
 
-@cache
+@lru_cache(maxsize=2)  # a kernel keeps at most two weeks' data in memory
 def _memo(store: str, mtime_ns: int, label: str, policy: ReportPolicy) -> WeekData:
     return _compute(Path(store), label, policy)
 
