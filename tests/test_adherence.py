@@ -459,3 +459,14 @@ def test_synthetic_clinic_adherence_habits_recovered(clinic) -> None:
     by = pd.DataFrame(rows, columns=["habit", "weekend", "weekday", "pdc"]).groupby("habit").mean()
     assert by.loc["weekdays_only", "weekend"] == 0 and by.loc["weekdays_only", "weekday"] > 0.8
     assert by.loc["most_days", "pdc"] >= 0.75  # breathing met on >= 75 % of days (0.80 here)
+
+
+def test_plain_float_columns_are_not_written_to() -> None:
+    pts = patients({"P1": "2026-03-02"})
+    ses = sessions(full_routine("P1", ["2026-03-02"]))
+    ses["sets"] = np.ones(len(ses))  # plain float64 instead of Int64: to_numpy gives a view
+    ses["hold_s"] = ses["hold_s"].astype("float64")
+    before = ses.copy()
+    d = adherence_daily(ses, prescriptions(pts), pts)
+    pd.testing.assert_frame_equal(ses, before)
+    assert d.met.all()

@@ -224,7 +224,8 @@ def adherence_daily(
     pos = grid.locate(key, sd)
     del key
     pos[pos < 0] = n  # an extra bin for rows that are not counted
-    vol = sessions[Sessions.sets].to_numpy(dtype="float64", na_value=1.0)
+    # np.require copies only a read-only view (a plain float column): inputs are never written
+    vol = np.require(sessions[Sessions.sets].to_numpy(dtype="float64", na_value=1.0), None, "W")
     vol *= sessions[Sessions.reps].to_numpy(dtype="float64", na_value=1.0)
     side = sessions[Sessions.side]
     w = np.where((side == "right").to_numpy(dtype=bool, na_value=False), 0.0, vol)
@@ -232,7 +233,9 @@ def adherence_daily(
     np.copyto(w, vol)
     w[(side == "left").to_numpy(dtype=bool, na_value=False)] = 0.0
     right = np.bincount(pos, w, minlength=n + 1)[:n]
-    hold = sessions[Sessions.hold_s].to_numpy(dtype="float64", na_value=np.nan)
+    hold = np.require(
+        sessions[Sessions.hold_s].to_numpy(dtype="float64", na_value=np.nan), None, "W"
+    )
     no_hold = np.isnan(hold)
     np.copyto(w, vol)
     w[no_hold] = 0.0
