@@ -158,9 +158,12 @@ def raw_json(record: dict[str, Any] | Sequence[Any] | Any, limit: int) -> str:
 def error_frame(errors: Iterable[tuple[int, str, str, str, str]]) -> pd.DataFrame:
     """The ``row_errors`` frame from ``(row, column, reason, detail, raw)`` tuples."""
     rows = list(errors)
-    frame = pd.DataFrame(rows, columns=list(ERROR_COLUMNS))
-    return frame.astype(
-        {"row": "int64", "column": "str", "reason": "str", "detail": "str", "raw": "str"}
+    columns = list(zip(*rows, strict=True)) if rows else [(), (), (), (), ()]
+    return pd.DataFrame(
+        {
+            name: pd.Series(list(values), dtype="int64" if name == "row" else "str")
+            for name, values in zip(ERROR_COLUMNS, columns, strict=True)
+        }
     )
 
 
@@ -228,13 +231,18 @@ def build_table(
             f"{where}: the {kind} file has no column {', '.join(missing)}; "
             "fix: add it (see docs/export-format.md)",
         )
-    frame = frame[[c for c in frame.columns if c in known]]
-    frame = frame.astype("str").reset_index(drop=True)
+    if unknown:
+        frame = frame[[c for c in frame.columns if c in known]]
+    if not (frame.dtypes == "str").all():
+        frame = frame.astype("str")
+    frame = frame.reset_index(drop=True)
     row_numbers = np.asarray(row_numbers, dtype=np.int64)
     limit = settings.max_field_chars
     too_long = np.zeros(len(frame), dtype=bool)
     first_col = np.full(len(frame), "", dtype=object)
     for col in frame.columns:
+        if _longest(frame[col]) <= limit:
+            continue
         over = (frame[col].str.len() > limit).to_numpy(dtype=bool, na_value=False)
         first_col[over & ~too_long] = col
         too_long |= over
@@ -254,6 +262,21 @@ def build_table(
         row_numbers = row_numbers[~too_long]
     err = error_frame(sorted(errors, key=lambda e: e[0]))
     return RawTable(kind, frame, row_numbers, err, source_format, tuple(warn), decimal_comma)
+
+
+def _longest(cells: pd.Series) -> int:
+    """The longest cell of a text column (0 when empty), computed in pyarrow when it can be."""
+    if not len(cells):
+        return 0
+    try:
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        arr = pa.chunked_array(cells.array._pa_array)  # type: ignore[attr-defined]
+        longest = pc.max(pc.utf8_length(arr)).as_py()
+        return int(longest or 0)
+    except (AttributeError, TypeError, ValueError, ImportError):
+        return int(cells.str.len().max() or 0)
 
 
 def record_cells(
@@ -284,10 +307,17 @@ def record_cells(
     return out, None
 
 
-def loads_json(text: str | bytes) -> Any:
+_DECODER = json.JSONDecoder(parse_int=str, parse_float=str, parse_constant=str)
+
+
+def loads_json(text: str) -> Any:
     """``json.loads`` keeping numbers as their literal text (no float rounding, no 4300-digit
-    limit, ``NaN``/``Infinity`` kept as text for the parser to refuse)."""
-    return json.loads(text, parse_int=str, parse_float=str, parse_constant=str)
+    limit, ``NaN``/``Infinity`` kept as text for the parser to refuse).
+
+    >>> loads_json('{"reps": 10.0, "pain": NaN, "n": 1e999}')
+    {'reps': '10.0', 'pain': 'NaN', 'n': '1e999'}
+    """
+    return _DECODER.decode(text)
 
 
 _JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
@@ -509,41 +539,57 @@ def _records_table(
     return build_table(kind, frame, np.array(numbers, dtype=np.int64), errors, fmt, settings, where)
 
 
+_NESTED = object()
+
+
+def _cell_text(value: Any) -> Any:
+    """A JSON value as cell text (numbers already arrive as text); ``_NESTED`` for an object
+    or array."""
+    if value is None:
+        return ""
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if isinstance(value, dict | list):
+        return _NESTED
+    return str(value)
+
+
 def _records_frame(
     numbered: list[tuple[int, Any]], limit: int
 ) -> tuple[pd.DataFrame, np.ndarray, list[tuple[int, str, str, str, str]]] | None:
-    """Records as text columns, a column at a time (the per-record loop of
+    """Records as text columns, one list comprehension per column (the per-record loop of
     :func:`record_cells` is the fallback). ``None`` when the records are not all objects or
     two keys name the same column; rows with nested values come back as row errors."""
     records = [rec for _, rec in numbered]
     if not records or not all(type(rec) is dict for rec in records):
         return None
-    raw = pd.DataFrame.from_records(records)
-    names = [normalize_header(c) for c in raw.columns]
+    keys = list(dict.fromkeys(key for rec in records for key in rec))
+    names = [normalize_header(key) for key in keys]
     if len(set(names)) != len(names):
         return None
-    nested = np.zeros(len(raw), dtype=bool)
-    nested_col = np.full(len(raw), "", dtype=object)
-    columns: dict[str, pd.Series] = {}
-    for name, col in zip(names, (raw[c] for c in raw.columns), strict=True):
-        kinds = col.map(type)
-        bad = kinds.isin([dict, list]).to_numpy()
-        nested_col[bad & ~nested] = name
-        nested |= bad
-        values = col.to_numpy(dtype=object, copy=True)
-        values[bad | pd.isna(values)] = ""
-        flags = kinds.isin([bool]).to_numpy()
-        if flags.any():
-            values[flags] = np.where(values[flags].astype(bool), "true", "false")
-        columns[name] = pd.Series(values, dtype="str")
-    frame = pd.DataFrame(columns)
+    nested: dict[int, str] = {}
+    columns: dict[str, list[str]] = {}
+    for key, name in zip(keys, names, strict=True):
+        values = [v if type(v) is str else _cell_text(v) for v in (rec.get(key) for rec in records)]
+        if any(v is _NESTED for v in values):
+            for i, v in enumerate(values):
+                if v is _NESTED:
+                    nested.setdefault(i, name)
+                    values[i] = ""
+        columns[name] = values
     rows = np.array([row for row, _ in numbered], dtype=np.int64)
+    frame = pd.DataFrame({name: pd.Series(values, dtype="str") for name, values in columns.items()})
     errors = [
-        (int(rows[i]), str(nested_col[i]), "bad_record",
-         "a nested object or array where a value belongs", raw_json(records[i], limit))
-        for i in np.flatnonzero(nested)
+        (int(rows[i]), col, "bad_record", "a nested object or array where a value belongs",
+         raw_json(records[i], limit))
+        for i, col in sorted(nested.items())
     ]  # fmt: skip
-    keep = ~nested
+    if not nested:
+        return frame, rows, errors
+    keep = np.ones(len(records), dtype=bool)
+    keep[list(nested)] = False
     return frame.loc[keep].reset_index(drop=True), rows[keep], errors
 
 
