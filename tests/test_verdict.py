@@ -48,7 +48,7 @@ def test_progressing_golden_and_references() -> None:
     assert v.kendall_tau == pytest.approx(sps.kendalltau(pain_w, index).statistic, abs=1e-9)
     assert v.capacity_index == pytest.approx(5 / 3) and v.pain_mean == 3
     assert v.reason.startswith("Back pain fell by 0.80 points a week")
-    assert "strength capacity rose 16.7 % a week" in v.reason
+    assert "bridge and press-up capacity rose 16.7 % a week" in v.reason
 
 
 def test_each_class() -> None:
@@ -102,7 +102,7 @@ def test_push_up_levels_count_without_conversion() -> None:
     pain, ses = _case("P", "2026-01-05", [7, 6, 6, 5, 4, 3], [4] * 6, push=push)
     v = _last(pain, ses)
     assert v.push_up_level_steps == 2
-    assert v.verdict == "progressing" and "the push-up rose 2 ladder step(s)" in v.reason
+    assert v.verdict == "progressing" and "but the push-up rose 2 ladder step(s)" in v.reason
     assert v.capacity_slope_per_week == 0  # bridge flat; reps were never mixed with levels
     # push-up order falls back (regression down the ladder) while the index is flat: no rise
     down = list(reversed(push))

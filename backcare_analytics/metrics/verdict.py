@@ -143,7 +143,7 @@ def weekly_verdict(
     >>> v[["week", "weeks", "verdict"]].to_string(index=False)
     '    week  weeks     verdict\\n2026-W07      6 progressing'
     >>> print(v.reason.iloc[0])
-    Back pain fell by 0.80 points a week (p = 0.01) while strength capacity rose 16.7 % a week (p = 0.03).
+    Back pain fell by 0.80 points a week (p = 0.01) while bridge and press-up capacity rose 16.7 % a week (p = 0.03).
     """
     protocol = protocol or load_protocol()
     p = policy
@@ -303,61 +303,54 @@ def weekly_verdict(
     return checked(out, WeeklyVerdict, "weekly_verdict output")
 
 
+def _pval(p: np.ndarray) -> np.ndarray:
+    """``p = 0.xx``, or ``p < 0.01`` below it (a missing p reads as 1)."""
+    p = np.nan_to_num(np.asarray(p, dtype=np.float64), nan=1.0)
+    return np.where(p < 0.01, "p < 0.01", "p = " + _fmt(p, ".2f"))
+
+
 def _reasons(tp, tc, tu, steps, cap_weeks, p, pain_down, pain_up, idx_up, idx_down, push_up, short):
     """One plain sentence per evaluation (vectorised string assembly)."""
     n = tp["n"].size
     ps = np.nan_to_num(tp["sen_slope"])
+    pp = _pval(tp["mk_p"])
     pain_txt = np.where(
         pain_down,
-        "Back pain fell by "
-        + _fmt(np.abs(ps), ".2f")
-        + " points a week (p = "
-        + _fmt(np.nan_to_num(tp["mk_p"]), ".2f")
-        + ")",
+        "Back pain fell by " + _fmt(np.abs(ps), ".2f") + " points a week (" + pp + ")",
         np.where(
             pain_up,
-            "Back pain rose by "
-            + _fmt(np.abs(ps), ".2f")
-            + " points a week (p = "
-            + _fmt(np.nan_to_num(tp["mk_p"]), ".2f")
-            + ")",
-            "Back pain did not change clearly ("
-            + _fmt(ps, "+.2f")
-            + " points a week, p = "
-            + _fmt(np.nan_to_num(tp["mk_p"], nan=1.0), ".2f")
-            + ")",
+            "Back pain rose by " + _fmt(np.abs(ps), ".2f") + " points a week (" + pp + ")",
+            "Back pain did not change clearly (" + _fmt(ps, "+.2f") + " points a week, " + pp + ")",
         ),
     )
     cs = 100 * np.nan_to_num(tc["sen_slope"])
-    cp = _fmt(np.nan_to_num(tc["mk_p"], nan=1.0), ".2f")
+    cp = _pval(tc["mk_p"])
     has_idx = ~tc["insufficient_data"]
+    what = "bridge and press-up capacity "
     idx_txt = np.where(
         idx_up,
-        "strength capacity rose " + _fmt(np.abs(cs), ".1f") + " % a week (p = " + cp + ")",
+        what + "rose " + _fmt(np.abs(cs), ".1f") + " % a week (" + cp + ")",
         np.where(
             idx_down,
-            "strength capacity fell " + _fmt(np.abs(cs), ".1f") + " % a week (p = " + cp + ")",
+            what + "fell " + _fmt(np.abs(cs), ".1f") + " % a week (" + cp + ")",
             np.where(
                 has_idx,
-                "strength capacity did not rise clearly ("
-                + _fmt(cs, "+.1f")
-                + " % a week, p = "
-                + cp
-                + ")",
-                "bridge and press-up capacity could not be judged",
+                what + "did not rise clearly (" + _fmt(cs, "+.1f") + " % a week, " + cp + ")",
+                what + "could not be judged",
             ),
         ),
     )
     st = np.nan_to_num(steps)
     push_txt = np.where(
         push_up,
-        np.where(
+        np.where(idx_up, " and ", " but ")
+        + np.where(
             st > 0,
-            "; the push-up rose " + _fmt(st, ".0f") + " ladder step(s)",
-            "; push-up reps rose within the level",
+            "the push-up rose " + _fmt(st, ".0f") + " ladder step(s)",
+            "push-up reps rose within the level",
         )
-        + " (p = "
-        + _fmt(np.nan_to_num(tu["mk_p"]), ".2f")
+        + " ("
+        + _pval(tu["mk_p"])
         + ")",
         "",
     )
