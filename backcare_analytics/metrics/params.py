@@ -60,6 +60,6 @@ class Window:
     def label(self) -> str:
         """``YYYY-Www`` for a Monday-to-Sunday week, else ``start..end``."""
         iso = self.end.isocalendar()
-        if self.days == 7 and self.end.dayofweek == 6:
+        if self.days == 7 and self.end.weekday() == 6:
             return f"{iso.year}-W{iso.week:02d}"
         return f"{self.start.date()}..{self.end.date()}"
