@@ -57,12 +57,40 @@ def _text(codes: np.ndarray, names: tuple[str, ...]) -> pd.Series:
     return text_from_codes(codes, names)
 
 
-def _lookup(table_keys: np.ndarray, table_vals: np.ndarray, keys: np.ndarray) -> np.ndarray:
-    """Exact-match lookup: the value of each key in a sorted unique key table (NaN if absent)."""
+def _runs(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Starts and lengths of runs of equal consecutive keys (session rows of one day or one
+    session come together, so lookups are done once per run and broadcast)."""
+    if keys.size == 0:
+        return np.zeros(0, dtype=np.intp), np.zeros(0, dtype=np.intp)
+    starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
+    return starts, np.diff(np.r_[starts, keys.size])
+
+
+def _lookup(table_keys: np.ndarray, table_vals: list[np.ndarray], keys: np.ndarray) -> list:
+    """Exact-match lookup of each key in a sorted unique key table: one array per value array
+    (NaN where the key is absent)."""
     if table_keys.size == 0:
-        return np.full(keys.size, np.nan)
-    pos = np.minimum(np.searchsorted(table_keys, keys), table_keys.size - 1)
-    return np.where(table_keys[pos] == keys, table_vals[pos], np.nan)
+        return [np.full(keys.size, np.nan) for _ in table_vals]
+    starts, lengths = _runs(keys)
+    rk = keys[starts]
+    pos = np.minimum(np.searchsorted(table_keys, rk), table_keys.size - 1)
+    hit = table_keys[pos] == rk
+    return [np.repeat(np.where(hit, v[pos], np.nan), lengths) for v in table_vals]
+
+
+def _latest_before(
+    keys: np.ndarray, vals: np.ndarray, query: np.ndarray, span: int, limit: int
+) -> np.ndarray:
+    """For each query key (patient * span + second), the value of the latest table key at or
+    before it of the same patient and at most ``limit`` seconds older (NaN otherwise)."""
+    if keys.size == 0:
+        return np.full(query.size, np.nan)
+    starts, lengths = _runs(query)
+    q = query[starts]
+    pos = np.searchsorted(keys, q, side="right") - 1
+    posc = np.maximum(pos, 0)
+    hit = (pos >= 0) & (keys[posc] // span == q // span) & (q - keys[posc] <= limit)
+    return np.repeat(np.where(hit, vals[posc], np.nan), lengths)
 
 
 def session_tolerance(
@@ -190,8 +218,7 @@ def session_tolerance(
         firsts = order[np.r_[True, k_sorted[1:] != k_sorted[:-1]]]
         tk = dkey[firsts]
         skey = sp * span + (sday + 1 - d0)
-        nm_back = _lookup(tk, dback[firsts], skey)
-        nm_leg = _lookup(tk, dleg[firsts], skey)
+        nm_back, nm_leg = _lookup(tk, [dback[firsts], dleg[firsts]], skey)
 
         # Reference: the latest diary entry recorded before the session, within the limit.
         t0 = int(min(dsec.min(), ssec.min())) - 1
@@ -201,18 +228,8 @@ def session_tolerance(
         limit = int(p.reference_max_hours * 3600)
         for values, target in ((dback, "back"), (dleg, "leg")):
             ok = ~np.isnan(values)
-            keys = dk[ok]
-            o = np.argsort(keys, kind="stable")
-            keys, vals = keys[o], values[ok][o]
-            pos = np.searchsorted(keys, sk, side="right") - 1
-            valid = pos >= 0
-            posc = np.maximum(pos, 0)
-            age = sk - keys[posc] if keys.size else np.zeros(n, dtype=np.int64)
-            same_patient = valid & (keys.size > 0)
-            if keys.size:
-                same_patient &= (keys[posc] // tspan) == sp
-            hit = same_patient & (age <= limit)
-            found = np.where(hit, vals[posc] if keys.size else np.nan, np.nan)
+            o = np.argsort(dk[ok], kind="stable")
+            found = _latest_before(dk[ok][o], values[ok][o], sk, tspan, limit)
             if target == "back":
                 fill = np.isnan(back_ref) & ~np.isnan(found)
                 back_ref = np.where(fill, found, back_ref)
