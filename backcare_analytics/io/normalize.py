@@ -151,8 +151,12 @@ def normalize_many(
     for (kind, decimal_comma), members in groups.items():
         known = list(KNOWN_COLUMNS[kind])
         frames = [tables[i].frame for i in members]
-        frame = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
-        frame = frame.reindex(columns=known, fill_value="").fillna("").astype("str")
+        if len(frames) > 1:  # columns absent from some files come back as NaN
+            frame = pd.concat(frames, ignore_index=True).reindex(columns=known).fillna("")
+        else:
+            frame = frames[0].reindex(columns=known, fill_value="")
+        if not (frame.dtypes == "str").all():
+            frame = frame.astype("str")
         frame = frame.reset_index(drop=True)
         rows = np.concatenate([np.asarray(tables[i].row_numbers, dtype=np.int64) for i in members])
         file_of = np.repeat(np.arange(len(members)), [len(f) for f in frames])
@@ -192,7 +196,10 @@ def _run(
     else:
         typed, keys = _patients(ctx)
         model, columns = _schema_of("patients", protocol), list(Patients.to_schema().columns)
-    typed[Sessions.source_file] = pd.Series(shas.take(ctx.file_of), dtype="str")
+    if len(shas) == 1:
+        typed[Sessions.source_file] = str(shas[0])
+    else:
+        typed[Sessions.source_file] = pd.Series(shas.take(ctx.file_of), dtype="str")
     typed["_row"] = ctx.rows
     typed["_file"] = ctx.file_of
     typed = typed[[*columns, "_row", "updated_at", "_file"]]
