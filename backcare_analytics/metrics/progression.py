@@ -540,7 +540,14 @@ def progression_flags(
         return np.bincount(u // 100_000_000, minlength=n_keys).astype(np.int64)
 
     if adherence_daily is not None:
-        a = adherence_daily[adherence_daily["met"].to_numpy(dtype=bool)]
+        # Cheap filters first (met, strength exercise, the span of every patient's window),
+        # so patient ids are looked up only for the few rows left.
+        aday_all = _day_numbers(adherence_daily["day"])
+        lo = (as_of.min() - prog.window_days) if n_pat else 0
+        hi = as_of.max() if n_pat else -1
+        keep = adherence_daily["met"].to_numpy(dtype=bool) & (aday_all > lo) & (aday_all <= hi)
+        keep &= adherence_daily["exercise_id"].isin(c.ex_names).to_numpy()
+        a = adherence_daily[keep]
         ap = pd.Index(pnames).get_indexer(a["patient_id"])
         ae = pd.Index(c.ex_names).get_indexer(a["exercise_id"])
         aday = _day_numbers(a["day"])
