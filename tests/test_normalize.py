@@ -582,3 +582,9 @@ def test_normalize_many_equals_one_file_at_a_time() -> None:
         pd.testing.assert_frame_equal(got.clean, one.clean)
         pd.testing.assert_frame_equal(got.rejects, one.rejects)
         assert got.warnings == one.warnings and got.kind == one.kind
+
+
+def test_stage_two_schemas_leave_the_shared_models_alone() -> None:
+    pain_times("2026-03-02 21:00")  # builds and caches the stage-two schemas
+    assert Pain.to_schema().unique == ["patient_id", "recorded_at"]
+    assert Patients.to_schema().columns["patient_id"].unique

@@ -11,6 +11,7 @@ Pure: no files, no store, no clock unless ``now`` is left out.
 
 from __future__ import annotations
 
+import copy
 import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -218,11 +219,13 @@ def _run(
 
 @lru_cache(maxsize=16)
 def _cached_schema(kind: str, protocol: Protocol) -> object:
-    schema = {
+    built = {
         "sessions": lambda: sessions_schema(protocol),
         "pain": Pain.to_schema,
         "patients": Patients.to_schema,
     }[kind]()
+    # pandera caches a model's schema: change a copy, never the shared one
+    schema = copy.deepcopy(built)
     # Uniqueness is judged per file by in_file_conflicts (stage one), and a batch may hold
     # overlapping re-exports of one record from several files: the schema's own uniqueness
     # checks would wrongly refuse those, so the stage-two copy leaves them out.
