@@ -462,11 +462,13 @@ def prescriptions_on(keys: pd.DataFrame, prescriptions: pd.DataFrame) -> pd.Data
     """
     left = keys[["patient_id", "exercise_id", "day"]].reset_index(names="_row")
     left = left.sort_values("day", kind="stable")
-    right = prescriptions.sort_values("valid_from", kind="stable")
+    # ``per_side`` becomes nullable: a day before the programme start has no prescription.
+    right = prescriptions.astype({"per_side": "boolean"}).sort_values("valid_from", kind="stable")
     merged = pd.merge_asof(
         left, right, left_on="day", right_on="valid_from", by=["patient_id", "exercise_id"]
     )
     ended = merged["valid_to"].notna() & (merged["day"] >= merged["valid_to"])
     dose_cols = [c for c in PRESCRIPTION_COLUMNS if c not in ("patient_id", "exercise_id")]
-    merged.loc[ended, dose_cols] = pd.NA
+    if ended.any():
+        merged.loc[ended, dose_cols] = pd.NA
     return merged.sort_values("_row").drop(columns="_row").reset_index(drop=True)

@@ -247,3 +247,17 @@ def test_prescription_in_force_on_each_day(tmp_path):
 def test_bad_overrides_are_refused(tmp_path, row, message):
     with pytest.raises(ProtocolError, match=message):
         load_prescription_overrides(overrides_file(tmp_path, [row]))
+
+
+def test_prescription_lookup_for_days_all_inside_the_programme():
+    rx = build_prescriptions(PATIENTS)
+    keys = pd.DataFrame(
+        {
+            "patient_id": ["P1"],
+            "exercise_id": ["sciatic_floss"],
+            "day": pd.to_datetime(["2026-01-06"]).as_unit("us"),
+        }
+    )
+    got = prescriptions_on(keys, rx)
+    assert got["per_side"].tolist() == [True] and got["reps"].tolist() == [10]
+    assert str(got["per_side"].dtype) == "boolean"
