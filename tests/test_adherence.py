@@ -470,3 +470,15 @@ def test_plain_float_columns_are_not_written_to() -> None:
     d = adherence_daily(ses, prescriptions(pts), pts)
     pd.testing.assert_frame_equal(ses, before)
     assert d.met.all()
+
+
+def test_dst_week_counts_on_the_local_day() -> None:
+    # Amsterdam, week of Sunday 2026-03-29 (clocks forward): a session at 00:30 local on the
+    # Sunday is 23:30 UTC on Saturday; it belongs to the local day the import derived.
+    pts = patients({"P1": "2026-03-23"}, tz="Europe/Amsterdam")
+    at = pd.Timestamp("2026-03-29 00:30").tz_localize("Europe/Amsterdam")
+    assert at.tz_convert("UTC").day == 28
+    rows = [{"day": "2026-03-29", "exercise_id": "breathing", "reps": 10, "at": at}]
+    d = adherence_daily(sessions(rows), prescriptions(pts), pts, window=Window.iso_week("2026-W13"))
+    br = d[d.exercise_id == "breathing"].set_index("day")
+    assert len(br) == 7 and br.met.sum() == 1 and br.loc[pd.Timestamp("2026-03-29"), "met"]
