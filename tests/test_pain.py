@@ -186,3 +186,41 @@ def test_weekly_window_keeps_programme_trend_and_trend_days_shortens_it() -> Non
     assert r.current_pain == 2 and r.flare_days == 0
     short = _row(pain_summary(pain, window=w, policy=PainPolicy(trend_days=10)), "P")
     assert short.trend_days == 10
+
+
+@pytest.mark.parametrize("week", ["2025-W50", "2026-W01", "2026-W02", "2026-W03", "2026-W10"])
+def test_windows_before_at_start_and_after_the_data(week: str) -> None:
+    """Regression: a window ending before every diary day crashed (IndexError) in the grid."""
+    from _metric_frames import sessions_frame
+
+    from backcare_analytics.metrics.verdict import weekly_verdict
+
+    # P1 keeps a diary from Wed 2026-01-07 (ISO 2026-W02) for 21 days; P2 has none at all.
+    pain = pain_frame("P1", "2026-01-07", [5] * 7 + [4] * 7 + [3] * 7)
+    pts = patients_frame({"P1": "2026-01-07", "P2": "2026-01-07"})
+    ses = sessions_frame(
+        [{"patient_id": "P1", "day": d, "exercise_id": "bridge", "reps": 4, "hold_s": 15.0}
+         for d in pd.date_range("2026-01-07", periods=21)]
+    )  # fmt: skip
+    w = Window.iso_week(week)
+    s = pain_summary(pain, pts, window=w)
+    assert len(s) == 4  # 2 patients x 2 measures, also with no data before the window end
+    p2 = s[s.patient_id == "P2"]
+    assert (p2.n_days == 0).all() and p2.baseline_pain.isna().all() and p2.first_day.isna().all()
+    r = _row(s, "P1")
+    expected_days = {"2025-W50": 0, "2026-W01": 0, "2026-W02": 5, "2026-W03": 12, "2026-W10": 21}
+    assert r.n_days == expected_days[week]
+    assert r.programme_start == pd.Timestamp("2026-01-07")
+    if expected_days[week] == 0:
+        assert pd.isna(r.first_day) and pd.isna(r.baseline_pain) and r.insufficient_data
+    d = pain_daily(pain, pts, window=w)
+    in_week = {"2025-W50": 0, "2026-W01": 0, "2026-W02": 5, "2026-W03": 7, "2026-W10": 0}
+    assert len(d) == in_week[week]  # back pain only (leg pain is empty)
+    v = weekly_verdict(pain, ses, pts, window=w)
+    if expected_days[week] == 0:
+        assert len(v) == 0
+    else:
+        assert set(v.patient_id) == {"P1"}
+        assert v.week.iloc[-1] == week
+        # Data in ISO weeks 02-05: fewer than 4 weeks until the window holds all of them.
+        assert (v.verdict == "insufficient_data").all() == (week != "2026-W10")

@@ -139,8 +139,9 @@ def _build_grid(pain: pd.DataFrame, patients: pd.DataFrame | None, window: Windo
 
     first = np.zeros(k_all, dtype=np.int64)
     last = np.full(k_all, -1, dtype=np.int64)
+    # No diary day up to the window end (a window before the data): every key stays empty.
     kstart = np.flatnonzero(np.r_[True, dkey[1:] != dkey[:-1]]) if dkey.size else np.zeros(0, int)
-    kend = np.r_[kstart[1:], dkey.size] - 1
+    kend = np.append(kstart[1:], dkey.size)[: kstart.size] - 1
     first[dkey[kstart]] = dday[kstart]
     last[dkey[kstart]] = dday[kend]
     length = np.where(last >= 0, last - first + 1, 0)

@@ -111,6 +111,8 @@ def _block(values: np.ndarray, starts: np.ndarray, counts: np.ndarray, width: in
 
 def _order_stat(sorted_rows: np.ndarray, k: np.ndarray) -> np.ndarray:
     """Element ``k[r]`` of each sorted row; NaN where ``k`` is out of range."""
+    if sorted_rows.shape[1] == 0:  # groups of one value: no pairs, no slopes
+        return np.full(sorted_rows.shape[0], np.nan)
     ok = (k >= 0) & (k < sorted_rows.shape[1])
     kk = np.where(ok, k, 0)
     vals = np.take_along_axis(sorted_rows, kk[:, None], axis=1)[:, 0]
