@@ -313,11 +313,17 @@ def metrics_(
     week: Annotated[
         str | None, typer.Option("--week", help="YYYY-Www: that ISO week (default: all days).")
     ] = None,
+    jobs: Annotated[
+        int | None,
+        typer.Option(
+            "--jobs", min=1, help="Worker processes over patient partitions (default: cores)."
+        ),
+    ] = None,
 ) -> None:
     """Compute every metric table from the store; write each as CSV and Parquet."""
     from backcare_analytics.metrics.params import Window
     from backcare_analytics.metrics.quality import reject_counts
-    from backcare_analytics.metrics.run import metric_tables
+    from backcare_analytics.metrics.run import metric_tables_from_store
     from backcare_analytics.safety import write_csv
 
     try:
@@ -334,14 +340,11 @@ def metrics_(
         if unknown:
             raise _fail(f"--patient: {len(unknown)} id(s) not registered in the store")
         patients = patients[patients["patient_id"].isin(ids)].reset_index(drop=True)
-    rx = st.prescriptions()
-    rx = rx[rx["patient_id"].isin(patients["patient_id"])].reset_index(drop=True)
     skipped: list[str] = []
-    tables = metric_tables(
-        st.sessions(patient_ids=ids),
-        st.pain(patient_ids=ids),
-        patients,
-        rx,
+    tables = metric_tables_from_store(
+        st,
+        ids,
+        jobs=jobs,
         rejects=reject_counts(st.rejects()),
         window=window,
         skipped=skipped,

@@ -11,6 +11,7 @@ from _adherence_frames import full_routine, pain, patients, sessions
 
 from backcare_analytics import metrics as m
 from backcare_analytics.cli import main
+from backcare_analytics.metrics import run
 from backcare_analytics.safety import FORMULA_TRIGGERS, neutralise_formulas, write_csv
 from backcare_analytics.store import Store, merge_rows
 
@@ -92,6 +93,72 @@ def test_metrics_command_refuses_bad_arguments(store, tmp_path, capsys, args, me
 def test_metrics_command_without_store(tmp_path: Path, capsys) -> None:
     code = main(["metrics", "--store", str(tmp_path / "none.duckdb"), "--out", str(tmp_path)])
     assert code == 1 and "no store there" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------------------------
+# whole-patient partitions in worker processes (backcare_analytics.metrics.run)
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def clinic() -> dict[str, pd.DataFrame]:
+    from backcare_analytics.synth import SynthConfig, simulate
+
+    c = simulate(SynthConfig(patients=24, weeks=6, seed=11))
+    return {n: getattr(c, n) for n in run.FRAMES}
+
+
+def _assert_same_tables(a: dict[str, pd.DataFrame], b: dict[str, pd.DataFrame]) -> None:
+    assert list(a) == list(b)
+    for name in a:
+        pd.testing.assert_frame_equal(a[name], b[name], obj=name)
+
+
+def test_partitions_in_two_processes_equal_the_single_process_run(clinic) -> None:
+    f = clinic
+    # Patients stop logging on different days, so the cohort's as-of day is not every
+    # partition's last day (persistence and gap_histogram must still agree).
+    ids = sorted(f["patients"]["patient_id"])
+    early = f["sessions"]["patient_id"].isin(ids[:8]) & (
+        f["sessions"]["day"] > f["sessions"]["day"].min() + pd.Timedelta(days=15)
+    )
+    f = {**f, "sessions": f["sessions"][~early].reset_index(drop=True)}
+    rejects = pd.DataFrame({"patient_id": pd.Series([ids[3]], dtype="str"), "n_rejected": [2]})
+    skipped_one: list[str] = []
+    whole = run.metric_tables(*(f[n] for n in run.FRAMES), rejects=rejects, skipped=skipped_one)
+    assert {"adherence_daily", "persistence", "gap_histogram", "weekly_verdict"} <= set(whole)
+    as_of = f["sessions"]["day"].max()
+    loaders = [run.FramesPartition(f, tuple(r)) for r in run.patient_ranges(ids, 3)]
+    assert len(loaders) == 3
+    skipped_par: list[str] = []
+    par = run.metric_tables_parallel(
+        loaders, jobs=2, rejects=rejects, as_of=as_of, skipped=skipped_par
+    )
+    assert isinstance(par, dict)
+    _assert_same_tables(whole, par)
+    assert skipped_par == skipped_one
+    week = m.Window.iso_week("2026-W04")  # with a window, as_of is not needed
+    serial = run.metric_tables_parallel(loaders, jobs=1, window=week)
+    _assert_same_tables(run.metric_tables(*(f[n] for n in run.FRAMES), window=week), serial)
+
+
+def test_partitions_read_from_the_store_equal_the_single_process_run(store) -> None:
+    path, _ = store
+    st = Store(path)
+    one = run.metric_tables_from_store(st, jobs=1)
+    two = run.metric_tables_from_store(st, jobs=2, partitions=2)
+    _assert_same_tables(one, two)
+
+
+def test_metrics_command_with_two_jobs(store, tmp_path: Path) -> None:
+    path, _ = store
+    a, b = tmp_path / "a", tmp_path / "b"
+    assert main(["metrics", "--store", str(path), "--out", str(a), "--jobs", "1"]) == 0
+    assert main(["metrics", "--store", str(path), "--out", str(b), "--jobs", "2"]) == 0
+    for name in ("adherence_daily", "persistence", "gap_histogram", "quality_flags"):
+        pd.testing.assert_frame_equal(
+            pd.read_parquet(a / f"{name}.parquet"), pd.read_parquet(b / f"{name}.parquet")
+        )
 
 
 # --------------------------------------------------------------------------------------------

@@ -20,7 +20,10 @@ __all__ = ["gap_histogram", "gap_runs", "persistence"]
 
 
 def _gaps(
-    sessions: pd.DataFrame, patients: pd.DataFrame, window: Window | None
+    sessions: pd.DataFrame,
+    patients: pd.DataFrame,
+    window: Window | None,
+    as_of: pd.Timestamp | None = None,
 ) -> tuple[pd.Index, np.ndarray, np.ndarray, dict[str, np.ndarray]]:
     """Every gap of every patient between programme start and the as-of day.
 
@@ -35,6 +38,8 @@ def _gaps(
     known = (sp >= 0) & (sd != g.NO_DAY)
     if window is not None:
         as_of_day = g.day_number(window.end)
+    elif as_of is not None:
+        as_of_day = g.day_number(pd.Timestamp(as_of))
     elif known.any():
         as_of_day = int(sd[known].max())
     else:
@@ -95,6 +100,7 @@ def persistence(
     *,
     window: Window | None = None,
     policy: AdherencePolicy | None = None,
+    as_of: pd.Timestamp | None = None,
 ) -> pd.DataFrame:
     """How long each patient kept logging before a long gap, and whether they dropped out.
 
@@ -103,9 +109,13 @@ def persistence(
     sessions, patients
         Clean frames holding any number of patients.
     window
-        Its end is the as-of day; ``None``: the last day logged by anyone in ``sessions``.
+        Its end is the as-of day; ``None``: ``as_of``.
     policy
         ``persistence_gap_days`` (3) and ``dropout_days`` (21).
+    as_of
+        The as-of day (a naive local day) when there is no window; ``None``: the last day
+        logged by anyone in ``sessions``. A run over patient partitions passes the cohort's
+        last day so that every partition counts to the same day.
 
     Returns
     -------
@@ -140,9 +150,9 @@ def persistence(
     [[2, 23, 23, True]]
     """
     policy = policy or AdherencePolicy.from_protocol()
-    pids, start, as_of, gp = _gaps(sessions, patients, window)
+    pids, start, as_of_d, gp = _gaps(sessions, patients, window, as_of)
     n_pat = len(pids)
-    span = np.maximum(as_of - start + 1, 0)
+    span = np.maximum(as_of_d - start + 1, 0)
     longest = np.zeros(n_pat, dtype=np.int64)
     np.maximum.at(longest, gp["patient"], gp["length"])
     long_gap = gp["length"] > policy.persistence_gap_days
@@ -152,13 +162,13 @@ def persistence(
     persistent = np.ones(n_pat, dtype=bool)
     persistent[lp] = False
     has = gp["logged"] > 0
-    since = np.where(has, as_of - gp["last_log"], span)
+    since = np.where(has, as_of_d - gp["last_log"], span)
     since = np.maximum(since, 0)
     out = g.frame(
         {
             "patient_id": pd.Series(pids, dtype="str"),
             "programme_start": g.as_days(start),
-            "as_of": g.as_days(as_of),
+            "as_of": g.as_days(as_of_d),
             "days_in_programme": span,
             "days_logged": gp["logged"].astype(np.int64),
             "first_log_day": g.as_days(gp["first_log"]),
@@ -174,7 +184,11 @@ def persistence(
 
 
 def gap_histogram(
-    sessions: pd.DataFrame, patients: pd.DataFrame, *, window: Window | None = None
+    sessions: pd.DataFrame,
+    patients: pd.DataFrame,
+    *,
+    window: Window | None = None,
+    as_of: pd.Timestamp | None = None,
 ) -> pd.DataFrame:
     """How many gaps in logging of each length each patient had.
 
@@ -184,7 +198,9 @@ def gap_histogram(
         Clean frames holding any number of patients.
     window
         Count the part of each gap inside the window; ``None``: from each programme start to
-        the last day logged by anyone.
+        ``as_of``.
+    as_of
+        The as-of day without a window; ``None``: the last day logged by anyone.
 
     Returns
     -------
@@ -205,7 +221,7 @@ def gap_histogram(
     >>> gap_histogram(ses, pts).to_string(index=False)
     'patient_id  gap_days  count\\n        P1         1      2\\n        P1         3      1'
     """
-    pids, _start, _as_of, gp = _gaps(sessions, patients, window)
+    pids, _start, _as_of, gp = _gaps(sessions, patients, window, as_of)
     first, length, patient = gp["first"], gp["length"], gp["patient"]
     if window is not None:
         w0 = g.day_number(window.start)
