@@ -34,6 +34,7 @@ import numpy as np
 import pandas as pd
 
 from backcare_analytics.config import Settings
+from backcare_analytics.io.json_reader import jsonl_records
 from backcare_analytics.io.readers import (
     KNOWN_COLUMNS,
     FileRefused,
@@ -41,7 +42,6 @@ from backcare_analytics.io.readers import (
     build_table,
     decode_utf8,
     json_depth,
-    jsonl_records,
     loads_json,
     raw_json,
 )
