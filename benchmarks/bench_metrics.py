@@ -11,7 +11,14 @@ the totals, peak RSS (and the RSS of the loaded frames alone), the load average,
 to ``benchmarks/results/bench_metrics.json``. The pain/tolerance/progression/verdict families
 are included when their modules import; the output says which ran.
 
-Run: ``python -m benchmarks.bench_metrics [--patients N] [--weeks W]``.
+The parallel mode (``--jobs 2``) runs :func:`backcare_analytics.metrics.run.metric_tables_parallel`
+as ``backcare metrics --jobs 2`` does: each worker process reads one patient range from the
+Parquet cache, computes every table and returns row counts (the tables are let go in the worker,
+as the single-process mode lets go of those no later metric needs); it reports wall and CPU time
+of the whole run (parent plus each worker's own ``getrusage``: workers are children of the
+fork server, so ``RUSAGE_CHILDREN`` would not see them) and each worker's peak RSS (VmHWM).
+
+Run: ``python -m benchmarks.bench_metrics [--patients N] [--weeks W] [--jobs J] [--partitions P..]``.
 """
 
 from __future__ import annotations
@@ -30,8 +37,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 
-from backcare_analytics.metrics.run import metric_calls
+from backcare_analytics.metrics.run import metric_calls, metric_tables_parallel
 from backcare_analytics.protocol import build_prescriptions, load_protocol
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -285,6 +293,83 @@ def run(patients: int, weeks: int, partitions: int = 1, *, verbose: bool = True)
     }
 
 
+class ParquetRange:
+    """A partition loader: the cached frames of patients ``lo <= patient_id <= hi``."""
+
+    def __init__(self, folder: Path, lo: str, hi: str) -> None:
+        self.folder, self.lo, self.hi = folder, lo, hi
+
+    def __call__(self) -> dict[str, pd.DataFrame]:
+        return _load(self.folder, (self.lo, self.hi))
+
+
+def _worker_stats(tables: dict[str, pd.DataFrame]) -> dict[str, Any]:
+    """In the worker: row counts of its tables, its CPU time and its peak RSS (VmHWM)."""
+    return {
+        "pid": os.getpid(),
+        "rows_out": {name: len(frame) for name, frame in tables.items()},
+        "cpu_s": _cpu_s(),
+        "peak_rss_mib": _peak_mib(),
+    }
+
+
+def run_parallel(patients: int, weeks: int, jobs: int, partitions: int) -> dict[str, Any]:
+    """Every metric in ``jobs`` worker processes over ``partitions`` patient ranges, each
+    worker reading its own range from the Parquet cache."""
+    folder = _cache(patients, weeks)
+    ids = pd.read_parquet(folder / "patients.parquet", columns=["patient_id"])["patient_id"]
+    ids = np.sort(ids.to_numpy(dtype=object))
+    chunks = [c for c in np.array_split(ids, partitions) if len(c)]
+    loaders = [ParquetRange(folder, c[0], c[-1]) for c in chunks]
+    load_before = os.getloadavg()
+    t0, c0 = time.perf_counter(), _cpu_s()
+    as_of = pd.read_parquet(folder / "sessions.parquet", columns=["day"])["day"].max()
+    skipped: list[str] = []
+    stats = metric_tables_parallel(
+        loaders, jobs=jobs, as_of=as_of, skipped=skipped, reduce=_worker_stats
+    )
+    wall = time.perf_counter() - t0
+    assert isinstance(stats, list)
+    # Workers are the fork server's children, not ours: RUSAGE_CHILDREN does not see them, so
+    # each worker reports its own CPU time when its tables are done.
+    children_cpu = sum(s["cpu_s"] for s in stats)
+    rows: dict[str, int] = {}
+    for s in stats:
+        for name, n in s["rows_out"].items():
+            rows[name] = rows.get(name, 0) + n
+    return {
+        "patients": patients,
+        "weeks": weeks,
+        "jobs": jobs,
+        "partitions": len(loaders),
+        "session_rows": pq.ParquetFile(folder / "sessions.parquet").metadata.num_rows,
+        "wall_s": wall,
+        "parent_cpu_s": _cpu_s() - c0,
+        "workers_cpu_s": children_cpu,
+        "cpu_s": _cpu_s() - c0 + children_cpu,
+        "parent_peak_rss_mib": _peak_mib(),
+        "worker_peak_rss_mib": [round(s["peak_rss_mib"], 1) for s in stats],
+        "worker_cpu_s": [round(s["cpu_s"], 2) for s in stats],
+        "rows_out": rows,
+        "skipped": skipped,
+        "load_avg_before": load_before,
+        "load_avg_after": os.getloadavg(),
+        "cpus": os.cpu_count(),
+    }
+
+
+def _summary_parallel(res: dict[str, Any]) -> str:
+    return (
+        f"{res['session_rows']:,} session rows, {res['jobs']} worker processes over "
+        f"{res['partitions']} partitions (load + all metrics): wall {res['wall_s']:.1f} s, "
+        f"cpu {res['cpu_s']:.1f} s (workers {res['workers_cpu_s']:.1f} s); peak RSS per worker "
+        f"{max(res['worker_peak_rss_mib']):.0f} MiB (all: {res['worker_peak_rss_mib']}), parent "
+        f"{res['parent_peak_rss_mib']:.0f} MiB; load before "
+        f"{tuple(round(x, 2) for x in res['load_avg_before'])}, after "
+        f"{tuple(round(x, 2) for x in res['load_avg_after'])} on {res['cpus']} cpus"
+    )
+
+
 def _summary(res: dict[str, Any]) -> str:
     return (
         f"{res['session_rows']:,} session rows, {res['diary_rows']:,} diary rows, "
@@ -302,13 +387,19 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap = argparse.ArgumentParser(prog="bench_metrics")
     ap.add_argument("--patients", type=int, default=10_000)
     ap.add_argument("--weeks", type=int, default=26)
-    ap.add_argument("--partitions", type=int, nargs="+", default=[1, 4])
+    ap.add_argument("--partitions", type=int, nargs="*", default=[1])
+    ap.add_argument("--jobs", type=int, default=2, help="worker processes (0: no parallel run)")
+    ap.add_argument("--jobs-partitions", type=int, default=4)
     ap.add_argument("--generate", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--child", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args(argv if argv is not None else [])
     if args.generate is not None:
         _generate(args.generate, args.patients, args.weeks)
         return {}
+    if args.child is not None and args.jobs > 0:  # the parallel mode, from this process
+        res = run_parallel(args.patients, args.weeks, args.jobs, args.jobs_partitions)
+        args.child.write_text(json.dumps(res, default=str))
+        return res
     if args.child is not None:  # one mode, warm, in this process
         run(200, 4, verbose=False)
         res = run(args.patients, args.weeks, args.partitions[0])
@@ -317,13 +408,30 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     _cache(args.patients, args.weeks)
     RESULTS.mkdir(parents=True, exist_ok=True)
     results = {}
+    if args.jobs > 0:
+        print(f"{args.patients} patients x {args.weeks} weeks, {args.jobs} processes over "
+              f"{args.jobs_partitions} partitions; load {os.getloadavg()}", flush=True)  # fmt: skip
+        out = RESULTS / f"bench_metrics_jobs{args.jobs}.json"
+        subprocess.run(
+            [sys.executable, "-m", "benchmarks.bench_metrics", "--patients", str(args.patients),
+             "--weeks", str(args.weeks), "--jobs", str(args.jobs), "--jobs-partitions",
+             str(args.jobs_partitions), "--child", str(out)],
+            check=True,
+            cwd=Path(__file__).resolve().parent.parent,
+        )  # fmt: skip
+        res = json.loads(out.read_text())
+        print(_summary_parallel(res))
+        for line in res["skipped"]:
+            print("skipped:", line)
+        results[f"jobs_{args.jobs}"] = res
     for parts in args.partitions:
         print(f"{args.patients} patients x {args.weeks} weeks, {parts} partition(s); "
               f"load {os.getloadavg()}", flush=True)  # fmt: skip
         out = RESULTS / f"bench_metrics_{parts}.json"
         subprocess.run(
             [sys.executable, "-m", "benchmarks.bench_metrics", "--patients", str(args.patients),
-             "--weeks", str(args.weeks), "--partitions", str(parts), "--child", str(out)],
+             "--weeks", str(args.weeks), "--partitions", str(parts), "--jobs", "0",
+             "--child", str(out)],
             check=True,
             cwd=Path(__file__).resolve().parent.parent,
         )  # fmt: skip

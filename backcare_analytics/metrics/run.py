@@ -363,7 +363,8 @@ def metric_tables_parallel(
     else:
         ctx = mp.get_context(context)
         if context == "forkserver":
-            ctx.set_forkserver_preload([__name__])
+            families = [f"backcare_analytics.metrics.{f}" for f in OTHER_FAMILIES]
+            ctx.set_forkserver_preload([__name__, *families])
         with ProcessPoolExecutor(
             max_workers=min(jobs, len(loaders)), mp_context=ctx, max_tasks_per_child=1
         ) as pool:
