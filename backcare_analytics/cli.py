@@ -22,6 +22,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode="markdown",
 )
 
 EXIT_OK, EXIT_FAILED, EXIT_REJECTED = 0, 1, 2
@@ -231,7 +232,7 @@ app.add_typer(report_app, name="report")
 WeekOption = Annotated[str, typer.Option("--week", help="YYYY-Www, or 'latest' (default).")]
 FormatOption = Annotated[str, typer.Option("--format", help="html, pdf or html,pdf.")]
 OutOption = Annotated[
-    Path | None, typer.Option("--out", help="Parent folder (default: reports/); files in <week>/.")
+    Path | None, typer.Option("--out", help="Parent folder (default: reports/); files in a folder named after the week (2026-W15/).")
 ]
 JobsOption = Annotated[
     int | None, typer.Option("--jobs", min=1, max=64, help="Warm kernels (default: one per core).")
