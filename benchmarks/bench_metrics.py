@@ -313,7 +313,9 @@ def _worker_stats(tables: dict[str, pd.DataFrame]) -> dict[str, Any]:
     }
 
 
-def run_parallel(patients: int, weeks: int, jobs: int, partitions: int) -> dict[str, Any]:
+def run_parallel(
+    patients: int, weeks: int, jobs: int, partitions: int, tasks_per_worker: int | None = 1
+) -> dict[str, Any]:
     """Every metric in ``jobs`` worker processes over ``partitions`` patient ranges, each
     worker reading its own range from the Parquet cache."""
     folder = _cache(patients, weeks)
@@ -326,7 +328,12 @@ def run_parallel(patients: int, weeks: int, jobs: int, partitions: int) -> dict[
     as_of = pd.read_parquet(folder / "sessions.parquet", columns=["day"])["day"].max()
     skipped: list[str] = []
     stats = metric_tables_parallel(
-        loaders, jobs=jobs, as_of=as_of, skipped=skipped, reduce=_worker_stats
+        loaders,
+        jobs=jobs,
+        as_of=as_of,
+        skipped=skipped,
+        reduce=_worker_stats,
+        tasks_per_worker=tasks_per_worker,
     )
     wall = time.perf_counter() - t0
     assert isinstance(stats, list)
@@ -342,6 +349,7 @@ def run_parallel(patients: int, weeks: int, jobs: int, partitions: int) -> dict[
         "weeks": weeks,
         "jobs": jobs,
         "partitions": len(loaders),
+        "tasks_per_worker": tasks_per_worker,
         "session_rows": pq.ParquetFile(folder / "sessions.parquet").metadata.num_rows,
         "wall_s": wall,
         "parent_cpu_s": _cpu_s() - c0,
@@ -390,6 +398,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--partitions", type=int, nargs="*", default=[1])
     ap.add_argument("--jobs", type=int, default=2, help="worker processes (0: no parallel run)")
     ap.add_argument("--jobs-partitions", type=int, default=4)
+    ap.add_argument("--tasks-per-worker", type=int, default=1, help="0: no limit")
     ap.add_argument("--generate", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--child", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args(argv if argv is not None else [])
@@ -397,7 +406,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         _generate(args.generate, args.patients, args.weeks)
         return {}
     if args.child is not None and args.jobs > 0:  # the parallel mode, from this process
-        res = run_parallel(args.patients, args.weeks, args.jobs, args.jobs_partitions)
+        tasks = args.tasks_per_worker or None
+        res = run_parallel(args.patients, args.weeks, args.jobs, args.jobs_partitions, tasks)
         args.child.write_text(json.dumps(res, default=str))
         return res
     if args.child is not None:  # one mode, warm, in this process
@@ -415,7 +425,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         subprocess.run(
             [sys.executable, "-m", "benchmarks.bench_metrics", "--patients", str(args.patients),
              "--weeks", str(args.weeks), "--jobs", str(args.jobs), "--jobs-partitions",
-             str(args.jobs_partitions), "--child", str(out)],
+             str(args.jobs_partitions), "--tasks-per-worker", str(args.tasks_per_worker),
+             "--child", str(out)],
             check=True,
             cwd=Path(__file__).resolve().parent.parent,
         )  # fmt: skip

@@ -317,6 +317,7 @@ def metric_tables_parallel(
     skipped: list[str] | None = None,
     reduce: Reducer | None = None,
     context: str = "forkserver",
+    tasks_per_worker: int | None = 1,
 ) -> dict[str, pd.DataFrame] | list[Any]:
     """:func:`metric_tables` over whole-patient partitions in ``jobs`` worker processes.
 
@@ -343,6 +344,10 @@ def metric_tables_parallel(
     context
         The multiprocessing start method; ``forkserver`` (the default) forks each worker from
         a clean server process that has imported the metrics once.
+    tasks_per_worker
+        Partitions a worker process computes before it exits and a fresh one takes over
+        (``None``: no limit; a worker's memory is then bounded by its largest partition plus
+        what the allocator keeps).
 
     Returns
     -------
@@ -352,9 +357,9 @@ def metric_tables_parallel(
 
     Notes
     -----
-    Each worker process computes one partition and exits (``max_tasks_per_child=1``), so a
-    worker's memory is bounded by its partition and returned to the system afterwards; the
-    parent holds the finished tables only.
+    By default each worker process computes one partition and exits, so a worker's memory is
+    bounded by its partition and returned to the system afterwards; the parent holds the
+    finished tables only.
     """
     jobs = default_jobs() if jobs is None else max(1, int(jobs))
     options = {"rejects": rejects, "window": window, "as_of": as_of, "protocol": protocol}
@@ -366,7 +371,9 @@ def metric_tables_parallel(
             families = [f"backcare_analytics.metrics.{f}" for f in OTHER_FAMILIES]
             ctx.set_forkserver_preload([__name__, *families])
         with ProcessPoolExecutor(
-            max_workers=min(jobs, len(loaders)), mp_context=ctx, max_tasks_per_child=1
+            max_workers=min(jobs, len(loaders)),
+            mp_context=ctx,
+            max_tasks_per_child=tasks_per_worker,
         ) as pool:
             futures = [pool.submit(_run_partition, load, options, reduce) for load in loaders]
             results = [f.result() for f in futures]
