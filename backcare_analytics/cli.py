@@ -325,7 +325,7 @@ def metrics_(
     from backcare_analytics.metrics.params import Window
     from backcare_analytics.metrics.quality import reject_counts
     from backcare_analytics.metrics.run import metric_tables_from_store
-    from backcare_analytics.safety import write_csv
+    from backcare_analytics.safety import private_outputs, write_csv
 
     try:
         window = Window.iso_week(week) if week else None
@@ -350,10 +350,10 @@ def metrics_(
         window=window,
         skipped=skipped,
     )
-    out.mkdir(parents=True, exist_ok=True)
-    for name, table in tables.items():
-        write_csv(table, out / f"{name}.csv")
-        table.to_parquet(out / f"{name}.parquet", index=False)
+    with private_outputs(out):  # metric tables hold patient data: owner-only
+        for name, table in tables.items():
+            write_csv(table, out / f"{name}.csv")
+            table.to_parquet(out / f"{name}.parquet", index=False)
     typer.echo(
         f"wrote {len(tables)} tables for {len(patients)} patients"
         f"{' (' + window.label + ')' if window else ''} to {out} as CSV and Parquet: "

@@ -15,6 +15,9 @@ changed.
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pandas as pd
@@ -23,6 +26,7 @@ __all__ = [
     "FORMULA_TRIGGERS",
     "neutralise_formulas",
     "neutralise_formulas_reversibly",
+    "private_outputs",
     "restore_formulas",
     "write_csv",
 ]
@@ -33,7 +37,24 @@ ESCAPE = "'"
 
 
 def _is_text(col: pd.Series) -> bool:
-    return pd.api.types.is_string_dtype(col.dtype) or col.dtype == object
+    return (
+        pd.api.types.is_string_dtype(col.dtype)
+        or col.dtype == object
+        or isinstance(col.dtype, pd.CategoricalDtype)
+    )
+
+
+def _as_text(col: pd.Series) -> pd.Series:
+    """The column with non-strings masked, categories as their text."""
+    if isinstance(col.dtype, pd.CategoricalDtype):
+        col = col.astype(object)
+    if col.dtype == object:
+        return col.where(col.map(lambda v: isinstance(v, str))).astype("str")
+    return col
+
+
+def _neutralise_name(name: object) -> object:
+    return ESCAPE + name if isinstance(name, str) and name.startswith(FORMULA_TRIGGERS) else name
 
 
 def neutralise_formulas(df: pd.DataFrame) -> pd.DataFrame:
@@ -51,22 +72,53 @@ def neutralise_formulas(df: pd.DataFrame) -> pd.DataFrame:
         col = df[name]
         if not _is_text(col):
             continue
-        text = col.where(col.map(lambda v: isinstance(v, str))) if col.dtype == object else col
+        text = _as_text(col)
         first = text.str[:1]
         needs = text.notna() & first.isin(FORMULA_TRIGGERS)
         if needs.any():
-            out[name] = col.mask(needs, ESCAPE + text)
+            base = col.astype(object) if isinstance(col.dtype, pd.CategoricalDtype) else col
+            out[name] = base.mask(needs, ESCAPE + text)
     result = df.copy()
     for name, col in out.items():
         result[name] = col
-    return result
+    # Column headers are cells too.
+    return result.rename(columns=_neutralise_name)
 
 
 def write_csv(df: pd.DataFrame, path: Path | str) -> Path:
-    """Write ``df`` as UTF-8 CSV without its index, formulas neutralised."""
+    """Write ``df`` as UTF-8 CSV without its index, formulas neutralised, owner-only."""
     path = Path(path)
-    neutralise_formulas(df).to_csv(path, index=False, encoding="utf-8")
+    with private_outputs(path.parent):
+        neutralise_formulas(df).to_csv(path, index=False, encoding="utf-8")
     return path
+
+
+@contextmanager
+def private_outputs(folder: Path | str) -> Iterator[Path]:
+    """Create ``folder`` (and missing parents) readable by the owner only, and make every file
+    written inside the block owner-only too (``0o700`` folders, ``0o600`` files): metric tables
+    and exports hold patient data.
+
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as tmp, private_outputs(Path(tmp) / "out") as out:
+    ...     _ = (out / "t.csv").write_text("x")
+    ...     oct(out.stat().st_mode & 0o777), oct((out / "t.csv").stat().st_mode & 0o777)
+    ('0o700', '0o600')
+    """
+    folder = Path(folder)
+    missing = [p for p in (folder, *folder.parents) if not p.exists()]
+    folder.mkdir(parents=True, exist_ok=True)
+    for created in missing:
+        created.chmod(0o700)
+    before = {p for p in folder.iterdir() if p.is_file()}
+    old_umask = os.umask(0o077)
+    try:
+        yield folder
+    finally:
+        os.umask(old_umask)
+        for p in folder.iterdir():
+            if p.is_file() and (p not in before or p.stat().st_mode & 0o077):
+                p.chmod(0o600)
 
 
 def neutralise_formulas_reversibly(df: pd.DataFrame) -> pd.DataFrame:
@@ -81,7 +133,7 @@ def neutralise_formulas_reversibly(df: pd.DataFrame) -> pd.DataFrame:
     for name in df.columns:
         col = df[name]
         if _is_text(col):
-            text = col.where(col.map(lambda v: isinstance(v, str))) if col.dtype == object else col
+            text = _as_text(col)
             quoted = text.notna() & text.str.startswith(ESCAPE)
             if quoted.any():
                 out[name] = out[name].mask(quoted, ESCAPE + text)

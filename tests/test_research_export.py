@@ -360,3 +360,26 @@ def test_cli_refuses_a_key_beside_the_store(imported_store, tmp_path, capsys):
     assert code == 1
     assert "store's folder" in capsys.readouterr().err
     assert not key.exists() and not (tmp_path / "o").exists()
+
+
+def test_outputs_are_owner_only(tmp_path):
+    from backcare_analytics.safety import private_outputs, write_csv
+
+    out = tmp_path / "a" / "b"
+    write_csv(pd.DataFrame({"note": ["=1+1"]}), out / "t.csv")
+    with private_outputs(out):
+        pd.DataFrame({"x": [1]}).to_parquet(out / "t.parquet")
+    for folder in (tmp_path / "a", out):
+        assert folder.stat().st_mode & 0o777 == 0o700
+    for name in ("t.csv", "t.parquet"):
+        assert (out / name).stat().st_mode & 0o777 == 0o600
+
+
+def test_categorical_cells_and_headers_are_neutralised():
+    from backcare_analytics.safety import neutralise_formulas
+
+    df = pd.DataFrame({"=cmd": pd.Categorical(["=HYPERLINK(1)", "ok"]), "n": [-1, 2]})
+    out = neutralise_formulas(df)
+    assert list(out.columns) == ["'=cmd", "n"]
+    assert out["'=cmd"].tolist() == ["'=HYPERLINK(1)", "ok"]
+    assert out["n"].tolist() == [-1, 2]

@@ -47,7 +47,11 @@ import pandas as pd
 
 from backcare_analytics.config import PROJECT_ROOT
 from backcare_analytics.errors import ConfigError, InputDataError
-from backcare_analytics.safety import neutralise_formulas_reversibly, restore_formulas
+from backcare_analytics.safety import (
+    neutralise_formulas_reversibly,
+    private_outputs,
+    restore_formulas,
+)
 from backcare_analytics.schemas.clean import Pain, Patients, Prescriptions, Sessions
 
 __all__ = [
@@ -349,7 +353,6 @@ def export_research(
 ) -> ResearchExport:
     """De-identify (see :func:`deidentify`) and write Parquet, CSV and ``manifest.json``."""
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     result = deidentify(
         patients=patients, sessions=sessions, pain=pain, prescriptions=prescriptions, key=key
     )
@@ -362,14 +365,16 @@ def export_research(
         "csv_escape": "a text cell starting with ' had one ' prepended on writing; strip it",
         "tables": {},
     }
-    for name, df in result.tables.items():
-        df.to_parquet(out / f"{name}.parquet", index=False)
-        _write_csv(df, out / f"{name}.csv")
-        manifest["tables"][name] = {  # type: ignore[index]
-            "rows": len(df),
-            "columns": {c: _DTYPES[c] for c in df.columns},
-        }
-    (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    with private_outputs(out):  # pseudonymised, but still personal data: owner-only
+        for name, df in result.tables.items():
+            df.to_parquet(out / f"{name}.parquet", index=False)
+            _write_csv(df, out / f"{name}.csv")
+            manifest["tables"][name] = {  # type: ignore[index]
+                "rows": len(df),
+                "columns": {c: _DTYPES[c] for c in df.columns},
+            }
+        manifest_text = json.dumps(manifest, indent=2) + "\n"
+        (out / "manifest.json").write_text(manifest_text, encoding="utf-8")
     return result
 
 
