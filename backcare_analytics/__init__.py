@@ -81,7 +81,17 @@ __all__ = [
 ]
 
 
+#: Subpackages reachable as attributes (``bca.metrics.ROUTINE``) without importing them first.
+_SUBMODULES = frozenset(
+    {"io", "metrics", "plots", "protocol", "reports", "research", "safety", "store", "synth"}
+)
+
+
 def __getattr__(name: str) -> Any:
+    if name in _SUBMODULES:
+        value = importlib.import_module(f"backcare_analytics.{name}")
+        globals()[name] = value
+        return value
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'backcare_analytics' has no attribute {name!r}")

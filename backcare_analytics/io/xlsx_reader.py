@@ -61,9 +61,9 @@ def check_xlsx(data: bytes, settings: Settings, where: str) -> None:
             raise bomb()
     seen = 0
     try:
+        # Every part is scanned, whatever its name: a relationship may point openpyxl at an
+        # XML part with any file name.
         for info in infos:
-            if not info.filename.endswith((".xml", ".rels", ".vml")):
-                continue
             tail = b""
             with zf.open(info) as part:
                 while chunk := part.read(1 << 20):

@@ -222,6 +222,17 @@ def parameterize(template: Any, parameters: dict[str, str]) -> Any:
     return nb
 
 
+def _error_text(ename: object, evalue: object) -> str:
+    """The error of a failed cell for people. Only our own errors' messages are shown: they are
+    written to name files, rows and columns, never patient values; any other exception's message
+    (a pandas error quoting a cell, say) may hold a patient's text and is withheld."""
+    from backcare_analytics import errors
+
+    if isinstance(ename, str) and ename in errors.__all__:
+        return f"{ename}: {evalue}"[:300]
+    return f"{ename} (message withheld: it may quote patient data; rerun the notebook to see it)"
+
+
 def _failed_cell(nb: Any) -> tuple[int | None, str, str]:
     """Index (among the template's code cells), first source line and error of the failed cell."""
     code_index = -1
@@ -233,7 +244,7 @@ def _failed_cell(nb: Any) -> tuple[int | None, str, str]:
         for out in cell.get("outputs", []):
             if out.get("output_type") == "error":
                 first = next((ln for ln in cell.source.splitlines() if ln.strip()), "")
-                return code_index, first[:80], f"{out.get('ename')}: {out.get('evalue')}"[:300]
+                return code_index, first[:80], _error_text(out.get("ename"), out.get("evalue"))
     return None, "", ""
 
 
