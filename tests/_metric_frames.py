@@ -87,3 +87,16 @@ def sessions_frame(rows: list[dict]) -> pd.DataFrame:
               "source_file"):  # fmt: skip
         df[c] = df[c].astype("str")
     return df
+
+
+def synthetic_cohort(patients: int, weeks: int, seed: int):
+    """Clean (sessions, pain, patients) of the benchmark's seeded cohort builder (benchmarks/
+    is not a package on the test path, so it is loaded from its file)."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).parents[1] / "benchmarks" / "bench_pain_progression.py"
+    spec = importlib.util.spec_from_file_location("_bench_pain_progression", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.build(patients, weeks=weeks, seed=seed)

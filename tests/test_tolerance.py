@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
-from _metric_frames import pain_frame, sessions_frame
+from _metric_frames import pain_frame, sessions_frame, synthetic_cohort
 
 from backcare_analytics.metrics.params import Window
 from backcare_analytics.metrics.tolerance import TolerancePolicy, session_tolerance
@@ -114,3 +115,49 @@ def test_diary_of_other_patients_only() -> None:
     s = sessions_frame([_s(pain_before=2, pain_after=2)])
     t = session_tolerance(s, pain_frame("OTHER", "2026-03-28", [9]))
     assert pd.isna(t.next_morning_back.iloc[0]) and t.tolerated.iloc[0]
+
+
+def test_diary_lookups_match_merge_asof_on_a_synthetic_clinic() -> None:
+    """The searchsorted lookups agree with an independent pandas merge_asof / merge reference
+    (latest diary entry within 36 h before the session, per measure, skipping missing values;
+    the first entry of the next local day) on a seeded clinic with gaps and missing values."""
+    ses, pain, _ = synthetic_cohort(40, weeks=8, seed=7)
+    rng = np.random.default_rng(7)
+    pain = pain[rng.random(len(pain)) < 0.8].reset_index(drop=True)  # diary gaps
+    pain.loc[rng.random(len(pain)) < 0.15, "back_pain"] = pd.NA
+    pain.loc[rng.random(len(pain)) < 0.15, "leg_pain"] = pd.NA
+    # Diary times spread over the day, so some precede the session of their own day.
+    shift = pd.to_timedelta(rng.integers(-20, 4, len(pain)), unit="h")
+    pain["recorded_at"] = (pain["recorded_at"] + shift).astype("datetime64[us, UTC]")
+    ses.loc[rng.random(len(ses)) < 0.2, "pain_before"] = pd.NA
+    t = session_tolerance(ses, pain)
+
+    left = ses[["patient_id", "performed_at"]].assign(row=np.arange(len(ses)))
+    left = left.sort_values("performed_at")
+    for measure in ("back_pain", "leg_pain"):
+        right = pain.loc[pain[measure].notna(), ["patient_id", "recorded_at", measure]]
+        m = pd.merge_asof(left, right.sort_values("recorded_at"), left_on="performed_at",
+                          right_on="recorded_at", by="patient_id", direction="backward",
+                          tolerance=pd.Timedelta(hours=36), allow_exact_matches=True)  # fmt: skip
+        ref = m.sort_values("row")[measure].astype("Float64").to_numpy(np.float64, na_value=np.nan)
+        if measure == "leg_pain":
+            np.testing.assert_array_equal(t["leg_reference"].to_numpy(), ref)
+        else:
+            before = ses["pain_before"].to_numpy(np.float64, na_value=np.nan)
+            expect = np.where(np.isnan(before), ref, before)
+            np.testing.assert_array_equal(t["back_reference"].to_numpy(), expect)
+            src = np.where(~np.isnan(before), "session", np.where(np.isnan(ref), None, "diary"))
+            assert (
+                t["back_reference_source"]
+                .astype(object)
+                .where(t["back_reference_source"].notna(), None)
+                .tolist()
+                == src.tolist()
+            )
+    first = pain.sort_values("recorded_at").drop_duplicates(["patient_id", "day"])
+    first = first.assign(day=first["day"] - pd.Timedelta(days=1))
+    nm = ses[["patient_id", "day"]].merge(first, on=["patient_id", "day"], how="left")
+    for measure, col in (("back_pain", "next_morning_back"), ("leg_pain", "next_morning_leg")):
+        expect = nm[measure].astype("Float64").to_numpy(np.float64, na_value=np.nan)
+        np.testing.assert_array_equal(t[col].to_numpy(), expect)
+    assert t["light"].dtype == pd.CategoricalDtype(["green", "amber", "red"], ordered=True)

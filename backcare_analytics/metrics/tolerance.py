@@ -17,11 +17,11 @@ import numpy as np
 import pandas as pd
 
 from backcare_analytics.errors import InputDataError
-from backcare_analytics.metrics._output import checked, text_from_codes
+from backcare_analytics.metrics._output import checked
 from backcare_analytics.metrics.params import Window
 from backcare_analytics.protocol import Protocol, load_protocol
 from backcare_analytics.schemas.clean import Pain, Sessions
-from backcare_analytics.schemas.results.tolerance import LIGHTS, SessionTolerance
+from backcare_analytics.schemas.results.tolerance import LIGHT_DTYPE, SOURCE_DTYPE, SessionTolerance
 
 __all__ = ["TolerancePolicy", "session_tolerance"]
 
@@ -53,10 +53,6 @@ def _seconds(values: pd.Series) -> np.ndarray:
     return pd.DatetimeIndex(values).as_unit("s").asi8
 
 
-def _text(codes: np.ndarray, names: tuple[str, ...]) -> pd.Series:
-    return text_from_codes(codes, names)
-
-
 def _runs(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Starts and lengths of runs of equal consecutive keys (session rows of one day or one
     session come together, so lookups are done once per run and broadcast)."""
@@ -78,19 +74,41 @@ def _lookup(table_keys: np.ndarray, table_vals: list[np.ndarray], keys: np.ndarr
     return [np.repeat(np.where(hit, v[pos], np.nan), lengths) for v in table_vals]
 
 
+_BLOCK = 1 << 18  # query rows per block of the diary lookups
+
+
 def _latest_before(
-    keys: np.ndarray, vals: np.ndarray, query: np.ndarray, span: int, limit: int
-) -> np.ndarray:
-    """For each query key (patient * span + second), the value of the latest table key at or
-    before it of the same patient and at most ``limit`` seconds older (NaN otherwise)."""
+    keys: np.ndarray,
+    owner: np.ndarray,
+    vals: list[np.ndarray],
+    query: np.ndarray,
+    qowner: np.ndarray,
+    limit: int,
+) -> list[np.ndarray]:
+    """For each query time, the value of the latest sorted table entry at or before it of the
+    same owner (patient), at most ``limit`` older, skipping missing values: one array per value
+    array (NaN where there is none). One search serves every value array."""
+    out = [np.full(query.size, np.nan) for _ in vals]
     if keys.size == 0:
-        return np.full(query.size, np.nan)
-    starts, lengths = _runs(query)
-    q = query[starts]
-    pos = np.searchsorted(keys, q, side="right") - 1
-    posc = np.maximum(pos, 0)
-    hit = (pos >= 0) & (keys[posc] // span == q // span) & (q - keys[posc] <= limit)
-    return np.repeat(np.where(hit, vals[posc], np.nan), lengths)
+        return out
+    idx = np.arange(keys.size)
+    # last_ok[i]: the last entry at or before i with a value (-1: none); shared when equal.
+    last_ok = []
+    for v in vals:
+        ok = ~np.isnan(v)
+        last_ok.append(idx if ok.all() else np.maximum.accumulate(np.where(ok, idx, -1)))
+    # Blocks of queries: the temporaries stay small and their memory is reused.
+    for lo in range(0, query.size, _BLOCK):
+        q = query[lo : lo + _BLOCK]
+        qo = qowner[lo : lo + _BLOCK]
+        pos = np.searchsorted(keys, q, side="right") - 1
+        np.maximum(pos, 0, out=pos)  # pos -1 (nothing before): entry 0 fails the checks below
+        for v, lok, dest in zip(vals, last_ok, out, strict=True):
+            j = lok[pos]
+            jc = np.maximum(j, 0)
+            hit = (j >= 0) & (owner[jc] == qo) & (keys[jc] <= q) & (q - keys[jc] <= limit)
+            dest[lo : lo + q.size] = np.where(hit, v[jc], np.nan)
+    return out
 
 
 def session_tolerance(
@@ -226,16 +244,11 @@ def session_tolerance(
         dk = dp * tspan + (dsec - t0)
         sk = sp * tspan + (ssec - t0)
         limit = int(p.reference_max_hours * 3600)
-        for values, target in ((dback, "back"), (dleg, "leg")):
-            ok = ~np.isnan(values)
-            o = np.argsort(dk[ok], kind="stable")
-            found = _latest_before(dk[ok][o], values[ok][o], sk, tspan, limit)
-            if target == "back":
-                fill = np.isnan(back_ref) & ~np.isnan(found)
-                back_ref = np.where(fill, found, back_ref)
-                ref_src = np.where(fill, 1, ref_src).astype(np.int8)
-            else:
-                leg_ref = found
+        o = np.argsort(dk, kind="stable")
+        found, leg_ref = _latest_before(dk[o], dp[o], [dback[o], dleg[o]], sk, sp, limit)
+        fill = np.isnan(back_ref) & ~np.isnan(found)
+        back_ref = np.where(fill, found, back_ref)
+        ref_src[fill] = 1
 
     nm_back_worse = nm_back - back_ref >= p.next_morning_worse
     nm_leg_worse = nm_leg - leg_ref >= p.next_morning_worse
@@ -248,13 +261,12 @@ def session_tolerance(
         | (~unknown_back & nm_back_worse & ~back_exempt)
         | (~unknown_leg & nm_leg_worse & ~leg_exempt)
     )
-    tolerated = pd.array(~fails, dtype="boolean")
-    tolerated[~fails & (light < 0)] = pd.NA
+    tolerated = pd.arrays.BooleanArray(~fails, ~fails & (light < 0))
 
     def _bool(values: np.ndarray, unknown: np.ndarray) -> pd.arrays.BooleanArray:
-        out = pd.array(values, dtype="boolean")
-        out[unknown] = pd.NA
-        return out
+        return pd.arrays.BooleanArray(np.asarray(values, dtype=bool), unknown)
+
+    nodelta = np.isnan(delta)
 
     out = pd.DataFrame(
         {
@@ -268,11 +280,13 @@ def session_tolerance(
             Sessions.side: s[Sessions.side].astype("str"),
             Sessions.pain_before: s[Sessions.pain_before].astype("Int64"),
             Sessions.pain_after: s[Sessions.pain_after].astype("Int64"),
-            "pain_delta": (s[Sessions.pain_after] - s[Sessions.pain_before]).astype("Int64"),
-            "light": _text(light, LIGHTS),
-            "worse_in_session": _bool(worse_session, np.isnan(delta)),
+            "pain_delta": pd.arrays.IntegerArray(
+                np.where(nodelta, 0, delta).astype(np.int64), nodelta
+            ),
+            "light": pd.Categorical.from_codes(light, dtype=LIGHT_DTYPE),
+            "worse_in_session": _bool(worse_session, nodelta),
             "back_reference": back_ref,
-            "back_reference_source": _text(ref_src, ("session", "diary")),
+            "back_reference_source": pd.Categorical.from_codes(ref_src, dtype=SOURCE_DTYPE),
             "next_morning_back": nm_back,
             "next_morning_back_worse": _bool(nm_back_worse, unknown_back),
             "leg_reference": leg_ref,

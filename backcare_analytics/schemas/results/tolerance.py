@@ -11,10 +11,16 @@ from pandera.typing import Series
 
 from backcare_analytics.schemas.clean import UtcTimestamp
 
-__all__ = ["LIGHTS", "SessionTolerance"]
+__all__ = ["LIGHTS", "LIGHT_DTYPE", "REFERENCE_SOURCES", "SOURCE_DTYPE", "SessionTolerance"]
 
 #: Traffic lights on pain after the exercise, mildest first.
 LIGHTS = ("green", "amber", "red")
+#: Where the back-pain reference of a session row comes from.
+REFERENCE_SOURCES = ("session", "diary")
+# Categoricals: one byte per row instead of a string (the table has a row per session row,
+# ~14 M at cohort scale); the fixed categories are the allowed values.
+LIGHT_DTYPE = pd.CategoricalDtype(list(LIGHTS), ordered=True)
+SOURCE_DTYPE = pd.CategoricalDtype(list(REFERENCE_SOURCES))
 
 
 class _Result(pa.DataFrameModel):
@@ -36,10 +42,14 @@ class SessionTolerance(_Result):
     pain_before: Series[pd.Int64Dtype] = pa.Field(nullable=True, ge=0, le=10)
     pain_after: Series[pd.Int64Dtype] = pa.Field(nullable=True, ge=0, le=10)
     pain_delta: Series[pd.Int64Dtype] = pa.Field(nullable=True, ge=-10, le=10)
-    light: Series[str] = pa.Field(nullable=True, isin=LIGHTS)
+    light: Series[pd.CategoricalDtype] = pa.Field(
+        nullable=True, dtype_kwargs={"categories": list(LIGHTS), "ordered": True}
+    )
     worse_in_session: Series[pd.BooleanDtype] = pa.Field(nullable=True)
     back_reference: Series[float] = pa.Field(nullable=True, ge=0, le=10)
-    back_reference_source: Series[str] = pa.Field(nullable=True, isin=("session", "diary"))
+    back_reference_source: Series[pd.CategoricalDtype] = pa.Field(
+        nullable=True, dtype_kwargs={"categories": list(REFERENCE_SOURCES), "ordered": False}
+    )
     next_morning_back: Series[float] = pa.Field(nullable=True, ge=0, le=10)
     next_morning_back_worse: Series[pd.BooleanDtype] = pa.Field(nullable=True)
     leg_reference: Series[float] = pa.Field(nullable=True, ge=0, le=10)
