@@ -439,6 +439,7 @@ def pain_summary(
         n_groups=n_keys,
         min_n=p.min_trend_points,
         alpha=p.alpha,
+        intercept=False,  # not reported
     )
 
     # Time to response: rolling current_days mean on each day after the baseline period.

@@ -129,13 +129,17 @@ def trend_arrays(
     alpha: float = 0.95,
     max_pairs: int = _MAX_PAIRS,
     sen: bool = True,
+    interval: bool = True,
+    intercept: bool = True,
 ) -> dict[str, np.ndarray]:
     """Mann-Kendall and Theil-Sen statistics of ``y`` against ``x`` for every group code.
 
     The array form of :func:`trend_tests`: ``codes`` are integer group codes ``0..n_groups-1``
     (any order), rows with a missing ``x`` or ``y`` are dropped. Returns one array per name in
     :data:`TREND_COLUMNS`, indexed by group code. ``sen=False`` skips the Sen slope and its
-    interval (left missing), which saves the sort of every pairwise slope.
+    interval (left missing), which saves the sort of every pairwise slope; ``interval=False``
+    and ``intercept=False`` leave only the interval or the intercept missing (for callers that
+    do not report them).
     """
     codes = np.asarray(codes, dtype=np.intp)
     x = np.asarray(x, dtype=np.float64)
@@ -161,7 +165,7 @@ def trend_arrays(
     med = np.full(g, np.nan)
     ci_lo = np.full(g, np.nan)
     ci_hi = np.full(g, np.nan)
-    intercept = np.full(g, np.nan)
+    icpt = np.full(g, np.nan)
 
     a = 1.0 - alpha if alpha > 0.5 else alpha
     z_crit = norm.ppf(a / 2.0)
@@ -205,19 +209,21 @@ def trend_arrays(
         # x sorted: sign(x_j - x_i) is 1 or 0, and sign(slope) = sign(y_j - y_i) where it is 1.
         s[grp] = np.sum(slopes > 0, axis=1) - np.sum(slopes < 0, axis=1)
         med[grp] = (_order_stat(slopes, (nt - 1) // 2) + _order_stat(slopes, nt // 2)) / 2.0
-        # Sen (1968) eq. 2.6 as scipy.stats.theilslopes: ties in x and in y both reduce it.
-        ng = n[grp]
-        sen_var = (ng * (ng - 1) * (2 * ng + 5) - tie_x[grp] - tie_y[grp]) / 18.0
-        sigma = np.sqrt(np.where(sen_var >= 0, sen_var, np.nan))
-        with np.errstate(invalid="ignore"):
-            ru = np.minimum(np.round((nt - z_crit * sigma) / 2.0), nt - 1)
-            rl = np.maximum(np.round((nt + z_crit * sigma) / 2.0) - 1, 0)
-        bad = np.isnan(sigma) | (nt == 0)
-        ru = np.where(bad, -1, ru).astype(np.int64)
-        rl = np.where(bad, -1, rl).astype(np.int64)
-        ci_lo[grp] = _order_stat(slopes, rl)
-        ci_hi[grp] = _order_stat(slopes, ru)
-        intercept[grp] = np.nanmedian(Y, axis=1) - med[grp] * np.nanmedian(X, axis=1)
+        if interval:
+            # Sen (1968) eq. 2.6 as scipy.stats.theilslopes: ties in x and in y both reduce it.
+            ng = n[grp]
+            sen_var = (ng * (ng - 1) * (2 * ng + 5) - tie_x[grp] - tie_y[grp]) / 18.0
+            sigma = np.sqrt(np.where(sen_var >= 0, sen_var, np.nan))
+            with np.errstate(invalid="ignore"):
+                ru = np.minimum(np.round((nt - z_crit * sigma) / 2.0), nt - 1)
+                rl = np.maximum(np.round((nt + z_crit * sigma) / 2.0) - 1, 0)
+            bad = np.isnan(sigma) | (nt == 0)
+            ru = np.where(bad, -1, ru).astype(np.int64)
+            rl = np.where(bad, -1, rl).astype(np.int64)
+            ci_lo[grp] = _order_stat(slopes, rl)
+            ci_hi[grp] = _order_stat(slopes, ru)
+        if intercept:
+            icpt[grp] = np.nanmedian(Y, axis=1) - med[grp] * np.nanmedian(X, axis=1)
     n_tied_x, n_tied_y = pairs_tied_x, pairs_tied_y
 
     # Mann-Kendall (Kendall 1975; as pymannkendall.original_test): variance with tie correction
@@ -238,7 +244,7 @@ def trend_arrays(
     out["mk_p"] = np.where(enough, p, nan)
     out["kendall_tau"] = np.where(enough, tau_b, nan)
     out["sen_slope"] = np.where(enough, med, nan)
-    out["sen_intercept"] = np.where(enough, intercept, nan)
+    out["sen_intercept"] = np.where(enough, icpt, nan)
     out["sen_ci_low"] = np.where(enough, ci_lo, nan)
     out["sen_ci_high"] = np.where(enough, ci_hi, nan)
     out["insufficient_data"] = ~enough

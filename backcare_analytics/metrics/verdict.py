@@ -236,7 +236,7 @@ def weekly_verdict(
     row_pos = base[wpat[ev]][row_ev] + row_w
     x = row_w.astype(np.float64)
     ne = ev.size
-    kw = dict(n_groups=ne, min_n=p.min_weeks)
+    kw = dict(n_groups=ne, min_n=p.min_weeks, interval=False, intercept=False)
     tp = trend_arrays(row_ev, x, pain_d[row_pos], **kw)
     tc = trend_arrays(row_ev, x, index_d[row_pos], **kw)
     tu = trend_arrays(row_ev, x, order_d[row_pos], sen=False, **kw)
