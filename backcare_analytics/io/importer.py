@@ -16,8 +16,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections import deque
 from collections.abc import Callable, Iterable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -59,6 +60,9 @@ def _normalize(table: Any, **kwargs: Any) -> Any:
     from backcare_analytics.io.normalize import normalize
 
     return normalize(table, **kwargs)
+
+
+_REAL_STAGES = (_read_export, _normalize)
 
 
 # -- inputs ------------------------------------------------------------------------------------
@@ -177,7 +181,7 @@ class _Prepared:
 
 
 def _prepare(
-    ctx: _Context, item: _Item, data: bytes, sha: str, raw: Any, patients: pd.DataFrame
+    ctx: _Context | _StageEnv, item: _Item, data: bytes, sha: str, raw: Any, patients: pd.DataFrame
 ) -> _Prepared:
     tables = sorted(raw.tables, key=lambda t: _KIND_ORDER.get(t.kind, 9))
     out, warnings = [], list(raw.warnings) if hasattr(raw, "warnings") else []
@@ -207,6 +211,24 @@ def _reason_counts(rejects: pd.DataFrame) -> dict[str, int]:
 
 def _write_file(ctx: _Context, prep: _Prepared) -> FileReport:
     """Everything of one file in one transaction: rows, rejects, ledger row, raw copy."""
+    rep, archived_new = None, False
+    try:
+        with ctx.target.transaction() as con:
+            rep, archived_new = _write_in(ctx, con, prep)
+    except BaseException:
+        if archived_new:  # the commit failed after the raw copy was made
+            ctx.target.store.archive.discard(prep.sha)
+        raise
+    return rep
+
+
+def _write_in(
+    ctx: _Context, con: duckdb.DuckDBPyConnection, prep: _Prepared
+) -> tuple[FileReport, bool]:
+    """One file's rows, rejects, ledger row and raw copy, inside the caller's transaction.
+
+    Returns the report and whether the raw copy was new (to discard it on a rollback).
+    """
     kinds = "+".join(k for k, _, _ in prep.tables) or None
     rep = FileReport(
         path=prep.item.name,
@@ -220,51 +242,50 @@ def _write_file(ctx: _Context, prep: _Prepared) -> FileReport:
     )
     archived_new = False
     try:
-        with ctx.target.transaction() as con:
-            if _already(con, prep.sha):
-                rep.status, rep.rows_read, rep.blank_rows = "already_imported", 0, 0
-                return rep
-            all_rejects, new_ids = [], []
-            for kind, table, norm in prep.tables:
-                res = merge_rows(con, kind, norm.clean, prep.sha)
-                rej = _as_rejects(norm.rejects, prep.sha, kind)
-                if len(res.rejects):
-                    mr = res.rejects.copy()
-                    mr["raw"] = _raw_json(table, mr["row"].to_numpy())
-                    rej = pd.concat([rej, _as_rejects(mr, prep.sha, kind)], ignore_index=True)
-                n_rej = rej.drop_duplicates(["row"])["row"].shape[0]
-                rows = len(table.frame) + len(table.row_errors)
-                if rows != res.accepted + res.duplicates + n_rej:
-                    raise StoreError(
-                        f"{prep.item.name}: {kind} rows do not add up ({rows} read, "
-                        f"{res.accepted} accepted, {n_rej} refused, {res.duplicates} duplicates);"
-                        " nothing was written. This is a bug: please report it."
-                    )
-                rep.accepted += res.accepted
-                rep.replaced += res.replaced
-                rep.duplicates += res.duplicates
-                rep.rejected += n_rej
-                all_rejects.append(rej)
-                new_ids += res.inserted_ids
-            rejects = pd.concat(all_rejects, ignore_index=True) if all_rejects else None
-            if rejects is not None and len(rejects):
-                _insert_rejects(con, rejects)
-                rep.reject_reasons = _reason_counts(rejects)
-            seq = _insert_ledger(con, rep, len(prep.data), "imported", None, ctx.now)
-            if any(k == "patients" for k, _, _ in prep.tables):
-                _refresh_prescriptions(con, ctx.protocol)
-            if not ctx.target.dry_run:
-                archived_new = ctx.target.store.archive.put(
-                    prep.sha, prep.data, name=prep.item.name, seq=seq,
-                    imported_at=ctx.now.isoformat(),
-                )  # fmt: skip
-            if new_ids:
-                _retry_unknown_patients(ctx, con, prep.sha)
+        if _already(con, prep.sha):
+            rep.status, rep.rows_read, rep.blank_rows = "already_imported", 0, 0
+            return rep, False
+        all_rejects, new_ids = [], []
+        for kind, table, norm in prep.tables:
+            res = merge_rows(con, kind, norm.clean, prep.sha)
+            rej = _as_rejects(norm.rejects, prep.sha, kind)
+            if len(res.rejects):
+                mr = res.rejects.copy()
+                mr["raw"] = _raw_json(table, mr["row"].to_numpy())
+                rej = pd.concat([rej, _as_rejects(mr, prep.sha, kind)], ignore_index=True)
+            n_rej = rej.drop_duplicates(["row"])["row"].shape[0]
+            rows = len(table.frame) + len(table.row_errors)
+            if rows != res.accepted + res.duplicates + n_rej:
+                raise StoreError(
+                    f"{prep.item.name}: {kind} rows do not add up ({rows} read, "
+                    f"{res.accepted} accepted, {n_rej} refused, {res.duplicates} duplicates);"
+                    " nothing was written. This is a bug: please report it."
+                )
+            rep.accepted += res.accepted
+            rep.replaced += res.replaced
+            rep.duplicates += res.duplicates
+            rep.rejected += n_rej
+            all_rejects.append(rej)
+            new_ids += res.inserted_ids
+        rejects = pd.concat(all_rejects, ignore_index=True) if all_rejects else None
+        if rejects is not None and len(rejects):
+            _insert_rejects(con, rejects)
+            rep.reject_reasons = _reason_counts(rejects)
+        seq = _insert_ledger(con, rep, len(prep.data), "imported", None, ctx.now)
+        if any(k == "patients" for k, _, _ in prep.tables):
+            _refresh_prescriptions(con, ctx.protocol)
+        if not ctx.target.dry_run:
+            archived_new = ctx.target.store.archive.put(
+                prep.sha, prep.data, name=prep.item.name, seq=seq,
+                imported_at=ctx.now.isoformat(),
+            )  # fmt: skip
+        if new_ids:
+            _retry_unknown_patients(ctx, con, prep.sha)
     except BaseException:
         if archived_new:
             ctx.target.store.archive.discard(prep.sha)
         raise
-    return rep
+    return rep, archived_new
 
 
 def _already(con: duckdb.DuckDBPyConnection, sha: str) -> bool:
@@ -430,26 +451,140 @@ class _Staged:
         return self.prep is not None and any(k == "patients" for k, _, _ in self.prep.tables)
 
 
-def _stage(ctx: _Context, item: _Item, patients: pd.DataFrame) -> _Staged:
-    """Everything of one file that needs no store lock: hash, read, normalise."""
+def _read_one(env: _Context | _StageEnv, item: _Item) -> tuple[_Staged, Any, bytes | None]:
+    """Hash and read one file: the staged file, and its raw export and bytes when readable."""
     size = item.path.stat().st_size
-    if size > ctx.settings.max_file_bytes:  # hash it in chunks; the reader refuses it
+    if size > env.settings.max_file_bytes:  # hash it in chunks; the reader refuses it
         sha = _sha256_file(item.path)
-        if ctx.shas.get(sha) == "imported":
-            return _Staged(item, sha, size, already=True)
+        if env.shas.get(sha) == "imported":
+            return _Staged(item, sha, size, already=True), None, None
         try:
-            _read_export(item.path, ctx.settings, None)
+            _read_export(item.path, env.settings, None)
             raise InputDataError(f"{item.name}: over the size limit")
         except InputDataError as exc:
-            return _Staged(item, sha, size, refused=exc)
+            return _Staged(item, sha, size, refused=exc), None, None
     data, sha = _load(item)
-    if ctx.shas.get(sha) == "imported":
-        return _Staged(item, sha, size, already=True)
+    if env.shas.get(sha) == "imported":
+        return _Staged(item, sha, size, already=True), None, None
     try:
-        raw = _read_export(Path(item.name), ctx.settings, data)
+        raw = _read_export(Path(item.name), env.settings, data)
     except InputDataError as exc:
-        return _Staged(item, sha, size, refused=exc)
-    return _Staged(item, sha, size, prep=_prepare(ctx, item, data, sha, raw, patients))
+        return _Staged(item, sha, size, refused=exc), None, None
+    return _Staged(item, sha, size), raw, data
+
+
+def _stage(env: _Context | _StageEnv, item: _Item, patients: pd.DataFrame) -> _Staged:
+    """Everything of one file that needs no store lock: hash, read, normalise."""
+    return _stage_many(env, [item], patients)[0]
+
+
+def _stage_many(
+    env: _Context | _StageEnv, items: list[_Item], patients: pd.DataFrame
+) -> list[_Staged]:
+    """:func:`_stage` for a group of files; their tables are normalised together
+    (:func:`~backcare_analytics.io.normalize.normalize_many`, the same per-file results)
+    unless one holds patients. A file after one holding patients must be staged again once
+    that one is written (:func:`_run` does)."""
+    staged, reads = [], []
+    for item in items:
+        st, raw, data = _read_one(env, item)
+        staged.append(st)
+        if raw is not None:
+            reads.append((st, raw, data))
+    batch = (
+        len(reads) > 1
+        and _normalize is _REAL_STAGES[1]
+        and not any(t.kind == "patients" for _, raw, _ in reads for t in raw.tables)
+    )
+    if not batch:
+        for st, raw, data in reads:
+            st.prep = _prepare(env, st.item, data, st.sha, raw, patients)
+        return staged
+    from backcare_analytics.io.normalize import normalize_many
+
+    per_file = [sorted(raw.tables, key=lambda t: _KIND_ORDER.get(t.kind, 9)) for _, raw, _ in reads]
+    flat = [(st.sha, t) for (st, _, _), tables in zip(reads, per_file, strict=True) for t in tables]
+    norms = iter(
+        normalize_many(
+            [t for _, t in flat],
+            source_files=[sha for sha, _ in flat],
+            patients=patients,
+            protocol=env.protocol,
+            settings=env.settings,
+            now=env.now,
+        )  # fmt: skip
+    )
+    for (st, raw, data), tables in zip(reads, per_file, strict=True):
+        out, warnings = [], list(getattr(raw, "warnings", ()))
+        for t in tables:
+            norm = next(norms)
+            warnings += [*t.warnings, *norm.warnings]
+            out.append((t.kind, t, norm))
+        rows_read = sum(len(t.frame) + len(t.row_errors) for t in tables)
+        st.prep = _Prepared(
+            st.item, st.sha, data, raw, out, rows_read, list(dict.fromkeys(warnings))
+        )
+    return staged
+
+
+@dataclass(frozen=True)
+class _StageEnv:
+    """What staging needs, without the store: sent once to each worker process."""
+
+    settings: Settings
+    protocol: Protocol
+    now: pd.Timestamp
+    shas: dict[str, str]
+
+
+_WORKER_ENV: _StageEnv | None = None
+
+
+def _worker_init(env: _StageEnv) -> None:
+    global _WORKER_ENV
+    _WORKER_ENV = env
+    ensure_validation_enabled()
+
+
+def _stage_in_worker(items: list[_Item], patients: pd.DataFrame) -> list[_Staged]:
+    """:func:`_stage_many` in a worker process (its environment came with the initializer)."""
+    if _WORKER_ENV is None:  # pragma: no cover - the pool always runs the initializer
+        raise RuntimeError("import worker not initialised")
+    return _stage_many(_WORKER_ENV, items, patients)
+
+
+#: Batches smaller than this are staged in a helper thread: starting a worker process
+#: (importing pandas, pandera and DuckDB) costs about a second.
+POOL_MIN_BYTES = 8 << 20
+#: A group of files shares one transaction (and one CHECKPOINT) and is normalised together.
+GROUP_MAX_FILES = 64
+GROUP_MAX_BYTES = 2 << 20
+
+
+def _pool_workers(items: list[_Item], workers: int | None) -> int:
+    """How many worker processes stage files (0: a helper thread in this process)."""
+    if workers is not None:
+        n = workers
+    else:
+        try:
+            size = sum(it.path.stat().st_size for it in items)
+        except OSError:
+            size = 0
+        n = 1 if (os.cpu_count() or 1) > 1 and size >= POOL_MIN_BYTES and len(items) > 1 else 0
+    # Tests replace the two stages with stand-ins in this process only.
+    real = _read_export is _REAL_STAGES[0] and _normalize is _REAL_STAGES[1]
+    return max(n, 0) if real else 0
+
+
+def _make_pool(ctx: _Context, n: int) -> Executor:
+    if n == 0:
+        return ThreadPoolExecutor(max_workers=1, thread_name_prefix="backcare-import")
+    import multiprocessing as mp
+
+    mpc = mp.get_context("forkserver")
+    mpc.set_forkserver_preload(["backcare_analytics.io.importer"])
+    env = _StageEnv(ctx.settings, ctx.protocol, ctx.now, dict(ctx.shas))
+    return ProcessPoolExecutor(n, mp_context=mpc, initializer=_worker_init, initargs=(env,))
 
 
 def _is_store_file(path: Path, store: Store) -> bool:
@@ -462,9 +597,40 @@ def _is_store_file(path: Path, store: Store) -> bool:
     )
 
 
+def _looks_like_patients(item: _Item) -> bool:
+    return "patient" in item.name.lower()
+
+
 def _order(items: list[_Item]) -> list[_Item]:
     """Files named like a patients file first (a cheap guess; the retry covers a wrong one)."""
-    return sorted(items, key=lambda it: "patient" not in it.name.lower())
+    return sorted(items, key=lambda it: not _looks_like_patients(it))
+
+
+def _groups(items: list[_Item]) -> list[list[_Item]]:
+    """Consecutive small files in groups (up to GROUP_MAX_FILES and GROUP_MAX_BYTES); a file
+    named like a patients file, or a large one, is a group of its own."""
+    out: list[list[_Item]] = []
+    size = 0
+    for it in items:
+        try:
+            n = it.path.stat().st_size
+        except OSError:
+            n = GROUP_MAX_BYTES
+        alone = _looks_like_patients(it) or n >= GROUP_MAX_BYTES
+        last = out[-1] if out else None
+        if (
+            alone
+            or last is None
+            or _looks_like_patients(last[0])
+            or len(last) >= GROUP_MAX_FILES
+            or size + n > GROUP_MAX_BYTES
+        ):
+            out.append([it])
+            size = n
+        else:
+            last.append(it)
+            size += n
+    return out
 
 
 def _run(
@@ -477,14 +643,17 @@ def _run(
     protocol: Protocol | None,
     now: pd.Timestamp | None,
     patients_first: bool,
+    workers: int | None = None,
 ) -> ImportReport:
-    """Write files one transaction each, in order, while the next file is read and normalised
-    in a helper thread (DuckDB releases the GIL while it writes). A file holding patients is
-    written before the next file is normalised, so later files see its patients."""
+    """Write files in order, a group of small files per transaction, while the next groups
+    are read and normalised ahead: in a worker process for a large batch
+    (:func:`_pool_workers`), else in a helper thread. A file holding patients (or named like
+    one) is written before any later file is staged, so later files see its patients; a file
+    staged before a patients file was written (the name guess was wrong) is staged again."""
     ensure_validation_enabled()
     report = ImportReport(dry_run=dry_run)
     target = WriteTarget(store, dry_run)
-    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="backcare-import")
+    pool: Executor | None = None
     try:
         ctx = _Context(
             target=target,
@@ -496,33 +665,125 @@ def _run(
             report=report,
         )
         ordered = _order(items) if patients_first else list(items)
-        ahead: Future[_Staged] | None = None
-        for i, item in enumerate(ordered):
-            staged = ahead.result() if ahead is not None else _stage(ctx, item, ctx.patients)
-            ahead = None
-            if i + 1 < len(ordered) and not staged.has_patients:
-                ahead = pool.submit(_stage, ctx, ordered[i + 1], ctx.patients)
+        groups = _groups(ordered)
+        n_proc = _pool_workers(ordered, workers)
+        pool = _make_pool(ctx, n_proc)
+        depth = n_proc + 1 if n_proc else 1  # groups staged ahead (bounds memory)
+        stage: Callable[[list[_Item], pd.DataFrame], list[_Staged]] = (
+            _stage_in_worker if n_proc else lambda its, pts: _stage_many(ctx, its, pts)
+        )
+        pending: deque[tuple[int, int, Future[list[_Staged]]]] = deque()  # (group, version, _)
+        version, nxt = 0, 0
+        for gi, group in enumerate(groups):
+            if pending and pending[0][0] == gi:
+                _, v, fut = pending.popleft()
+                staged = fut.result()
+                if v != version:  # staged before a patients file was written: again
+                    staged = _stage_many(ctx, group, ctx.patients)
+            else:
+                staged = _stage_many(ctx, group, ctx.patients)
+                nxt = max(nxt, gi + 1)
+            if not any(st.has_patients for st in staged):
+                while (
+                    nxt < len(groups)
+                    and len(pending) < depth
+                    and not any(_looks_like_patients(groups[k][0]) for k in range(gi + 1, nxt))
+                ):
+                    pending.append((nxt, version, pool.submit(stage, groups[nxt], ctx.patients)))
+                    nxt += 1
             try:
-                _write_staged(ctx, staged)
+                version = _write_staged_group(ctx, staged, version)
             except StoreBusyError as exc:
                 # Files before this one stay committed: say which, then stop.
+                k = len(report.files)
                 done = sum(f.status == "imported" for f in report.files)
                 err = StoreBusyError(
-                    f"{exc} {item.name} and {len(ordered) - i - 1} later file(s) were not "
+                    f"{exc} {ordered[k].name} and {len(ordered) - k - 1} later file(s) were not "
                     f"imported; {done} earlier file(s) were (run the command again to finish)."
                 )
                 err.report = report  # type: ignore[attr-defined]
                 raise err from None
             if progress:
-                progress(i + 1, len(ordered), item.name)
+                progress(len(report.files), len(ordered), group[-1].name)
     finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
         target.close()
     return report
 
 
+def _write_staged_group(ctx: _Context, staged: list[_Staged], version: int) -> int:
+    """Write a staged group in order: runs of ordinary files share a transaction; a file
+    holding patients goes alone, and the files after it are staged again. Returns the
+    patients version (one more per patients file written)."""
+    j = 0
+    while j < len(staged):
+        st = staged[j]
+        if st.has_patients:
+            _write_staged(ctx, st)
+            version += 1
+            j += 1
+            if j < len(staged):  # normalised without this file's patients: again
+                staged[j:] = _stage_many(ctx, [s.item for s in staged[j:]], ctx.patients)
+            continue
+        run = [st]
+        while (
+            j + len(run) < len(staged)
+            and _groupable(ctx, st)
+            and _groupable(ctx, staged[j + len(run)])
+        ):
+            run.append(staged[j + len(run)])
+        _write_group(ctx, run)
+        j += len(run)
+    return version
+
+
+def _groupable(ctx: _Context, st: _Staged) -> bool:
+    return (
+        st.prep is not None
+        and not st.has_patients
+        and not st.already
+        and ctx.shas.get(st.sha) != "imported"
+    )
+
+
+def _write_group(ctx: _Context, run: list[_Staged]) -> None:
+    """Several files in one transaction and one CHECKPOINT, each with its own ledger row.
+
+    Each file stays all or none: when anything fails, the whole group is rolled back and its
+    files are written again one transaction each, so one bad file never takes others down.
+    """
+    if len(run) == 1:
+        _write_staged(ctx, run[0])
+        return
+    archived: list[str] = []
+    reps: list[FileReport] = []
+    try:
+        with ctx.target.transaction() as con:
+            for st in run:
+                assert st.prep is not None
+                rep, new = _write_in(ctx, con, st.prep)
+                reps.append(rep)
+                if new:
+                    archived.append(st.sha)
+    except StoreBusyError:
+        raise
+    except Exception:
+        for sha in archived:
+            ctx.target.store.archive.discard(sha)
+        for st in run:
+            _write_staged(ctx, st)
+        return
+    except BaseException:
+        for sha in archived:
+            ctx.target.store.archive.discard(sha)
+        raise
+    for st, rep in zip(run, reps, strict=True):
+        _book(ctx, st, rep)
+
+
 def _write_staged(ctx: _Context, st: _Staged) -> None:
-    if st.already:
+    if st.already or ctx.shas.get(st.sha) == "imported":  # (a worker's list may be older)
         rep = FileReport(path=st.item.name, sha256=st.sha, status="already_imported")
     elif st.refused is not None:
         rep = _refused(ctx, st.item, st.sha, st.size, st.refused)
@@ -530,6 +791,12 @@ def _write_staged(ctx: _Context, st: _Staged) -> None:
     else:
         assert st.prep is not None
         rep = _write_file(ctx, st.prep)
+    _book(ctx, st, rep)
+
+
+def _book(ctx: _Context, st: _Staged, rep: FileReport) -> None:
+    """After a file's transaction committed: the batch's own records of it."""
+    if st.prep is not None and st.refused is None and not st.already:
         ctx.shas[st.sha] = "imported"
         if rep.status != "already_imported":
             for kind, _, norm in st.prep.tables:
@@ -550,6 +817,7 @@ def import_paths(
     settings: Settings | None = None,
     protocol: Protocol | None = None,
     now: datetime | pd.Timestamp | None = None,
+    workers: int | None = None,
 ) -> ImportReport:
     """Import files and folders into ``store`` (or, with ``dry_run``, only report).
 
@@ -563,6 +831,9 @@ def import_paths(
         Read, validate and de-duplicate against a throw-away copy of the store; write nothing.
     progress
         Called as ``progress(done, total, file_name)`` after each file.
+    workers
+        Worker processes that read and normalise files ahead of the writer; 0 for a helper
+        thread. Default: up to two when the batch holds at least :data:`POOL_MIN_BYTES`.
 
     Returns
     -------
@@ -585,7 +856,7 @@ def import_paths(
     items = [_Item(p, p.name) for p in expand_paths(paths) if not _is_store_file(p, store)]
     return _run(
         items, store, dry_run=dry_run, progress=progress, settings=settings,
-        protocol=protocol, now=now, patients_first=True,
+        protocol=protocol, now=now, patients_first=True, workers=workers,
     )  # fmt: skip
 
 
