@@ -27,6 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from scipy.stats import norm
 
 from backcare_analytics.metrics._output import checked
 from backcare_analytics.metrics.pain import _build_grid
@@ -76,6 +77,72 @@ def _fmt(values: np.ndarray, spec: str) -> np.ndarray:
         return np.array([], dtype=object)
     uniq, inv = np.unique(values, return_inverse=True)
     return np.array([format(v, spec) for v in uniq.tolist()], dtype=object)[inv]
+
+
+def _prefix_pairs(widx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Every pair of weeks (i, j), i < j, of the same patient, ordered by j: cell ``j`` pairs
+    with the ``widx[j]`` cells before it (each patient's weeks are contiguous cells)."""
+    pj = np.repeat(np.arange(widx.size), widx)
+    within = np.arange(pj.size) - np.repeat(np.cumsum(widx) - widx, widx)
+    return pj - widx[pj] + within, pj
+
+
+def _prefix_sum(per_cell: np.ndarray, first_cell: np.ndarray) -> np.ndarray:
+    """Running sum of ``per_cell`` from each patient's first cell (``first_cell`` per cell)."""
+    cs = np.cumsum(per_cell, dtype=np.float64)
+    return cs - np.r_[0.0, cs][first_cell]
+
+
+def _prefix_kendall(
+    pairs: tuple[np.ndarray, np.ndarray],
+    first_cell: np.ndarray,
+    y: np.ndarray,
+    x: np.ndarray | None,
+    min_n: int,
+) -> dict[str, np.ndarray]:
+    """Mann-Kendall S and p of ``y`` against the week (``x`` None), or Kendall's τ-b between
+    ``x`` and ``y``, over every patient's weeks 0..e, for every cell e at once.
+
+    The same statistics as :func:`~backcare_analytics.metrics.stats.trend_arrays` on each
+    prefix (weeks with a missing value left out), built incrementally: each pair of weeks is
+    counted once, at its later week, and the prefix sums add them up; ties enter the variance
+    through Δf = f(m + 1) - f(m), f(t) = t(t - 1)(2t + 5), when a value joins a tie group of m.
+    """
+    pi, pj = pairs
+    n_cells = y.size
+    ok = ~np.isnan(y) if x is None else ~np.isnan(y) & ~np.isnan(x)
+    valid = ok[pi] & ok[pj]
+    a, b = pi[valid], pj[valid]
+    dy = np.sign(y[b] - y[a])
+    if x is None:
+        sgn = dy
+    else:
+        dx = np.sign(x[b] - x[a])
+        sgn = dx * dy
+        tied_x = _prefix_sum(np.bincount(b, weights=dx == 0, minlength=n_cells), first_cell)
+    tied_y = _prefix_sum(np.bincount(b, weights=dy == 0, minlength=n_cells), first_cell)
+    s = _prefix_sum(np.bincount(b, weights=sgn, minlength=n_cells), first_cell)
+    n = _prefix_sum(ok.astype(np.float64), first_cell)
+    enough = n >= max(min_n, 2)
+    out = {"n": n.astype(np.int64)}
+    with np.errstate(invalid="ignore", divide="ignore"):
+        if x is None:
+            m = np.bincount(b, weights=dy == 0, minlength=n_cells)  # earlier equal values
+            tie = _prefix_sum(np.where(ok, _f(m + 1) - _f(m), 0.0), first_cell)
+            var_s = (n * (n - 1) * (2 * n + 5) - tie) / 18.0
+            sd = np.sqrt(var_s)
+            z = np.where(s > 0, (s - 1) / sd, np.where(s < 0, (s + 1) / sd, 0.0))
+            out["mk_s"] = np.where(enough, s, np.nan)
+            out["mk_p"] = np.where(enough, 2.0 * norm.sf(np.abs(z)), np.nan)
+        else:
+            n0 = n * (n - 1) / 2.0
+            tau_b = s / np.sqrt((n0 - tied_x) * (n0 - tied_y))
+            out["kendall_tau"] = np.where(enough, tau_b, np.nan)
+    return out
+
+
+def _f(t: np.ndarray) -> np.ndarray:
+    return t * (t - 1) * (2 * t + 5)
 
 
 def weekly_verdict(
@@ -239,9 +306,14 @@ def weekly_verdict(
     kw = dict(n_groups=ne, min_n=p.min_weeks, interval=False, intercept=False)
     tp = trend_arrays(row_ev, x, pain_d[row_pos], **kw)
     tc = trend_arrays(row_ev, x, index_d[row_pos], **kw)
-    tu = trend_arrays(row_ev, x, order_d[row_pos], sen=False, **kw)
-    both = ~np.isnan(pain_d[row_pos]) & ~np.isnan(index_d[row_pos])
-    tau = trend_arrays(row_ev[both], pain_d[row_pos][both], index_d[row_pos][both], sen=False, **kw)
+    # The push-up order's S and p and the pain-capacity τ need no slopes: built for every week
+    # at once from each pair of weeks (the same numbers as trend_arrays on each prefix).
+    pairs = _prefix_pairs(widx)
+    first_cell = base[wpat]
+    tu = _prefix_kendall(pairs, first_cell, order_d, None, p.min_weeks)
+    tu = {k: v[ev] for k, v in tu.items()}
+    tau = _prefix_kendall(pairs, first_cell, index_d, pain_d, p.min_weeks)
+    tau = {k: v[ev] for k, v in tau.items()}
     cap_weeks = np.bincount(
         row_ev, weights=~np.isnan(index_d[row_pos]) | ~np.isnan(order_d[row_pos]), minlength=ne
     )
