@@ -111,6 +111,26 @@ def _peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def _status_mib(field: str) -> float | None:
+    """VmHWM / VmRSS of this process from /proc (Linux), MiB; None elsewhere."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
+def _reset_peak() -> bool:
+    """Reset the kernel's peak-RSS mark (VmHWM) so each function's own peak can be read."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
+
+
 def main(patients: int | None = None) -> dict:
     from backcare_analytics.metrics.pain import pain_daily, pain_summary
     from backcare_analytics.metrics.progression import (
@@ -126,23 +146,35 @@ def main(patients: int | None = None) -> dict:
     t0 = time.perf_counter()
     sessions, pain, pts = build(n)
     built = time.perf_counter() - t0
+    inputs_mib = sum(f.memory_usage(deep=False).sum() for f in (sessions, pain, pts)) / 2**20
+    print(f"inputs {inputs_mib:,.0f} MiB; RSS after building {_status_mib('VmRSS') or 0:,.0f} MiB")
     print(f"built {len(sessions):,} session rows, {len(pain):,} diary rows in {built:.1f} s")
     figures: dict[str, dict] = {}
 
     def run(name: str, fn, rows: int):
+        import gc
+
+        gc.collect()
+        base = _status_mib("VmRSS") or 0.0
+        own_peak = _reset_peak()
         t, c = time.perf_counter(), time.process_time()
         out = fn()
         wall, cpu = time.perf_counter() - t, time.process_time() - c
+        # The function's own peak above the RSS before it (inputs and earlier results).
+        extra = (_status_mib("VmHWM") or 0.0) - base if own_peak else float("nan")
+        out_mib = out.memory_usage(deep=False).sum() / 2**20
         figures[name] = {"wall_s": round(wall, 3), "cpu_s": round(cpu, 3), "rows_in": rows,
                          "rows_per_s": round(rows / wall), "rows_out": len(out),
+                         "out_mib": round(out_mib), "peak_above_start_mib": round(extra),
                          "peak_rss_mib": round(_peak_rss_mib())}  # fmt: skip
-        print(f"{name:<22} {wall:7.2f} s (cpu {cpu:6.2f} s) {rows / wall:>11,.0f} rows/s  out {len(out):>10,}  "
-              f"peak RSS {_peak_rss_mib():,.0f} MiB")  # fmt: skip
+        print(f"{name:<22} {wall:7.2f} s (cpu {cpu:6.2f} s) {rows / wall:>11,.0f} rows/s  out {len(out):>10,} rows "
+              f"{out_mib:7,.0f} MiB  peak +{extra:6,.0f} MiB over {base:,.0f}")  # fmt: skip
         return out
 
     run("pain_summary", lambda: pain_summary(pain, pts), len(pain))
     run("pain_daily", lambda: pain_daily(pain, pts), len(pain))
-    run("session_tolerance", lambda: session_tolerance(sessions, pain), len(sessions))
+    tol = run("session_tolerance", lambda: session_tolerance(sessions, pain), len(sessions))
+    del tol  # the largest output: not kept while the rest run
     daily = run("capacity_daily", lambda: capacity_daily(sessions), len(sessions))
     weekly = run("capacity_weekly", lambda: capacity_weekly(daily), len(daily))
     run("progression_events", lambda: progression_events(weekly), len(weekly))
@@ -152,7 +184,7 @@ def main(patients: int | None = None) -> dict:
     total_cpu = sum(f["cpu_s"] for f in figures.values())
     load = os.getloadavg()
     result = {"patients": n, "session_rows": len(sessions), "diary_rows": len(pain),
-              "total_wall_s": round(total, 2), "total_cpu_s": round(total_cpu, 2), "peak_rss_mib": round(_peak_rss_mib()),
+              "inputs_mib": round(inputs_mib), "total_wall_s": round(total, 2), "total_cpu_s": round(total_cpu, 2), "peak_rss_mib": round(_peak_rss_mib()),
               "loadavg": load, "functions": figures}  # fmt: skip
     print(
         f"total {total:.1f} s wall, {total_cpu:.1f} s cpu; peak RSS {_peak_rss_mib():,.0f} MiB; load {load}"
