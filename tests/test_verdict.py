@@ -143,3 +143,53 @@ def test_synthetic_clinic_recovers_planted_truth() -> None:
     # weekly pain with thresholds at the edge of what noisy diaries resolve (see the report).
     assert (grew_fell.verdict == "progressing").mean() >= 0.85
     assert (m.verdict == m.expected).mean() >= 0.80
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_prefix_statistics_equal_trend_arrays_on_every_prefix(seed: int) -> None:
+    """The incremental per-week statistics equal trend_arrays run on each prefix of weeks (the
+    previous implementation), with gaps, ties and series of 0 to 30 weeks."""
+    from backcare_analytics.metrics.stats import trend_arrays
+    from backcare_analytics.metrics.verdict import (
+        _prefix_kendall,
+        _prefix_pairs,
+        _prefix_sen,
+        _prefix_sum,
+    )
+
+    rng = np.random.default_rng(seed)
+    n_weeks = rng.integers(0, 31, 300)
+    base = np.cumsum(n_weeks) - n_weeks
+    total = int(n_weeks.sum())
+    wpat = np.repeat(np.arange(n_weeks.size), n_weeks)
+    widx = np.arange(total) - base[wpat]
+    y = np.round(rng.normal(5, 2, total) - 0.1 * widx)  # integer values: many ties
+    y[rng.random(total) < 0.2] = np.nan
+    x2 = np.round(rng.normal(1, 0.1, total), 1)
+    x2[rng.random(total) < 0.2] = np.nan
+    pairs, first = _prefix_pairs(widx), base[wpat]
+    mk = _prefix_kendall(pairs, first, y, None, 4)
+    tau = _prefix_kendall(pairs, first, x2, y, 4)
+    sen = _prefix_sen(pairs, widx, base, n_weeks, y, last_only=False)
+    last = _prefix_sen(pairs, widx, base, n_weeks, y, last_only=True)
+    # Reference: every prefix (patient, week e) as its own group.
+    ev = np.arange(total)
+    ev_len = widx + 1
+    row_ev = np.repeat(ev, ev_len)
+    row_w = np.arange(int(ev_len.sum())) - np.repeat(np.cumsum(ev_len) - ev_len, ev_len)
+    pos = base[wpat][row_ev] + row_w
+    ref = trend_arrays(row_ev, row_w.astype(float), y[pos], n_groups=total, min_n=4)
+    both = ~np.isnan(y[pos]) & ~np.isnan(x2[pos])
+    rtau = trend_arrays(row_ev[both], y[pos][both], x2[pos][both], n_groups=total, min_n=4,
+                        sen=False)  # fmt: skip
+    np.testing.assert_array_equal(mk["n"], ref["n"])
+    np.testing.assert_array_equal(mk["mk_s"], ref["mk_s"])
+    np.testing.assert_array_equal(mk["mk_p"], ref["mk_p"])
+    np.testing.assert_array_equal(tau["kendall_tau"], rtau["kendall_tau"])
+    np.testing.assert_array_equal(tau["n"], rtau["n"])
+    enough = ref["n"] >= 4
+    np.testing.assert_array_equal(np.where(enough, sen, np.nan), ref["sen_slope"])
+    ends = (base + n_weeks - 1)[n_weeks > 1]
+    np.testing.assert_array_equal(last[ends], sen[ends])
+    assert np.isnan(np.delete(last, ends)).all()
+    np.testing.assert_array_equal(_prefix_sum(np.ones(total), first), widx + 1.0)

@@ -33,7 +33,6 @@ from backcare_analytics.metrics._output import checked
 from backcare_analytics.metrics.pain import _build_grid
 from backcare_analytics.metrics.params import Window
 from backcare_analytics.metrics.progression import _best_daily
-from backcare_analytics.metrics.stats import trend_arrays
 from backcare_analytics.protocol import Protocol, load_protocol
 from backcare_analytics.schemas.results.verdict import WeeklyVerdict
 
@@ -132,6 +131,7 @@ def _prefix_kendall(
             var_s = (n * (n - 1) * (2 * n + 5) - tie) / 18.0
             sd = np.sqrt(var_s)
             z = np.where(s > 0, (s - 1) / sd, np.where(s < 0, (s + 1) / sd, 0.0))
+            out["insufficient_data"] = ~enough
             out["mk_s"] = np.where(enough, s, np.nan)
             out["mk_p"] = np.where(enough, 2.0 * norm.sf(np.abs(z)), np.nan)
         else:
@@ -139,6 +139,58 @@ def _prefix_kendall(
             tau_b = s / np.sqrt((n0 - tied_x) * (n0 - tied_y))
             out["kendall_tau"] = np.where(enough, tau_b, np.nan)
     return out
+
+
+def _prefix_sen(
+    pairs: tuple[np.ndarray, np.ndarray],
+    widx: np.ndarray,
+    base: np.ndarray,
+    n_weeks: np.ndarray,
+    y: np.ndarray,
+    *,
+    last_only: bool,
+    max_cells: int = 1 << 22,
+) -> np.ndarray:
+    """Sen's slope (median pairwise slope, y per week) of every patient's weeks 0..e, per cell e
+    (NaN where no pair has both values; only each patient's last cell when ``last_only``).
+
+    Patients of equal length go in blocks. The pairs of weeks 0..e are those of weeks 0..e-1
+    plus the e pairs ending at week e, so week by week the new slopes, sorted, are merged into
+    the sorted slopes so far (a stable sort of two sorted runs is a merge), and the median is
+    read off: the same numbers as sorting every prefix's slopes anew.
+    """
+    pi, pj = pairs
+    out = np.full(y.size, np.nan)
+    pair_base = np.cumsum(widx) - widx  # first pair of each cell
+    for w in np.unique(n_weeks[n_weeks > 1]).tolist():
+        pats = np.flatnonzero(n_weeks == w)
+        n_pairs = w * (w - 1) // 2
+        step = max(1, max_cells // n_pairs)
+        for lo in range(0, pats.size, step):
+            pp = pats[lo : lo + step]
+            idx = pair_base[base[pp]][:, None] + np.arange(n_pairs)  # (patients, pairs)
+            a, b = pi[idx], pj[idx]
+            slopes = (y[b] - y[a]) / (widx[b] - widx[a]).astype(np.float64)
+            if last_only:
+                slopes.sort(axis=1)  # NaN (a pair with a missing week) last
+                out[base[pp] + w - 1] = _median_sorted(slopes, (~np.isnan(slopes)).sum(axis=1))
+                continue
+            cur = np.empty((pp.size, 0))
+            nt = np.zeros(pp.size, dtype=np.int64)
+            for e in range(1, w):
+                new = slopes[:, e * (e - 1) // 2 : e * (e + 1) // 2]  # the pairs (i, e)
+                nt += (~np.isnan(new)).sum(axis=1)
+                cur = np.concatenate([cur, np.sort(new, axis=1)], axis=1)
+                cur.sort(axis=1, kind="stable")
+                out[base[pp] + e] = _median_sorted(cur, nt)
+    return out
+
+
+def _median_sorted(srt: np.ndarray, nt: np.ndarray) -> np.ndarray:
+    """Median of the first ``nt`` values of each sorted row (NaN where ``nt`` is 0)."""
+    lo = np.take_along_axis(srt, np.maximum((nt - 1) // 2, 0)[:, None], axis=1)[:, 0]
+    hi = np.take_along_axis(srt, np.minimum(nt // 2, srt.shape[1] - 1)[:, None], axis=1)[:, 0]
+    return np.where(nt > 0, (lo + hi) / 2.0, np.nan)
 
 
 def _f(t: np.ndarray) -> np.ndarray:
@@ -297,26 +349,22 @@ def weekly_verdict(
     wpat = np.repeat(np.arange(n_pat), n_weeks)
     widx = np.arange(total) - base[wpat]
     ev = np.arange(total) if all_weeks else (base + n_weeks - 1)[n_weeks > 0]
-    ev_len = widx[ev] + 1
-    row_ev = np.repeat(np.arange(ev.size), ev_len)
-    row_w = np.arange(int(ev_len.sum())) - np.repeat(np.cumsum(ev_len) - ev_len, ev_len)
-    row_pos = base[wpat[ev]][row_ev] + row_w
-    x = row_w.astype(np.float64)
-    ne = ev.size
-    kw = dict(n_groups=ne, min_n=p.min_weeks, interval=False, intercept=False)
-    tp = trend_arrays(row_ev, x, pain_d[row_pos], **kw)
-    tc = trend_arrays(row_ev, x, index_d[row_pos], **kw)
-    # The push-up order's S and p and the pain-capacity τ need no slopes: built for every week
-    # at once from each pair of weeks (the same numbers as trend_arrays on each prefix).
+    # Every statistic of the weeks 0..e, for every evaluated week e at once, from each pair of
+    # weeks counted at its later week (the same numbers as trend_arrays on each prefix, without
+    # re-sorting the pairs of every prefix: O(weeks^2) per patient instead of O(weeks^3)).
     pairs = _prefix_pairs(widx)
     first_cell = base[wpat]
-    tu = _prefix_kendall(pairs, first_cell, order_d, None, p.min_weeks)
-    tu = {k: v[ev] for k, v in tu.items()}
-    tau = _prefix_kendall(pairs, first_cell, index_d, pain_d, p.min_weeks)
-    tau = {k: v[ev] for k, v in tau.items()}
-    cap_weeks = np.bincount(
-        row_ev, weights=~np.isnan(index_d[row_pos]) | ~np.isnan(order_d[row_pos]), minlength=ne
-    )
+    mw = p.min_weeks
+    tp = _prefix_kendall(pairs, first_cell, pain_d, None, mw)
+    tc = _prefix_kendall(pairs, first_cell, index_d, None, mw)
+    tu = _prefix_kendall(pairs, first_cell, order_d, None, mw)
+    tau = _prefix_kendall(pairs, first_cell, index_d, pain_d, mw)
+    for t, y in ((tp, pain_d), (tc, index_d)):
+        slope = _prefix_sen(pairs, widx, base, n_weeks, y, last_only=not all_weeks)
+        t["sen_slope"] = np.where(t["insufficient_data"], np.nan, slope)
+    tp, tc, tu, tau = ({k: v[ev] for k, v in t.items()} for t in (tp, tc, tu, tau))
+    has_cap = ~np.isnan(index_d) | ~np.isnan(order_d)
+    cap_weeks = _prefix_sum(has_cap.astype(np.float64), first_cell)[ev]
     first_rank = np.full(n_pat, np.nan)
     has_rank = ~np.isnan(rank_d)
     idx_first = np.flatnonzero(has_rank)
