@@ -54,13 +54,13 @@ class _Coded:
         ecode, euni = pd.factorize(sessions[Sessions.exercise_id])
         emap = np.array([self.ex_names.index(u) if u in self.ex_names else -1 for u in euni] + [-1])
         e = emap[ecode]  # code -1 (missing) indexes the trailing -1
-        day = _day_numbers(sessions[Sessions.day])
         keep = e >= 0
         if window is not None:
             keep &= window.contains(sessions[Sessions.day]).to_numpy()
         self.rows = np.flatnonzero(keep)
         self.ex = e[self.rows]
-        self.day = day[self.rows]
+        # Only the strength rows are converted and factorised (a third of a typical table).
+        self.day = _day_numbers(sessions[Sessions.day].to_numpy()[self.rows])
         self._frame = sessions
         pcode, puni = pd.factorize(sessions[Sessions.patient_id])
         self._pnames = np.asarray(puni, dtype=object)
@@ -68,13 +68,14 @@ class _Coded:
         self.pcode_all = pcode
         self._pcode = pcode[self.rows]
         self.prank = ranks[self._pcode] if self.rows.size else np.zeros(0, dtype=np.int64)
-        vcode, vuni = pd.factorize(sessions[Sessions.variant])
-        lcode, luni = pd.factorize(sessions[Sessions.level])
-        self.vcode, self.variants = vcode[self.rows], [str(v) for v in vuni]
-        self.lcode, self.levels = lcode[self.rows], [str(v) for v in luni]
+        vcode, vuni = pd.factorize(sessions[Sessions.variant].array.take(self.rows))
+        lcode, luni = pd.factorize(sessions[Sessions.level].array.take(self.rows))
+        self.vcode, self.variants = vcode, [str(v) for v in vuni]
+        self.lcode, self.levels = lcode, [str(v) for v in luni]
 
     def col(self, name: str) -> np.ndarray:
-        return self._frame[name].to_numpy(dtype=np.float64, na_value=np.nan)[self.rows]
+        taken = self._frame[name].array.take(self.rows)
+        return taken.to_numpy(dtype=np.float64, na_value=np.nan)
 
     def variant_code(self, name: str | None) -> int:
         if name is None:
