@@ -397,7 +397,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--weeks", type=int, default=26)
     ap.add_argument("--partitions", type=int, nargs="*", default=[1])
     ap.add_argument("--jobs", type=int, default=2, help="worker processes (0: no parallel run)")
-    ap.add_argument("--jobs-partitions", type=int, default=4)
+    ap.add_argument("--jobs-partitions", type=int, default=8)
     ap.add_argument("--tasks-per-worker", type=int, default=1, help="0: no limit")
     ap.add_argument("--generate", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--child", type=Path, help=argparse.SUPPRESS)

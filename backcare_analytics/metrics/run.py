@@ -40,6 +40,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "OTHER_FAMILIES",
+    "MIN_PARTITION_PATIENTS",
     "FramesPartition",
     "StorePartition",
     "default_jobs",
@@ -220,6 +221,8 @@ def metric_tables(
 # whole-patient partitions in worker processes
 # ---------------------------------------------------------------------------------------------
 
+#: Fewest patients per partition when :func:`metric_tables_from_store` chooses the partitions.
+MIN_PARTITION_PATIENTS = 250
 #: The four input frames a partition loader returns.
 FRAMES = ("sessions", "pain", "patients", "prescriptions")
 
@@ -394,8 +397,12 @@ def metric_tables_from_store(
     skipped: list[str] | None = None,
 ) -> dict[str, pd.DataFrame]:
     """Every metric table of the store's patients (or of ``patient_ids``), in ``jobs`` worker
-    processes over ``partitions`` whole-patient ranges (default ``2 * jobs``), each worker
-    reading its own patients from the store read-only.
+    processes over ``partitions`` whole-patient ranges, each worker reading its own patients
+    from the store read-only.
+
+    ``partitions`` defaults to ``2 * jobs`` ranges of at least :data:`MIN_PARTITION_PATIENTS`
+    patients; with fewer than two such ranges (a small clinic) the tables are computed in this
+    process, which is quicker than starting workers.
 
     Without a window, the as-of day of ``persistence`` and ``gap_histogram`` is the last day
     logged by any of these patients, as in a single :func:`metric_tables` call on them all.
@@ -407,7 +414,9 @@ def metric_tables_from_store(
     if ids is not None:
         pts = _subset(pts, ids)
     all_ids = list(pts["patient_id"])
-    if jobs == 1 or len(all_ids) < 2:
+    if partitions is None:  # a small clinic is quicker than starting worker processes
+        partitions = min(2 * jobs, len(all_ids) // MIN_PARTITION_PATIENTS)
+    if jobs == 1 or partitions < 2 or len(all_ids) < 2:
         return metric_tables(
             store.sessions(patient_ids=ids),
             store.pain(patient_ids=ids),
@@ -422,7 +431,7 @@ def metric_tables_from_store(
         sql = "SELECT max(day) AS d FROM sessions WHERE list_contains(?, patient_id)"
         last = store.query(sql, [all_ids]).column("d")[0].as_py()
         as_of = None if last is None else pd.Timestamp(last)
-    ranges = patient_ranges(all_ids, partitions or 2 * jobs)
+    ranges = patient_ranges(all_ids, partitions)
     loaders = [StorePartition(store, tuple(r)) for r in ranges]
     out = metric_tables_parallel(
         loaders, jobs=jobs, rejects=rejects, window=window, as_of=as_of, skipped=skipped
