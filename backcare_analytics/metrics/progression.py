@@ -145,12 +145,27 @@ def _best_daily(sessions: pd.DataFrame, protocol: Protocol, window: Window | Non
     # Sort keys in the output order: patient, exercise, variant (missing last), day.
     vrank = c.sorted_variant_rank(vcode)
     key = (c.prank * len(c.ex_names) + c.ex_sorted_rank[e]) * (len(c.variants) + 1) + vrank
-    order = np.lexsort((score, c.day, key))
-    k, d = key[order], c.day[order]
-    last = np.r_[(k[1:] != k[:-1]) | (d[1:] != d[:-1]), True] if k.size else np.zeros(0, bool)
-    ends = np.flatnonzero(last)
-    n_rows = np.diff(np.r_[-1, ends])
-    pick = order[ends]
+    # One stable sort on a single (key, day) integer (rows usually come nearly in that order,
+    # which a stable sort exploits), then the best score of each run: the last of the rows with
+    # the run's highest score, as a three-key lexsort on (key, day, score) would pick.
+    if key.size:
+        d0 = int(c.day.min())
+        kd = key.astype(np.int64) * (int(c.day.max()) - d0 + 1) + (c.day - d0)
+        order = np.argsort(kd, kind="stable")
+        kd = kd[order]
+        last = np.r_[kd[1:] != kd[:-1], True]
+        ends = np.flatnonzero(last)
+        starts = np.r_[0, ends[:-1] + 1]
+        sc = score[order]
+        best = np.maximum.reduceat(sc, starts)
+        run = np.repeat(np.arange(ends.size), np.diff(np.r_[starts, sc.size]))
+        at = np.flatnonzero(sc == best[run])  # every run has at least one
+        ra = run[at]
+        pick = order[at[np.r_[ra[1:] != ra[:-1], True]]]  # the last best row of each run
+        n_rows = np.diff(np.r_[-1, ends])
+    else:
+        pick = np.zeros(0, dtype=np.intp)
+        n_rows = np.zeros(0, dtype=np.int64)
     return {"c": c, "pick": pick, "ex": e, "vcode": vcode, "lcode": lcode, "rank": rank,
             "reps": reps, "hold": hold, "cap": cap, "n_rows": n_rows}  # fmt: skip
 
