@@ -128,7 +128,11 @@ def _build_grid(pain: pd.DataFrame, patients: pd.DataFrame | None, window: Windo
     key = np.concatenate(keys)
     val = np.concatenate(dvals)
     day = np.concatenate(ddays)
-    order = np.lexsort((day, key))
+    # One stable sort on a (key, day) integer: the diary comes nearly in that order already.
+    d0 = int(day.min()) if day.size else 0
+    order = np.argsort(
+        key * (int(day.max()) - d0 + 1 if day.size else 1) + (day - d0), kind="stable"
+    )
     key, val, day = key[order], val[order], day[order]
     new = np.ones(key.size, dtype=bool)
     new[1:] = (key[1:] != key[:-1]) | (day[1:] != day[:-1])
