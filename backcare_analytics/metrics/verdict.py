@@ -27,6 +27,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 from scipy.stats import norm
 
 from backcare_analytics.metrics._output import checked
@@ -67,15 +69,6 @@ def _monday(day_numbers: np.ndarray) -> np.ndarray:
 
 def _day_numbers(values: pd.Series | np.ndarray) -> np.ndarray:
     return np.asarray(values, dtype="datetime64[us]").astype("datetime64[D]").astype(np.int64)
-
-
-def _fmt(values: np.ndarray, spec: str) -> np.ndarray:
-    """``format(v, spec)`` for each value, formatting each distinct value once."""
-    values = np.asarray(values)
-    if values.size == 0:
-        return np.array([], dtype=object)
-    uniq, inv = np.unique(values, return_inverse=True)
-    return np.array([format(v, spec) for v in uniq.tolist()], dtype=object)[inv]
 
 
 def _prefix_pairs(widx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -417,67 +410,90 @@ def weekly_verdict(
             "push_up_level_steps": steps,
             "kendall_tau": tau["kendall_tau"],
             "verdict": pd.Series(verdict, dtype="str"),
-            "reason": pd.Series(reason, dtype="str"),
+            "reason": pd.Series(pd.arrays.ArrowStringArray(reason), dtype="str"),
         }
     )
     return checked(out, WeeklyVerdict, "weekly_verdict output")
 
 
-def _pval(p: np.ndarray) -> np.ndarray:
+def _afmt(values: np.ndarray, spec: str) -> pa.Array:
+    """``format(v, spec)`` for each value as an Arrow string array, formatting each distinct
+    value once."""
+    uniq, inv = np.unique(np.asarray(values), return_inverse=True)
+    table = pa.array([format(v, spec) for v in uniq.tolist()], type=pa.string())
+    return table.take(pa.array(inv.astype(np.int64)))
+
+
+def _cat(*parts: pa.Array | str) -> pa.Array:
+    """Element-wise concatenation of Arrow string arrays and plain strings."""
+    return pc.binary_join_element_wise(*parts, "")
+
+
+def _if(cond: np.ndarray, a: pa.Array | str, b: pa.Array | str) -> pa.Array:
+    return pc.if_else(pa.array(np.asarray(cond, dtype=bool)), a, b)
+
+
+def _pval(p: np.ndarray) -> pa.Array:
     """``p = 0.xx``, or ``p < 0.01`` below it (a missing p reads as 1)."""
     p = np.nan_to_num(np.asarray(p, dtype=np.float64), nan=1.0)
-    return np.where(p < 0.01, "p < 0.01", "p = " + _fmt(p, ".2f"))
+    return _if(p < 0.01, "p < 0.01", _cat("p = ", _afmt(p, ".2f")))
 
 
 def _reasons(tp, tc, tu, steps, cap_weeks, p, pain_down, pain_up, idx_up, idx_down, push_up, short):
-    """One plain sentence per evaluation (vectorised string assembly)."""
+    """One plain sentence per evaluation (vectorised string assembly in Arrow)."""
     n = tp["n"].size
+    if n == 0:
+        return pa.array([], type=pa.string())
     ps = np.nan_to_num(tp["sen_slope"])
     pp = _pval(tp["mk_p"])
-    pain_txt = np.where(
+    aps = _afmt(np.abs(ps), ".2f")
+    pain_txt = _if(
         pain_down,
-        "Back pain fell by " + _fmt(np.abs(ps), ".2f") + " points a week (" + pp + ")",
-        np.where(
+        _cat("Back pain fell by ", aps, " points a week (", pp, ")"),
+        _if(
             pain_up,
-            "Back pain rose by " + _fmt(np.abs(ps), ".2f") + " points a week (" + pp + ")",
-            "Back pain did not change clearly (" + _fmt(ps, "+.2f") + " points a week, " + pp + ")",
+            _cat("Back pain rose by ", aps, " points a week (", pp, ")"),
+            _cat("Back pain did not change clearly (", _afmt(ps, "+.2f"), " points a week, ", pp, ")"),
         ),
-    )
+    )  # fmt: skip
     cs = 100 * np.nan_to_num(tc["sen_slope"])
     cp = _pval(tc["mk_p"])
+    acs = _afmt(np.abs(cs), ".1f")
     has_idx = ~tc["insufficient_data"]
     what = "bridge and press-up capacity "
-    idx_txt = np.where(
+    idx_txt = _if(
         idx_up,
-        what + "rose " + _fmt(np.abs(cs), ".1f") + " % a week (" + cp + ")",
-        np.where(
+        _cat(what, "rose ", acs, " % a week (", cp, ")"),
+        _if(
             idx_down,
-            what + "fell " + _fmt(np.abs(cs), ".1f") + " % a week (" + cp + ")",
-            np.where(
+            _cat(what, "fell ", acs, " % a week (", cp, ")"),
+            _if(
                 has_idx,
-                what + "did not rise clearly (" + _fmt(cs, "+.1f") + " % a week, " + cp + ")",
+                _cat(what, "did not rise clearly (", _afmt(cs, "+.1f"), " % a week, ", cp, ")"),
                 what + "could not be judged",
             ),
         ),
     )
     st = np.nan_to_num(steps)
-    push_txt = np.where(
+    push_txt = _if(
         push_up,
-        np.where(idx_up, " and ", " but ")
-        + np.where(
-            st > 0,
-            "the push-up rose " + _fmt(st, ".0f") + " ladder step(s)",
-            "push-up reps rose within the level",
-        )
-        + " ("
-        + _pval(tu["mk_p"])
-        + ")",
+        _cat(
+            _if(idx_up, " and ", " but "),
+            _if(
+                st > 0,
+                _cat("the push-up rose ", _afmt(st, ".0f"), " ladder step(s)"),
+                "push-up reps rose within the level",
+            ),
+            " (",
+            _pval(tu["mk_p"]),
+            ")",
+        ),
         "",
     )
-    sentence = pain_txt + " while " + idx_txt + push_txt + "."
-    short_txt = (
-        "Not enough data: " + _fmt(tp["n"], "d") + " week(s) with pain and " + _fmt(cap_weeks.astype(int), "d")
-        + f" with capacity; at least {p.min_weeks} of each are needed."
+    sentence = _cat(pain_txt, " while ", idx_txt, push_txt, ".")
+    short_txt = _cat(
+        "Not enough data: ", _afmt(tp["n"], "d"), " week(s) with pain and ",
+        _afmt(cap_weeks.astype(int), "d"),
+        f" with capacity; at least {p.min_weeks} of each are needed.",
     )  # fmt: skip
-    out = np.where(short, short_txt, sentence)
-    return out if n else np.array([], dtype=object)
+    return _if(short, short_txt, sentence)
