@@ -46,6 +46,8 @@ class Settings:
         default_factory=lambda: PROJECT_ROOT / "data" / "protocols" / "early_phase_low_back.yaml"
     )
     examples_dir: Path = field(default_factory=lambda: PROJECT_ROOT / "data" / "examples")
+    #: Per-patient prescription overrides (docs/protocol.md); used when the file exists.
+    prescriptions: Path | None = None
     max_file_bytes: int = 50 * 1024 * 1024
     max_field_chars: int = 4_000
     max_json_depth: int = 32
@@ -63,7 +65,12 @@ class Settings:
         if self.inbox is None:
             object.__setattr__(self, "inbox", self.data_dir / "inbox")
         if self.raw_archive is None:
-            object.__setattr__(self, "raw_archive", self.data_dir / "raw")
+            # Beside its store, always: one archive per store, so `rebuild` never replays another
+            # store's files, and BACKCARE_STORE elsewhere never leaves raw exports in the checkout.
+            store = Path(self.store)
+            object.__setattr__(self, "raw_archive", store.with_name(store.name + ".raw"))
+        if self.prescriptions is None:
+            object.__setattr__(self, "prescriptions", self.data_dir / "prescriptions.yaml")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:

@@ -31,7 +31,11 @@ def test_environment_overrides(tmp_path):
     )
     # Derived paths follow the data folder unless set themselves.
     assert s.store == tmp_path / "backcare.duckdb"
-    assert s.raw_archive == tmp_path / "raw"
+    assert s.raw_archive == tmp_path / "backcare.duckdb.raw"
+    assert s.prescriptions == tmp_path / "prescriptions.yaml"
+    # The archive follows the store wherever it is put, never staying in the checkout.
+    moved = Settings.from_env({"BACKCARE_STORE": str(tmp_path / "x" / "c.duckdb")})
+    assert moved.raw_archive == tmp_path / "x" / "c.duckdb.raw"
     assert s.max_file_bytes == int(1.5 * 1024 * 1024)
     assert s.max_field_chars == 100
     assert s.store_busy_timeout_s == 0.5

@@ -228,7 +228,11 @@ class Store:
     ) -> pd.DataFrame:
         """Prescriptions matching :class:`~backcare_analytics.schemas.Prescriptions`, built by
         :func:`~backcare_analytics.protocol.build_prescriptions` from the stored patients, the
-        protocol and an optional overrides YAML file."""
+        protocol and an overrides YAML file: ``overrides``, else ``Settings.prescriptions``
+        (``BACKCARE_PRESCRIPTIONS``, default ``data/prescriptions.yaml``) when that file exists."""
+        if overrides is None and self.settings.prescriptions is not None:
+            configured = Path(self.settings.prescriptions)
+            overrides = configured if configured.exists() else None
         ov = load_prescription_overrides(overrides, protocol) if overrides else None
         return build_prescriptions(self.patients(), protocol, ov)
 
