@@ -53,25 +53,15 @@ def _seconds(values: pd.Series) -> np.ndarray:
     return pd.DatetimeIndex(values).as_unit("s").asi8
 
 
-def _runs(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Starts and lengths of runs of equal consecutive keys (session rows of one day or one
-    session come together, so lookups are done once per run and broadcast)."""
-    if keys.size == 0:
-        return np.zeros(0, dtype=np.intp), np.zeros(0, dtype=np.intp)
-    starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
-    return starts, np.diff(np.r_[starts, keys.size])
-
-
 def _lookup(table_keys: np.ndarray, table_vals: list[np.ndarray], keys: np.ndarray) -> list:
     """Exact-match lookup of each key in a sorted unique key table: one array per value array
     (NaN where the key is absent)."""
     if table_keys.size == 0:
         return [np.full(keys.size, np.nan) for _ in table_vals]
-    starts, lengths = _runs(keys)
-    rk = keys[starts]
-    pos = np.minimum(np.searchsorted(table_keys, rk), table_keys.size - 1)
-    hit = table_keys[pos] == rk
-    return [np.repeat(np.where(hit, v[pos], np.nan), lengths) for v in table_vals]
+    pos = np.searchsorted(table_keys, keys)
+    np.minimum(pos, table_keys.size - 1, out=pos)
+    hit = table_keys[pos] == keys
+    return [np.where(hit, v[pos], np.nan) for v in table_vals]
 
 
 _BLOCK = 1 << 18  # query rows per block of the diary lookups
@@ -221,31 +211,41 @@ def session_tolerance(
         dp = dp[mine]
     if pain is not None and len(pain) and n:
         dday = _day_numbers(pain[Pain.day])
-        sday = _day_numbers(s[Sessions.day])
+        sday_col = s[Sessions.day].to_numpy()  # datetime64: converted block by block below
         dsec = _seconds(pain[Pain.recorded_at])
         ssec = _seconds(s[Sessions.performed_at])
         dback = pain[Pain.back_pain].to_numpy(dtype=np.float64, na_value=np.nan)
         dleg = pain[Pain.leg_pain].to_numpy(dtype=np.float64, na_value=np.nan)
+        sday_lo = int(_day_numbers(np.array([sday_col.min()]))[0])
+        sday_hi = int(_day_numbers(np.array([sday_col.max()]))[0])
 
         # Next morning: the first diary entry (by time) of the next local day.
-        d0 = int(min(dday.min(), sday.min())) - 2
-        span = int(max(dday.max(), sday.max())) - d0 + 3
+        d0 = int(min(dday.min(), sday_lo)) - 2
+        span = int(max(dday.max(), sday_hi)) - d0 + 3
         dkey = dp * span + (dday - d0)
         order = np.lexsort((dsec, dkey))
         k_sorted = dkey[order]
         firsts = order[np.r_[True, k_sorted[1:] != k_sorted[:-1]]]
-        tk = dkey[firsts]
-        skey = sp * span + (sday + 1 - d0)
-        nm_back, nm_leg = _lookup(tk, [dback[firsts], dleg[firsts]], skey)
+        tk, fback, fleg = dkey[firsts], dback[firsts], dleg[firsts]
 
         # Reference: the latest diary entry recorded before the session, within the limit.
         t0 = int(min(dsec.min(), ssec.min())) - 1
         tspan = int(max(dsec.max(), ssec.max())) - t0 + 2
         dk = dp * tspan + (dsec - t0)
-        sk = sp * tspan + (ssec - t0)
         limit = int(p.reference_max_hours * 3600)
         o = np.argsort(dk, kind="stable")
-        found, leg_ref = _latest_before(dk[o], dp[o], [dback[o], dleg[o]], sk, sp, limit)
+        dk, downer, oback, oleg = dk[o], dp[o], dback[o], dleg[o]
+        found = np.empty(n)
+        # Session rows in blocks: the per-row keys and temporaries stay small and are reused.
+        for lo in range(0, n, _BLOCK):
+            hi = min(lo + _BLOCK, n)
+            sp_b = sp[lo:hi]
+            skey = sp_b * span + (_day_numbers(sday_col[lo:hi]) + 1 - d0)
+            nm_back[lo:hi], nm_leg[lo:hi] = _lookup(tk, [fback, fleg], skey)
+            sk = sp_b * tspan + (ssec[lo:hi] - t0)
+            found[lo:hi], leg_ref[lo:hi] = _latest_before(
+                dk, downer, [oback, oleg], sk, sp_b, limit
+            )
         fill = np.isnan(back_ref) & ~np.isnan(found)
         back_ref = np.where(fill, found, back_ref)
         ref_src[fill] = 1
