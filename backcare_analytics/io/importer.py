@@ -35,7 +35,7 @@ from backcare_analytics.protocol import Protocol, build_prescriptions, load_prot
 from backcare_analytics.schemas import ensure_validation_enabled
 from backcare_analytics.store.archive import sha256_bytes
 from backcare_analytics.store.core import CLEAN_DTYPES, Store
-from backcare_analytics.store.merge import merge_rows
+from backcare_analytics.store.merge import MergeResult, late_files, merge_group, merge_rows
 from backcare_analytics.store.target import WriteTarget
 
 __all__ = ["ImportReport", "expand_paths", "import_paths", "rebuild"]
@@ -223,10 +223,14 @@ def _write_file(ctx: _Context, prep: _Prepared) -> FileReport:
 
 
 def _write_in(
-    ctx: _Context, con: duckdb.DuckDBPyConnection, prep: _Prepared
+    ctx: _Context,
+    con: duckdb.DuckDBPyConnection,
+    prep: _Prepared,
+    merged: dict[tuple[str, str], MergeResult] | None = None,
 ) -> tuple[FileReport, bool]:
     """One file's rows, rejects, ledger row and raw copy, inside the caller's transaction.
 
+    ``merged`` holds this file's rows already merged with its group (:func:`_merge_run`).
     Returns the report and whether the raw copy was new (to discard it on a rollback).
     """
     kinds = "+".join(k for k, _, _ in prep.tables) or None
@@ -242,12 +246,16 @@ def _write_in(
     )
     archived_new = False
     try:
-        if _already(con, prep.sha):
+        if merged is None and _already(con, prep.sha):
             rep.status, rep.rows_read, rep.blank_rows = "already_imported", 0, 0
             return rep, False
         all_rejects, new_ids = [], []
         for kind, table, norm in prep.tables:
-            res = merge_rows(con, kind, norm.clean, prep.sha)
+            res = (
+                merged[(prep.sha, kind)]
+                if merged is not None
+                else merge_rows(con, kind, norm.clean, prep.sha)
+            )
             rej = _as_rejects(norm.rejects, prep.sha, kind)
             if len(res.rejects):
                 mr = res.rejects.copy()
@@ -546,6 +554,32 @@ def _worker_init(env: _StageEnv) -> None:
     ensure_validation_enabled()
 
 
+def _worker_usage() -> dict[str, float]:
+    """This worker's CPU seconds and peak resident memory (VmHWM, MiB)."""
+    import resource
+
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    return {"pid": os.getpid(), "cpu_s": ru.ru_utime + ru.ru_stime,
+            "peak_rss_mib": ru.ru_maxrss / 1024}  # fmt: skip
+
+
+#: CPU and peak memory of each worker process of the last batch (for benchmarks).
+LAST_WORKER_USAGE: list[dict[str, float]] = []
+
+
+def _close_pool(pool: Executor, n_proc: int) -> None:
+    """Shut the pool down, first asking each worker process for its resource usage."""
+    LAST_WORKER_USAGE.clear()
+    if n_proc:
+        try:
+            futs = [pool.submit(_worker_usage) for _ in range(n_proc * 2)]
+            seen = {u["pid"]: u for u in (f.result(timeout=10) for f in futs)}
+            LAST_WORKER_USAGE.extend(seen.values())
+        except Exception:
+            pass
+    pool.shutdown(wait=True, cancel_futures=True)
+
+
 def _stage_in_worker(items: list[_Item], patients: pd.DataFrame) -> list[_Staged]:
     """:func:`_stage_many` in a worker process (its environment came with the initializer)."""
     if _WORKER_ENV is None:  # pragma: no cover - the pool always runs the initializer
@@ -558,7 +592,7 @@ def _stage_in_worker(items: list[_Item], patients: pd.DataFrame) -> list[_Staged
 POOL_MIN_BYTES = 8 << 20
 #: A group of files shares one transaction (and one CHECKPOINT) and is normalised together.
 GROUP_MAX_FILES = 64
-GROUP_MAX_BYTES = 2 << 20
+GROUP_MAX_BYTES = 8 << 20
 
 
 def _pool_workers(items: list[_Item], workers: int | None) -> int:
@@ -654,6 +688,7 @@ def _run(
     report = ImportReport(dry_run=dry_run)
     target = WriteTarget(store, dry_run)
     pool: Executor | None = None
+    n_proc = 0
     try:
         ctx = _Context(
             target=target,
@@ -707,7 +742,7 @@ def _run(
                 progress(len(report.files), len(ordered), group[-1].name)
     finally:
         if pool is not None:
-            pool.shutdown(wait=True, cancel_futures=True)
+            _close_pool(pool, n_proc)
         target.close()
     return report
 
@@ -760,9 +795,10 @@ def _write_group(ctx: _Context, run: list[_Staged]) -> None:
     reps: list[FileReport] = []
     try:
         with ctx.target.transaction() as con:
+            merged = _merge_run(con, [st.prep for st in run if st.prep is not None])
             for st in run:
                 assert st.prep is not None
-                rep, new = _write_in(ctx, con, st.prep)
+                rep, new = _write_in(ctx, con, st.prep, merged)
                 reps.append(rep)
                 if new:
                     archived.append(st.sha)
@@ -780,6 +816,37 @@ def _write_group(ctx: _Context, run: list[_Staged]) -> None:
         raise
     for st, rep in zip(run, reps, strict=True):
         _book(ctx, st, rep)
+
+
+def _merge_run(
+    con: duckdb.DuckDBPyConnection, preps: list[_Prepared]
+) -> dict[tuple[str, str], MergeResult] | None:
+    """Merge a group's rows with one :func:`merge_group` per table kind (and sub-run): a file
+    sharing a record key or session time with an earlier file of the group starts a new
+    sub-run, merged after the earlier ones are in, so the result equals file-by-file merges.
+    None (merge file by file) when a file is already in the store or twice in the group."""
+    shas = [p.sha for p in preps]
+    q = "SELECT count(*) FROM imports WHERE status = 'imported' AND list_contains(?, sha256)"
+    if len(set(shas)) < len(shas) or con.execute(q, [shas]).fetchall()[0][0]:
+        return None
+    by_kind: dict[str, list[tuple[int, str, pd.DataFrame]]] = {}
+    for i, prep in enumerate(preps):
+        for kind, _, norm in prep.tables:
+            if kind == "patients":
+                return None
+            by_kind.setdefault(kind, []).append((i, prep.sha, norm.clean))
+    late: set[int] = set()
+    for kind, parts in by_kind.items():
+        pos = late_files(con, kind, [(sha, clean) for _, sha, clean in parts])
+        late |= {parts[k][0] for k in pos}
+    cuts = [0, *sorted(late), len(preps)]
+    out: dict[tuple[str, str], MergeResult] = {}
+    for lo, hi in zip(cuts, cuts[1:], strict=False):
+        for kind, parts in by_kind.items():
+            sub = [(sha, clean) for i, sha, clean in parts if lo <= i < hi]
+            if sub:
+                out.update({(sha, kind): r for sha, r in merge_group(con, kind, sub).items()})
+    return out
 
 
 def _write_staged(ctx: _Context, st: _Staged) -> None:

@@ -28,10 +28,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import duckdb
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-__all__ = ["SPECS", "MergeResult", "TableSpec", "merge_rows"]
+__all__ = ["SPECS", "MergeResult", "TableSpec", "late_files", "merge_group", "merge_rows"]
 
 REJECT_COLUMNS = ["row", "column", "reason", "detail"]
 
@@ -113,22 +114,66 @@ def merge_rows(
     ``clean`` holds the clean schema's columns plus ``_row`` (row number in the file) and
     ``updated_at``. Accepted rows are inserted with ``source_row`` and ``updated_at``.
     """
+    return merge_group(con, kind, [(file_sha, clean)])[file_sha]
+
+
+def _incoming(spec: TableSpec, parts: list[tuple[str, pd.DataFrame]]) -> pa.Table:
+    frames = []
+    for i, (sha, clean) in enumerate(parts):
+        if "source_file" not in clean:  # the clean Patients schema has no provenance column
+            clean = clean.assign(source_file=sha)
+        frame = clean[[*spec.columns, "updated_at", "_row"]]
+        frames.append(frame.assign(_f=i))
+    both = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+    both = both.assign(_uid=np.arange(len(both), dtype=np.int64))
+    return pa.Table.from_pandas(both, preserve_index=False)
+
+
+def late_files(
+    con: duckdb.DuckDBPyConnection, kind: str, parts: list[tuple[str, pd.DataFrame]]
+) -> set[int]:
+    """Positions in ``parts`` of files sharing a record key (or, for sessions, a patient,
+    time, exercise and side) with an earlier file of ``parts``: such a file must be merged
+    after the earlier one is in the store, not in the same :func:`merge_group`."""
     spec = SPECS[kind]
-    if "source_file" not in clean:  # the clean Patients schema has no provenance column
-        clean = clean.assign(source_file=file_sha)
-    frame = pa.Table.from_pandas(clean[[*spec.columns, "updated_at", "_row"]], preserve_index=False)
-    con.register("_incoming", frame)
+    con.register("_incoming", _incoming(spec, parts))
     try:
-        return _merge(con, spec, kind)
+        keys = [spec.partition, *([", ".join(spec.time_unique)] if spec.time_unique else [])]
+        sql = " UNION ".join(
+            f"""SELECT _f FROM (SELECT _f, min(_f) OVER (PARTITION BY {k}) AS f0
+            FROM _incoming) WHERE _f > f0"""
+            for k in keys
+        )
+        return {int(r[0]) for r in con.execute(sql).fetchall()}
+    finally:
+        con.unregister("_incoming")
+
+
+def merge_group(
+    con: duckdb.DuckDBPyConnection, kind: str, parts: list[tuple[str, pd.DataFrame]]
+) -> dict[str, MergeResult]:
+    """:func:`merge_rows` for several files at once, one result per file SHA-256.
+
+    The same as merging the files one after another when no file shares a record key or a
+    session time with another file of ``parts`` (:func:`late_files` finds those); duplicates
+    within a file are judged within that file.
+    """
+    spec = SPECS[kind]
+    con.register("_incoming", _incoming(spec, parts))
+    try:
+        got = _merge(con, spec, kind)
     finally:
         con.unregister("_incoming")
         con.execute(
             "DROP VIEW IF EXISTS _n; DROP TABLE IF EXISTS _nt; DROP VIEW IF EXISTS _s; "
             "DROP TABLE IF EXISTS _c"
         )
+    empty = pd.DataFrame({c: pd.Series(dtype="int64" if c == "row" else "str")
+                          for c in REJECT_COLUMNS})  # fmt: skip
+    return {sha: got.get(i, MergeResult(0, 0, 0, empty, ())) for i, (sha, _) in enumerate(parts)}
 
 
-def _merge(con: duckdb.DuckDBPyConnection, spec: TableSpec, kind: str) -> MergeResult:
+def _merge(con: duckdb.DuckDBPyConnection, spec: TableSpec, kind: str) -> dict[int, MergeResult]:
     t = spec.table
     content_hash = f"hash({', '.join(spec.content)})"
     # Incoming rows with their rank among rows of the same record key and whether they repeat
@@ -140,15 +185,16 @@ def _merge(con: duckdb.DuckDBPyConnection, spec: TableSpec, kind: str) -> MergeR
     )
     time_cols = ", ".join(spec.time_unique)
     key_repeats, time_repeats = con.execute(
-        f"""SELECT count(*) - count(DISTINCT hash({spec.partition})),
-        {f"count(*) - count(DISTINCT ({time_cols}))" if time_cols else "0"} FROM _n"""
+        f"""SELECT count(*) - count(DISTINCT hash(_f, {spec.partition})),
+        {f"count(*) - count(DISTINCT (_f, {time_cols}))" if time_cols else "0"}
+        FROM _n"""
     ).fetchall()[0]
     if key_repeats:
         con.execute(
             f"""CREATE TEMP TABLE _nt AS
             SELECT * REPLACE (row_number() OVER w AS _rk, {content_hash} AS _h,
                               first_value({content_hash}) OVER w AS _h1)
-            FROM _n WINDOW w AS (PARTITION BY {spec.partition} ORDER BY _row)"""
+            FROM _n WINDOW w AS (PARTITION BY _f, {spec.partition} ORDER BY _uid)"""
         )
         con.execute("CREATE OR REPLACE TEMP VIEW _n AS SELECT * FROM _nt")
     if time_repeats:  # (sessions) first-of-key rows sharing a time with another record
@@ -156,8 +202,9 @@ def _merge(con: duckdb.DuckDBPyConnection, spec: TableSpec, kind: str) -> MergeR
             con.execute("CREATE TEMP TABLE _nt AS SELECT * FROM _n")
             con.execute("CREATE OR REPLACE TEMP VIEW _n AS SELECT * FROM _nt")
         con.execute(
-            f"""UPDATE _nt SET _rk = -1 WHERE _row IN (SELECT _row FROM (
-                SELECT _row, row_number() OVER (PARTITION BY {time_cols} ORDER BY _row) AS r
+            f"""UPDATE _nt SET _rk = -1 WHERE _uid IN (SELECT _uid FROM (
+                SELECT _uid, row_number() OVER (PARTITION BY _f, {time_cols}
+                ORDER BY _uid) AS r
                 FROM _n WHERE _rk = 1) WHERE r > 1)"""
         )
     # Stored rows of the same patients.
@@ -173,7 +220,7 @@ def _merge(con: duckdb.DuckDBPyConnection, spec: TableSpec, kind: str) -> MergeR
         edit = "WHEN TRUE THEN 'replace'"
     con.execute(
         f"""CREATE TEMP TABLE _c AS
-        SELECT n._row, s._rid, CASE
+        SELECT n._uid, n._row, n._f, s._rid, CASE
             WHEN n._rk > 1 AND n._h = n._h1 THEN 'duplicate'
             WHEN n._rk > 1 THEN 'duplicate_in_file'
             WHEN n._rk = -1 THEN 'same_time_in_file'
@@ -186,17 +233,23 @@ def _merge(con: duckdb.DuckDBPyConnection, spec: TableSpec, kind: str) -> MergeR
     if spec.time_unique:
         on = " AND ".join(f"s.{c} = n.{c}" for c in spec.time_unique)
         con.execute(
-            f"""UPDATE _c SET _status = 'same_time' WHERE _row IN (
-                SELECT c._row FROM _c c JOIN _n n USING (_row) JOIN _s s ON {on}
+            f"""UPDATE _c SET _status = 'same_time' WHERE _uid IN (
+                SELECT c._uid FROM _c c JOIN _n n USING (_uid) JOIN _s s ON {on}
                 WHERE c._status IN ('insert', 'replace') AND s._rid IS DISTINCT FROM c._rid)"""
         )
-    counts = dict(con.execute("SELECT _status, count(*) FROM _c GROUP BY ALL").fetchall())
+    per_file: dict[int, dict[str, int]] = {}
+    for f, status, n in con.execute("SELECT _f, _status, count(*) FROM _c GROUP BY ALL").fetchall():
+        per_file.setdefault(int(f), {})[status] = int(n)
+    counts: dict[str, int] = {}
+    for c in per_file.values():
+        for k, v in c.items():
+            counts[k] = counts.get(k, 0) + v
     inserted_ids: tuple[str, ...] = ()
     if kind == "patients":
         inserted_ids = tuple(
             r[0]
             for r in con.execute(
-                "SELECT n.patient_id FROM _n n JOIN _c USING (_row) WHERE _status = 'insert'"
+                "SELECT n.patient_id FROM _n n JOIN _c USING (_uid) WHERE _status = 'insert'"
             ).fetchall()
         )
     if counts.get("replace"):
@@ -208,11 +261,11 @@ def _merge(con: duckdb.DuckDBPyConnection, spec: TableSpec, kind: str) -> MergeR
         con.execute(
             f"""INSERT INTO {t} ({cols}, updated_at, source_row)
             SELECT {", ".join("n." + c for c in spec.columns)}, n.updated_at, n._row
-            FROM _n n JOIN _c USING (_row) WHERE _status IN ('insert', 'replace')
-            ORDER BY n._row"""
+            FROM _n n JOIN _c USING (_uid) WHERE _status IN ('insert', 'replace')
+            ORDER BY n._uid"""
         )
     rejects = con.sql(
-        """SELECT _row AS "row", '(row)' AS "column", CASE _status
+        """SELECT _f, _row AS "row", '(row)' AS "column", CASE _status
               WHEN 'duplicate_in_file' THEN 'duplicate_in_file'
               WHEN 'same_time_in_file' THEN 'duplicate_in_file'
               ELSE 'conflicting_edit' END AS reason,
@@ -226,14 +279,18 @@ def _merge(con: duckdb.DuckDBPyConnection, spec: TableSpec, kind: str) -> MergeR
                    || 'side is stored'
               ELSE 'the stored version differs and neither is marked later by updated_at; '
                    || 'the stored version stays' END AS detail
-           FROM _c WHERE _status NOT IN ('insert', 'replace', 'duplicate') ORDER BY _row"""
+           FROM _c WHERE _status NOT IN ('insert', 'replace', 'duplicate') ORDER BY _uid"""
     ).to_arrow_table()
-    rej = rejects.to_pandas().astype({"row": "int64", "column": "str", "reason": "str",
-                                      "detail": "str"})  # fmt: skip
-    return MergeResult(
-        accepted=int(counts.get("insert", 0) + counts.get("replace", 0)),
-        replaced=int(counts.get("replace", 0)),
-        duplicates=int(counts.get("duplicate", 0)),
-        rejects=rej,
-        inserted_ids=inserted_ids,
-    )
+    rej = rejects.to_pandas().astype({"_f": "int64", "row": "int64", "column": "str",
+                                      "reason": "str", "detail": "str"})  # fmt: skip
+    out = {}
+    for f, c in per_file.items():
+        mine = rej.loc[rej["_f"] == f, REJECT_COLUMNS].reset_index(drop=True)
+        out[f] = MergeResult(
+            accepted=int(c.get("insert", 0) + c.get("replace", 0)),
+            replaced=int(c.get("replace", 0)),
+            duplicates=int(c.get("duplicate", 0)),
+            rejects=mine,
+            inserted_ids=inserted_ids,
+        )
+    return out
