@@ -510,3 +510,68 @@ def test_a_busy_store_mid_batch_says_which_files_were_done(
         import_paths([tmp_path / "in"], s, now=NOW)
     assert [f.path for f in info.value.report.files] == ["patients.csv", "patients2.csv"]
     assert list(s.imports()["path"]) == ["patients.csv", "patients2.csv"]
+
+
+# -- group commit ------------------------------------------------------------------------------
+
+
+def test_a_failure_in_a_group_is_retried_file_by_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    names = ["patients.csv", "s_week1.csv", "pain.csv", "s_week1_2.csv", "s_edit.csv"]
+    ref = _store(tmp_path, "ref.duckdb")
+    import_paths(_write(tmp_path / "ref", names), ref, now=NOW)
+    real, seen = importer._write_in, []
+
+    def fails_in_a_group(ctx, con, prep, merged=None):
+        seen.append((prep.item.name, merged is not None))
+        if merged is not None and prep.item.name == "pain.csv":
+            raise OSError("disk full (injected)")
+        return real(ctx, con, prep, merged)
+
+    monkeypatch.setattr(importer, "_write_in", fails_in_a_group)
+    s = _store(tmp_path)
+    rep = import_paths(_write(tmp_path / "in", names), s, now=NOW)
+    assert ("s_week1.csv", True) in seen and ("s_week1.csv", False) in seen  # grouped, retried
+    assert [f.status for f in rep.files] == ["imported"] * len(names)
+    _assert_same(_snapshot(ref), _snapshot(s))
+    assert sorted(p.name for p in s.archive.root.iterdir()) == sorted(
+        p.name for p in ref.archive.root.iterdir()
+    )
+    _balanced(s)
+
+
+@pytest.mark.slow
+def test_synthetic_clinic_in_groups_equals_file_by_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dataclasses import asdict
+
+    from backcare_analytics.synth import generate_clinic
+    from backcare_analytics.synth.config import SynthConfig
+
+    generate_clinic(SynthConfig(patients=4, weeks=8, seed=11), tmp_path / "c")
+    grouped, single = _store(tmp_path, "a.duckdb"), _store(tmp_path, "b.duckdb")
+    ra = import_paths([tmp_path / "c" / "exports"], grouped, now=NOW)
+    monkeypatch.setattr(importer, "GROUP_MAX_FILES", 1)
+    rb = import_paths([tmp_path / "c" / "exports"], single, now=NOW)
+    assert rb.totals["duplicates"] > 0  # re-exports overlap earlier files of the group
+    assert [asdict(f) for f in ra.files] == [asdict(f) for f in rb.files]
+    _assert_same(_snapshot(grouped), _snapshot(single))
+
+
+@pytest.mark.slow
+def test_synthetic_clinic_staged_in_a_worker_process_equals_in_process(tmp_path: Path) -> None:
+    from dataclasses import asdict
+
+    from backcare_analytics.synth import generate_clinic
+    from backcare_analytics.synth.config import SynthConfig
+
+    generate_clinic(SynthConfig(patients=3, weeks=4, seed=5), tmp_path / "c")
+    worker, local = _store(tmp_path, "a.duckdb"), _store(tmp_path, "b.duckdb")
+    ra = import_paths([tmp_path / "c" / "exports"], worker, now=NOW, workers=1)
+    assert len(importer.LAST_WORKER_USAGE) == 1  # staged in one worker process
+    rb = import_paths([tmp_path / "c" / "exports"], local, now=NOW, workers=0)
+    assert len(importer.LAST_WORKER_USAGE) == 0  # the last run had no worker process
+    assert [asdict(f) for f in ra.files] == [asdict(f) for f in rb.files]
+    _assert_same(_snapshot(worker), _snapshot(local))

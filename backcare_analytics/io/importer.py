@@ -821,10 +821,10 @@ def _write_group(ctx: _Context, run: list[_Staged]) -> None:
 def _merge_run(
     con: duckdb.DuckDBPyConnection, preps: list[_Prepared]
 ) -> dict[tuple[str, str], MergeResult] | None:
-    """Merge a group's rows with one :func:`merge_group` per table kind (and sub-run): a file
-    sharing a record key or session time with an earlier file of the group starts a new
-    sub-run, merged after the earlier ones are in, so the result equals file-by-file merges.
-    None (merge file by file) when a file is already in the store or twice in the group."""
+    """Merge a group's rows with one :func:`merge_group` per table kind and round: each round
+    takes the files that share no record key or session time with an earlier file still
+    waiting (their earlier versions are then in the store), so the result equals file-by-file
+    merges. None (merge file by file) when a file is already stored or twice in the group."""
     shas = [p.sha for p in preps]
     q = "SELECT count(*) FROM imports WHERE status = 'imported' AND list_contains(?, sha256)"
     if len(set(shas)) < len(shas) or con.execute(q, [shas]).fetchall()[0][0]:
@@ -835,17 +835,20 @@ def _merge_run(
             if kind == "patients":
                 return None
             by_kind.setdefault(kind, []).append((i, prep.sha, norm.clean))
-    late: set[int] = set()
-    for kind, parts in by_kind.items():
-        pos = late_files(con, kind, [(sha, clean) for _, sha, clean in parts])
-        late |= {parts[k][0] for k in pos}
-    cuts = [0, *sorted(late), len(preps)]
     out: dict[tuple[str, str], MergeResult] = {}
-    for lo, hi in zip(cuts, cuts[1:], strict=False):
+    waiting = set(range(len(preps)))
+    while waiting:
+        late: set[int] = set()
         for kind, parts in by_kind.items():
-            sub = [(sha, clean) for i, sha, clean in parts if lo <= i < hi]
+            mine = [p for p in parts if p[0] in waiting]
+            if len(mine) > 1:
+                pos = late_files(con, kind, [(sha, clean) for _, sha, clean in mine])
+                late |= {mine[k][0] for k in pos}
+        for kind, parts in by_kind.items():
+            sub = [(sha, clean) for i, sha, clean in parts if i in waiting and i not in late]
             if sub:
                 out.update({(sha, kind): r for sha, r in merge_group(con, kind, sub).items()})
+        waiting = late
     return out
 
 
