@@ -6,7 +6,9 @@ session logs of 50,000 rows each, plus a patients file, a re-export overlapping 
 (duplicates) and ~0.5 % planted bad cells (pain 11, unknown exercise). The import runs in a
 fresh subprocess so its peak RSS is its own. Then one 50k-row file is timed stage by stage in
 this process (read, normalise, merge + write) to show where the time goes, and the
-per-file overhead is measured on the clinic's own small weekly files.
+per-file cost is measured on a synthetic clinic of small per-patient weekly files
+(``SMALL_CLINIC``: 60 patients x 26 weeks, ~2,300 files), also in a subprocess. Each
+subprocess reports its wall time, CPU, peak RSS and those of its worker process.
 
 Prints figures and writes ``benchmarks/results/bench_import.json``.
 Run: ``python -m benchmarks.bench_import`` (a few minutes on 2 cores).
@@ -92,20 +94,21 @@ def make_clinic(out: Path, target_rows: int = TARGET_ROWS, seed: int = 3) -> dic
 
 
 _CHILD = """
-import json, resource, sys, time
+import json, os, resource, sys, time
 from pathlib import Path
 from backcare_analytics.config import Settings
-from backcare_analytics.io.importer import import_paths
+from backcare_analytics.io import importer
 from backcare_analytics.store import Store
 folder, store = Path(sys.argv[1]), Path(sys.argv[2])
 settings = Settings(data_dir=store.parent)
+load0 = os.getloadavg()[0]
 t0 = time.perf_counter()
-rep = import_paths([folder], Store(store, settings=settings), settings=settings)
+rep = importer.import_paths([folder], Store(store, settings=settings), settings=settings)
 wall = time.perf_counter() - t0
-t = rep.totals
 ru = resource.getrusage(resource.RUSAGE_SELF)
-print(json.dumps({"wall_s": wall, "totals": t, "cpu_s": ru.ru_utime + ru.ru_stime,
-                  "peak_rss_mib": ru.ru_maxrss / 1024}))
+print(json.dumps({"wall_s": wall, "totals": rep.totals, "cpu_s": ru.ru_utime + ru.ru_stime,
+                  "peak_rss_mib": ru.ru_maxrss / 1024, "workers": importer.LAST_WORKER_USAGE,
+                  "load_before": load0, "load_after": os.getloadavg()[0]}))
 """
 
 
@@ -154,26 +157,49 @@ def _stages(folder: Path, work: Path) -> dict[str, float]:
     return out
 
 
-def _small_files(work: Path) -> dict[str, float]:
-    """Per-file cost on the synthetic clinic's own weekly per-patient files."""
-    from backcare_analytics.config import Settings
-    from backcare_analytics.io.importer import import_paths
-    from backcare_analytics.store import Store
+SMALL_CLINIC = {"patients": 60, "weeks": 26, "seed": 7}
+
+
+def _small_files(work: Path) -> dict:
+    """The synthetic clinic's own per-patient weekly files (one small file each)."""
     from backcare_analytics.synth import generate_clinic
     from backcare_analytics.synth.config import SynthConfig
 
-    summary = generate_clinic(SynthConfig(patients=12, weeks=8, seed=7), work / "small")
-    settings = Settings(data_dir=work)
-    t0 = time.perf_counter()
-    rep = import_paths([work / "small" / "exports"], Store(work / "small.duckdb",
-                       settings=settings), settings=settings)  # fmt: skip
-    wall = time.perf_counter() - t0
-    return {"files": summary.files, "rows": rep.totals["rows_read"], "wall_s": wall,
-            "ms_per_file": wall / summary.files * 1000}  # fmt: skip
+    summary = generate_clinic(SynthConfig(**SMALL_CLINIC), work / "small")
+    out = _import_in_subprocess(work / "small" / "exports", work / "small.duckdb")
+    out["files"] = summary.files
+    out["ms_per_file"] = out["wall_s"] / summary.files * 1000
+    return out
+
+
+def _line(name: str, r: dict) -> str:
+    t = r["totals"]
+    workers = (
+        "; ".join(
+            f"worker CPU {w['cpu_s']:.1f} s, peak RSS {w['peak_rss_mib']:.0f} MiB"
+            for w in r["workers"]
+        )
+        or "no worker process"
+    )
+    return (
+        f"{name}: {t['rows_read']:,} rows in {t['files']:,} files, {r['wall_s']:.1f} s = "
+        f"{t['rows_read'] / r['wall_s']:,.0f} rows/s; accepted {t['accepted']:,}, refused "
+        f"{t['rejected']:,}, duplicates {t['duplicates']:,}; main CPU {r['cpu_s']:.1f} s, peak "
+        f"RSS {r['peak_rss_mib']:.0f} MiB; {workers}; load {r['load_before']:.2f} -> "
+        f"{r['load_after']:.2f}"
+    )
+
+
+def _uptime() -> str:
+    try:
+        return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+    except OSError:
+        return "uptime unavailable"
 
 
 def main() -> dict:
     load = os.getloadavg()[0]
+    print("uptime:", _uptime(), flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         t0 = time.perf_counter()
@@ -182,25 +208,21 @@ def main() -> dict:
         print(f"generated {made['session_rows']:,} session rows in {made['files']} files "
               f"({gen_s:.1f} s)", flush=True)  # fmt: skip
         end2end = _import_in_subprocess(work / "exports", work / "bench.duckdb")
-        t = end2end["totals"]
-        rate = t["rows_read"] / end2end["wall_s"]
-        print(f"import end to end: {t['rows_read']:,} rows in {end2end['wall_s']:.1f} s = "
-              f"{rate:,.0f} rows/s; accepted {t['accepted']:,}, refused {t['rejected']:,}, "
-              f"duplicates {t['duplicates']:,}; peak RSS {end2end['peak_rss_mib']:.0f} MiB; "
-              f"CPU {end2end['cpu_s']:.1f} s (process total, incl. start-up)",
-              flush=True)  # fmt: skip
+        rate = end2end["totals"]["rows_read"] / end2end["wall_s"]
+        print(_line("(a) large exports, end to end", end2end), flush=True)
         stages = _stages(work / "exports", work)
         print("one 50k-row file: " + ", ".join(
             f"{k} {v:.3f}" for k, v in stages.items() if k.endswith("_s")), flush=True)  # fmt: skip
         small = _small_files(work)
-        print(f"small weekly files: {small['files']} files, {small['rows']} rows in "
-              f"{small['wall_s']:.1f} s ({small['ms_per_file']:.0f} ms per file)")  # fmt: skip
+        print(_line("(b) small weekly files, end to end", small)
+              + f" ({small['ms_per_file']:.1f} ms per file)", flush=True)  # fmt: skip
     result = {
         "generated": made, "generate_s": gen_s, "end_to_end": end2end,
         "rows_per_s": rate, "stages_50k_file": stages, "small_files": small,
         "load_1min_before": load, "load_1min_after": os.getloadavg()[0], "cpus": os.cpu_count(),
     }  # fmt: skip
     print(f"load average (1 min) before {load:.2f}, after {result['load_1min_after']:.2f}")
+    print("uptime:", _uptime())
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "bench_import.json").write_text(json.dumps(result, indent=1))
     return result
