@@ -287,12 +287,16 @@ def capacity_weekly(capacity_daily: pd.DataFrame) -> pd.DataFrame:
         codes[col] = np.where(cc < 0, len(uu), cc)
         names[col] = np.asarray([*uu, None], dtype=object)
     lcode, luni = pd.factorize(daily["level"])
+    # One integer key (patient, exercise, variant, week) in that sort order: a one-key groupby.
+    m0 = int(monday.min()) if monday.size else 0
+    n_w = (int(monday.max()) - m0) // 7 + 1 if monday.size else 1
+    n_v = len(names["variant"])
+    n_e = len(names["exercise_id"])
+    key = ((codes["patient_id"].astype(np.int64) * n_e + codes["exercise_id"]) * n_v
+           + codes["variant"]) * n_w + (monday - m0) // 7  # fmt: skip
     f = pd.DataFrame(
         {
-            "p": codes["patient_id"],
-            "e": codes["exercise_id"],
-            "v": codes["variant"],
-            "monday": monday,
+            "key": key,
             "rank": rank,
             "reps": daily["reps"].to_numpy(dtype=np.float64, na_value=np.nan),
             "hold_s": daily["hold_s"].to_numpy(dtype=np.float64, na_value=np.nan),
@@ -300,7 +304,7 @@ def capacity_weekly(capacity_daily: pd.DataFrame) -> pd.DataFrame:
             "level": lcode,
         }
     )
-    keys = ["p", "e", "v", "monday"]
+    keys = ["key"]
     g = f.groupby(keys, sort=True)
     days = g.size()
     top = g["rank"].transform("max").to_numpy()
@@ -313,14 +317,20 @@ def capacity_weekly(capacity_daily: pd.DataFrame) -> pd.DataFrame:
     )  # fmt: skip
     agg["days"] = days.reindex(agg.index).to_numpy()
     agg = agg.reset_index()
-    mon = agg["monday"].to_numpy(dtype=np.int64)
+    k = agg["key"].to_numpy(dtype=np.int64).copy()  # read-only under copy-on-write
+    mon = m0 + 7 * (k % n_w)
+    k //= n_w
+    agg["v"] = k % n_v
+    k //= n_v
+    agg["e"] = k % n_e
+    agg["p"] = k // n_e
     lnames = np.asarray([*luni, None], dtype=object)
     lv = agg["level"].to_numpy()
     out = pd.DataFrame(
         {
-            "patient_id": pd.Series(names["patient_id"][agg["p"].to_numpy()], dtype="str"),
-            "exercise_id": pd.Series(names["exercise_id"][agg["e"].to_numpy()], dtype="str"),
-            "variant": pd.Series(names["variant"][agg["v"].to_numpy()], dtype="str"),
+            "patient_id": text_from_codes(agg["p"].to_numpy(), list(names["patient_id"])),
+            "exercise_id": text_from_codes(agg["e"].to_numpy(), list(names["exercise_id"])),
+            "variant": text_from_codes(agg["v"].to_numpy(), list(names["variant"])),
             "week": pd.Series(_iso_labels(mon), dtype="str"),
             "week_start": _to_days(mon),
             "days": agg["days"].astype(np.int64),
