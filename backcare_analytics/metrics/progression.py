@@ -41,7 +41,13 @@ class _Coded:
     """Strength rows of a sessions frame as integer codes (strings are factorised once and only
     the output rows are turned back into strings)."""
 
-    def __init__(self, sessions: pd.DataFrame, protocol: Protocol, window: Window | None) -> None:
+    def __init__(
+        self,
+        sessions: pd.DataFrame,
+        protocol: Protocol,
+        window: Window | None,
+        all_patients: bool = True,
+    ) -> None:
         need = [Sessions.patient_id, Sessions.day, Sessions.exercise_id, Sessions.sets,
                 Sessions.reps, Sessions.hold_s, Sessions.level, Sessions.variant]  # fmt: skip
         missing = [c for c in need if c not in sessions.columns]
@@ -62,11 +68,15 @@ class _Coded:
         # Only the strength rows are converted and factorised (a third of a typical table).
         self.day = _day_numbers(sessions[Sessions.day].to_numpy()[self.rows])
         self._frame = sessions
-        pcode, puni = pd.factorize(sessions[Sessions.patient_id])
+        if all_patients:  # every patient with a session (codes of all rows in pcode_all)
+            pcode, puni = pd.factorize(sessions[Sessions.patient_id])
+            self.pcode_all = pcode
+            self._pcode = pcode[self.rows]
+        else:  # only patients with strength rows: a third of the strings to hash
+            self.pcode_all = None
+            self._pcode, puni = pd.factorize(sessions[Sessions.patient_id].array.take(self.rows))
         self._pnames = np.asarray(puni, dtype=object)
         ranks = np.argsort(np.argsort(self._pnames)) if self._pnames.size else np.zeros(0, int)
-        self.pcode_all = pcode
-        self._pcode = pcode[self.rows]
         self.prank = ranks[self._pcode] if self.rows.size else np.zeros(0, dtype=np.int64)
         vcode, vuni = pd.factorize(sessions[Sessions.variant].array.take(self.rows))
         lcode, luni = pd.factorize(sessions[Sessions.level].array.take(self.rows))
@@ -103,14 +113,16 @@ class _Coded:
         return text_from_codes(codes, uniques)
 
 
-def _coded(sessions: pd.DataFrame, protocol: Protocol, window: Window | None) -> _Coded:
-    return _Coded(sessions, protocol, window)
+def _coded(
+    sessions: pd.DataFrame, protocol: Protocol, window: Window | None, all_patients: bool = True
+) -> _Coded:
+    return _Coded(sessions, protocol, window, all_patients)
 
 
 def _best_daily(sessions: pd.DataFrame, protocol: Protocol, window: Window | None) -> dict:
     """The day's best row per patient x strength exercise x variant, as arrays (see
     :func:`capacity_daily`); ``pick`` indexes the coded strength rows."""
-    c = _coded(sessions, protocol, window)
+    c = _coded(sessions, protocol, window, all_patients=False)
     rows, e, by_id = c.rows, c.ex, protocol.by_id
     vcode, lcode = c.vcode.copy(), c.lcode.copy()
     rank = np.full(rows.size, np.nan)
