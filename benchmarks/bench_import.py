@@ -8,7 +8,8 @@ fresh subprocess so its peak RSS is its own. Then one 50k-row file is timed stag
 this process (read, normalise, merge + write) to show where the time goes, and the
 per-file cost is measured on a synthetic clinic of small per-patient weekly files
 (``SMALL_CLINIC``: 60 patients x 26 weeks, ~2,300 files), also in a subprocess. Each
-subprocess reports its wall time, CPU, peak RSS and those of its worker process.
+subprocess reports its wall time, CPU, peak RSS (``VmHWM``: ``ru_maxrss`` of a child started
+by ``subprocess`` counts the parent's memory at fork time) and those of its worker process.
 
 Prints figures and writes ``benchmarks/results/bench_import.json``.
 Run: ``python -m benchmarks.bench_import`` (a few minutes on 2 cores).
@@ -107,7 +108,7 @@ rep = importer.import_paths([folder], Store(store, settings=settings), settings=
 wall = time.perf_counter() - t0
 ru = resource.getrusage(resource.RUSAGE_SELF)
 print(json.dumps({"wall_s": wall, "totals": rep.totals, "cpu_s": ru.ru_utime + ru.ru_stime,
-                  "peak_rss_mib": ru.ru_maxrss / 1024, "workers": importer.LAST_WORKER_USAGE,
+                  "peak_rss_mib": importer._vm_hwm_mib(), "workers": importer.LAST_WORKER_USAGE,
                   "load_before": load0, "load_after": os.getloadavg()[0]}))
 """
 

@@ -559,8 +559,20 @@ def _worker_usage() -> dict[str, float]:
     import resource
 
     ru = resource.getrusage(resource.RUSAGE_SELF)
-    return {"pid": os.getpid(), "cpu_s": ru.ru_utime + ru.ru_stime,
-            "peak_rss_mib": ru.ru_maxrss / 1024}  # fmt: skip
+    return {"pid": os.getpid(), "cpu_s": ru.ru_utime + ru.ru_stime, "peak_rss_mib": _vm_hwm_mib()}
+
+
+def _vm_hwm_mib() -> float:
+    """Peak resident memory of this process (``VmHWM``; ``ru_maxrss`` where /proc is absent)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 #: CPU and peak memory of each worker process of the last batch (for benchmarks).
