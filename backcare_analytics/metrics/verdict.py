@@ -272,10 +272,14 @@ def weekly_verdict(
 
     # Weekly capacity: index of bridge/press-up, push-up order.
     # (Integer-coded rows of capacity_daily: the same numbers, without building its text.)
-    s = sessions
-    if window is not None:
-        s = s[(s["day"] <= window.end).to_numpy()]
-    b = _best_daily(s, protocol, None)
+    # Data up to window.end: a window over the whole history selects the rows inside
+    # _best_daily (no copy of the 14 M-row sessions frame).
+    history = None
+    if window is not None and len(sessions):
+        first = sessions["day"].min()
+        span = (window.end - first).days + 1 if pd.notna(first) else 1
+        history = Window(end=window.end, days=max(1, span))
+    b = _best_daily(sessions, protocol, history)
     c, pick = b["c"], b["pick"]
     pmap = ids.get_indexer(pd.Index(c._pnames)) if len(c._pnames) else np.zeros(0, np.intp)
     bp = pmap[c._pcode[pick]] if pick.size else np.zeros(0, np.intp)
