@@ -153,7 +153,8 @@ def normalize_many(
         known = list(KNOWN_COLUMNS[kind])
         frames = [tables[i].frame for i in members]
         if len(frames) > 1:  # columns absent from some files come back as NaN
-            frame = pd.concat(frames, ignore_index=True).reindex(columns=known).fillna("")
+            frames = [f.reindex(columns=known, fill_value="") for f in frames]
+            frame = pd.concat(frames, ignore_index=True)
         else:
             frame = frames[0].reindex(columns=known, fill_value="")
         if not (frame.dtypes == "str").all():
