@@ -599,24 +599,19 @@ def _stage_in_worker(items: list[_Item], patients: pd.DataFrame) -> list[_Staged
     return _stage_many(_WORKER_ENV, items, patients)
 
 
-#: Batches smaller than this are staged in a helper thread: starting a worker process
-#: (importing pandas, pandera and DuckDB) costs about a second.
-POOL_MIN_BYTES = 8 << 20
 #: A group of files shares one transaction (and one CHECKPOINT) and is normalised together.
 GROUP_MAX_FILES = 64
 GROUP_MAX_BYTES = 8 << 20
 
 
 def _pool_workers(items: list[_Item], workers: int | None) -> int:
-    """How many worker processes stage files (0: a helper thread in this process)."""
-    if workers is not None:
-        n = workers
-    else:
-        try:
-            size = sum(it.path.stat().st_size for it in items)
-        except OSError:
-            size = 0
-        n = 1 if (os.cpu_count() or 1) > 1 and size >= POOL_MIN_BYTES and len(items) > 1 else 0
+    """How many worker processes stage files (0: a helper thread in this process).
+
+    The default is 0: on the shared 2-core machine a worker process measured no faster than
+    the helper thread (the main process's DuckDB work is the critical path and the thread
+    already overlaps it; ``docs/import.md``), and it costs ~420 MiB more memory.
+    """
+    n = workers if workers is not None else 0
     # Tests replace the two stages with stand-ins in this process only.
     real = _read_export is _REAL_STAGES[0] and _normalize is _REAL_STAGES[1]
     return max(n, 0) if real else 0
@@ -630,7 +625,10 @@ def _make_pool(ctx: _Context, n: int) -> Executor:
     mpc = mp.get_context("forkserver")
     mpc.set_forkserver_preload(["backcare_analytics.io.importer"])
     env = _StageEnv(ctx.settings, ctx.protocol, ctx.now, dict(ctx.shas))
-    return ProcessPoolExecutor(n, mp_context=mpc, initializer=_worker_init, initargs=(env,))
+    pool = ProcessPoolExecutor(n, mp_context=mpc, initializer=_worker_init, initargs=(env,))
+    for _ in range(n):  # start the workers now (about a second) while the first file is staged
+        pool.submit(os.getpid)
+    return pool
 
 
 def _is_store_file(path: Path, store: Store) -> bool:
@@ -692,8 +690,8 @@ def _run(
     workers: int | None = None,
 ) -> ImportReport:
     """Write files in order, a group of small files per transaction, while the next groups
-    are read and normalised ahead: in a worker process for a large batch
-    (:func:`_pool_workers`), else in a helper thread. A file holding patients (or named like
+    are read and normalised ahead: in a helper thread, or in ``workers`` worker processes
+    (:func:`_pool_workers`). A file holding patients (or named like
     one) is written before any later file is staged, so later files see its patients; a file
     staged before a patients file was written (the name guess was wrong) is staged again."""
     ensure_validation_enabled()
@@ -914,8 +912,8 @@ def import_paths(
     progress
         Called as ``progress(done, total, file_name)`` after each file.
     workers
-        Worker processes that read and normalise files ahead of the writer; 0 for a helper
-        thread. Default: up to two when the batch holds at least :data:`POOL_MIN_BYTES`.
+        Worker processes that read and normalise files ahead of the writer; 0 (the default)
+        for a helper thread in this process.
 
     Returns
     -------
