@@ -7,8 +7,10 @@ store set-wise (:mod:`backcare_analytics.store.merge`); then write the accepted 
 quarantined rows, the ledger row and the raw copy in **one** transaction. Files named like
 patients files go first; rows refused ``unknown_patient`` are retried automatically, in the
 transaction of the patients file that registers their patient, so the order of files does not
-change the result. The next file is read and normalised in a helper thread while DuckDB writes
-the current one. See ``docs/import.md``.
+change the result. Consecutive small files share one transaction and one CHECKPOINT (group
+commit), each file still all or none: a group that fails is rolled back and its files written
+one transaction each. The next group is read and normalised in a helper thread (or, with
+``workers``, worker processes) while DuckDB writes the current one. See ``docs/import.md``.
 """
 
 from __future__ import annotations
@@ -604,7 +606,7 @@ GROUP_MAX_FILES = 64
 GROUP_MAX_BYTES = 8 << 20
 
 
-def _pool_workers(items: list[_Item], workers: int | None) -> int:
+def _pool_workers(workers: int | None) -> int:
     """How many worker processes stage files (0: a helper thread in this process).
 
     The default is 0: on the shared 2-core machine a worker process measured no faster than
@@ -711,7 +713,7 @@ def _run(
         )
         ordered = _order(items) if patients_first else list(items)
         groups = _groups(ordered)
-        n_proc = _pool_workers(ordered, workers)
+        n_proc = _pool_workers(workers)
         pool = _make_pool(ctx, n_proc)
         depth = n_proc + 1 if n_proc else 1  # groups staged ahead (bounds memory)
         stage: Callable[[list[_Item], pd.DataFrame], list[_Staged]] = (
