@@ -11,10 +11,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pandera.pandas as pa
-from pandera.errors import SchemaErrors
 
-from backcare_analytics.errors import SchemaValidationError
-from backcare_analytics.schemas import ensure_validation_enabled, failure_table
+from backcare_analytics.schemas import validate
 
 #: Day number standing for "no day" (missing dates, open-ended prescriptions).
 NO_DAY = np.iinfo(np.int64).min
@@ -31,27 +29,10 @@ def frame(columns: dict[str, object]) -> pd.DataFrame:
 
 
 def checked(df: pd.DataFrame, model: type[pa.DataFrameModel], what: str) -> pd.DataFrame:
-    """Validate a metric's output against its schema, lazily and without copying it.
-
-    Like :func:`backcare_analytics.schemas.validate`, but ``inplace`` (the schemas do not
-    coerce, so nothing changes): pandera's defensive copy of a 12 M-row table costs seconds.
-    """
-    ensure_validation_enabled()
-    try:
-        model.validate(df, lazy=True, inplace=True)
-    except SchemaErrors as exc:
-        failures = failure_table(exc)
-        head = failures.head(10)
-        lines = [
-            f"  - row {r}: column {c}: check {k}"
-            for r, c, k in zip(head["row"], head["column"], head["check"], strict=True)
-        ]
-        raise SchemaValidationError(
-            f"{what} does not match the {model.__name__} schema ({len(failures)} failure(s)):\n"
-            + "\n".join(lines),
-            failures=failures,
-        ) from None
-    return df
+    """Validate a metric's output against its schema, lazily and without copying it
+    (:func:`backcare_analytics.schemas.validate` with ``inplace=True``: pandera's defensive copy
+    of a 12 M-row table costs seconds)."""
+    return validate(df, model, what=what, inplace=True)
 
 
 def days(values: pd.Series | pd.Index | np.ndarray) -> np.ndarray:

@@ -155,14 +155,17 @@ def find_failures(
     model: type[pa.DataFrameModel] | pa.DataFrameSchema,
     *,
     protocol: Protocol | None = None,
+    inplace: bool = False,
 ) -> pd.DataFrame:
     """Validate lazily and return the tidy failure table (empty when ``df`` is valid).
 
     Nothing is dropped or changed: the caller decides what to do with failing rows.
+    ``inplace=True`` skips pandera's defensive copy (seconds for a table of millions of rows);
+    our schemas never coerce, so the frame is not changed either way.
     """
     ensure_validation_enabled()
     try:
-        _schema_for(model, protocol).validate(df, lazy=True)
+        _schema_for(model, protocol).validate(df, lazy=True, inplace=inplace)
     except SchemaErrors as exc:
         return failure_table(exc)
     return pd.DataFrame(
@@ -177,6 +180,7 @@ def validate(
     *,
     protocol: Protocol | None = None,
     what: str = "frame",
+    inplace: bool = False,
 ) -> pd.DataFrame:
     """Validate ``df`` against a clean or results schema, lazily, and return it unchanged.
 
@@ -186,7 +190,7 @@ def validate(
         Listing up to ten failures by row, column and check (never the values); the whole tidy
         table is on ``.failures``.
     """
-    failures = find_failures(df, model, protocol=protocol)
+    failures = find_failures(df, model, protocol=protocol, inplace=inplace)
     if failures.empty:
         return df
     name = getattr(model, "__name__", None) or getattr(model, "name", None) or "schema"
