@@ -9,12 +9,10 @@ import sys
 import textwrap
 from pathlib import Path
 
-import _import_standin as standin
 import pytest
 from test_importer import FILES, _write
 
 from backcare_analytics.cli import main
-from backcare_analytics.io import importer
 
 ROOT = Path(__file__).resolve().parents[1]
 FILE_KEYS = {"path", "sha256", "format", "kind", "status", "rows_read", "accepted", "rejected",
@@ -22,9 +20,7 @@ FILE_KEYS = {"path", "sha256", "format", "kind", "status", "rows_read", "accepte
 
 
 @pytest.fixture(autouse=True)
-def _standin(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setattr(importer, "_read_export", lambda p, s, d: standin.read_export(p, s, data=d))
-    monkeypatch.setattr(importer, "_normalize", standin.normalize)
+def _settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("BACKCARE_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("BACKCARE_STORE_BUSY_TIMEOUT_S", "0.5")
 

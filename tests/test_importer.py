@@ -1,8 +1,8 @@
 """The importer: row accounting, one transaction per file, re-imports, edits, the
 unknown-patient retry, order independence, dry runs, rebuild and crash safety (SIGKILL).
 
-The readers and normalisation are replaced by the small stand-in of ``_import_standin`` so
-these tests exercise the importer and store alone.
+They run through the real readers and normalisation, so what they check (row accounting,
+privacy of messages, crash safety) holds for the importer as users run it.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ import textwrap
 import time
 from pathlib import Path
 
-import _import_standin as standin
 import pandas as pd
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -55,14 +54,6 @@ FILES = {
     "patients.csv": PATIENTS, "patients2.csv": PATIENTS_2, "s_week1.csv": S_WEEK1,
     "s_week1_2.csv": S_WEEK1_2, "s_edit.csv": S_EDIT, "pain.csv": PAIN,
 }  # fmt: skip
-
-
-@pytest.fixture(autouse=True)
-def _standin(monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> None:
-    if "synthetic_clinic" in request.node.name:  # the real readers and normalisation
-        return
-    monkeypatch.setattr(importer, "_read_export", lambda p, s, d: standin.read_export(p, s, data=d))
-    monkeypatch.setattr(importer, "_normalize", standin.normalize)
 
 
 def _store(tmp_path: Path, name: str = "clinic.duckdb", timeout: float = 2.0) -> Store:
@@ -310,12 +301,9 @@ _CHILD = """
 import sys, time
 from pathlib import Path
 sys.path.insert(0, {tests!r})
-import _import_standin as standin
 from backcare_analytics.config import Settings
 from backcare_analytics.io import importer
 from backcare_analytics.store import Store
-importer._read_export = lambda p, s, d: standin.read_export(p, s, data=d)
-importer._normalize = standin.normalize
 if {pause}:
     real = importer._insert_ledger
     def pausing(*a, **k):
