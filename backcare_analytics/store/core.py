@@ -13,6 +13,7 @@ False
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,6 +23,7 @@ import pandas as pd
 import pyarrow as pa
 
 from backcare_analytics.config import Settings, get_settings
+from backcare_analytics.errors import BackcareWarning
 from backcare_analytics.protocol import (
     Protocol,
     build_prescriptions,
@@ -154,7 +156,17 @@ class Store:
                 con.execute("ROLLBACK")
                 raise
             con.execute("COMMIT")
-            con.execute("CHECKPOINT")
+            try:
+                con.execute("CHECKPOINT")
+            except duckdb.Error:
+                # The data is committed and durable in the write-ahead log; a failed checkpoint
+                # (disk full, say) must not make the caller undo what is already stored.
+                warnings.warn(
+                    f"{self.path}: the import is committed, but CHECKPOINT failed; the next "
+                    "write checkpoints again (check free disk space)",
+                    BackcareWarning,
+                    stacklevel=3,
+                )
 
     def initialise(self) -> None:
         """Create the store file and its tables (owner-only) if missing."""
