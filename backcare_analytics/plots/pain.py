@@ -19,13 +19,23 @@ import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
 
-from backcare_analytics.plots.style import OKABE_ITO, new_axes, report_style
+from backcare_analytics.plots.style import (
+    OKABE_ITO,
+    Margins,
+    legend_width_in,
+    new_axes,
+    report_style,
+)
 
 __all__ = ["pain_trend"]
 
 
 def _values(series: pd.Series) -> np.ndarray:
     return pd.to_numeric(series, errors="coerce").astype("float64").to_numpy(na_value=np.nan)
+
+
+#: The longest label the pain legend can show (it sets the right margin).
+_LEGEND_WIDEST = "back pain, 7-day mean"
 
 
 def pain_trend(
@@ -56,8 +66,10 @@ def pain_trend(
         Back pain in blue circles and a solid line, leg pain in orange squares and a dotted
         line; flares as black triangles at the top.
     """
+    # The legend sits right of the axes; its widest possible label decides the margin.
+    right = legend_width_in([_LEGEND_WIDEST]) + 0.1
     with report_style():
-        fig, ax = new_axes(ax, "wide")
+        fig, ax = new_axes(ax, "wide", Margins(right=right))
         x = pd.to_datetime(pain_daily["day"]).to_numpy()
         if responder_level is not None and np.isfinite(responder_level):
             ax.axhspan(

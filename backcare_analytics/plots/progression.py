@@ -28,7 +28,16 @@ import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
 
-from backcare_analytics.plots.style import OKABE_ITO, new_axes, report_style
+from backcare_analytics.plots.style import (
+    LEGEND_ROW_IN,
+    OKABE_ITO,
+    SIZES,
+    Margins,
+    legend_width_in,
+    new_axes,
+    report_style,
+    text_width_in,
+)
 
 __all__ = ["capacity_vs_pain", "pushup_ladder"]
 
@@ -65,8 +74,17 @@ def capacity_vs_pain(
         ``ax.figure.axes``). Capacity rising while pain falls is what *progressing* looks like.
     """
     names = labels or {}
+    legend_labels = [
+        f"{names.get(str(ex), ex)} capacity" for ex in sorted(set(capacity["exercise_id"]))
+    ]
+    legend_labels.append("back pain, weekly mean")
+    # The legend goes below the axes, in two columns when two fit across the figure.
+    column = legend_width_in(legend_labels)
+    ncols = 2 if 2 * column <= SIZES["tall"][0] - 0.2 else 1
+    rows = -(-len(legend_labels) // ncols)
+    margins = Margins(right=0.65, bottom=0.55 + rows * LEGEND_ROW_IN + 0.1)
     with report_style():
-        fig, ax = new_axes(ax, "wide")
+        fig, ax = new_axes(ax, "tall", margins)
         for i, (ex, part) in enumerate(capacity.groupby("exercise_id", sort=True)):
             part = part.sort_values("week_start")
             ax.plot(
@@ -103,7 +121,10 @@ def capacity_vs_pain(
         ax.set_title("Strength capacity and pain, week by week")
         h1, l1 = ax.get_legend_handles_labels()
         h2, l2 = right.get_legend_handles_labels()
-        ax.legend(h1 + h2, l1 + l2, loc="upper left", bbox_to_anchor=(1.1, 1.0))
+        ax.legend(
+            h1 + h2, l1 + l2, loc="lower center", bbox_to_anchor=(0.5, 0.0), ncols=ncols,
+            bbox_transform=fig.transFigure, borderaxespad=0.2,
+        )  # fmt: skip
     return ax
 
 
@@ -131,8 +152,9 @@ def pushup_ladder(
         Level steps over time, each session labelled with its reps.
     """
     rung = {name: i for i, name in enumerate(ladder)}
+    widest = max((text_width_in(str(name)) for name in ladder), default=0.0)
     with report_style():
-        fig, ax = new_axes(ax, "small")
+        fig, ax = new_axes(ax, "small", Margins(left=widest + 0.45))
         part = steps.sort_values("day")
         x = pd.to_datetime(part["day"]).to_numpy()
         y = part["level"].map(rung).astype("float64").to_numpy()

@@ -18,7 +18,7 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.ticker import FuncFormatter
 
-from backcare_analytics.plots.style import OKABE_ITO, new_axes, report_style
+from backcare_analytics.plots.style import LEGEND_ROW_IN, OKABE_ITO, Margins, new_axes, report_style
 
 __all__ = ["session_timing"]
 
@@ -56,7 +56,7 @@ def session_timing(
         Sessions inside the band are filled circles, outside it open diamonds.
     """
     with report_style():
-        fig, ax = new_axes(ax, "small")
+        fig, ax = new_axes(ax, "small", Margins(bottom=0.55 + LEGEND_ROW_IN + 0.05))
         x = pd.to_datetime(starts["day"]).to_numpy()
         y = pd.to_numeric(starts["start_hour"], errors="coerce").astype("float64").to_numpy()
         inside = np.ones(len(y), dtype=bool)
@@ -98,5 +98,8 @@ def session_timing(
         ax.xaxis.set_major_formatter(mdates.DateFormatter("%d %b"))
         ax.xaxis.set_major_locator(mdates.AutoDateLocator(maxticks=5))
         ax.set_title("When sessions started")
-        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.3), ncols=3, fontsize=7)
+        ax.legend(
+            loc="lower center", bbox_to_anchor=(0.5, 0.0), ncols=3, fontsize=7,
+            bbox_transform=fig.transFigure, borderaxespad=0.2,
+        )  # fmt: skip
     return ax
