@@ -4,17 +4,13 @@ A report kernel renders many patients of the same week. :func:`load_week` reads 
 (short-lived read-only connections), runs every metric family vectorised over all patients, and
 memoises the result keyed by the store file, its modification time and the week, so the
 second patient's notebook only slices (:meth:`WeekData.patient`), draws and exports.
-
-Metric families that are not installed yet (a module missing from this checkout) are listed in
-``WeekData.unavailable`` and printed as a data-quality remark; any other failure raises.
 """
 
 from __future__ import annotations
 
 import hashlib
-import importlib
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
@@ -22,8 +18,22 @@ from typing import Any
 
 import pandas as pd
 
+from backcare_analytics.metrics.adherence import AdherencePolicy, adherence_daily
+from backcare_analytics.metrics.pain import PainPolicy, pain_daily, pain_summary
 from backcare_analytics.metrics.params import Window
+from backcare_analytics.metrics.persistence import persistence
+from backcare_analytics.metrics.progression import (
+    capacity_daily,
+    capacity_weekly,
+    progression_flags,
+)
+from backcare_analytics.metrics.quality import QualityPolicy, quality_flags
+from backcare_analytics.metrics.rollups import adherence_summary
+from backcare_analytics.metrics.timing import first_session_times, timing_consistency
+from backcare_analytics.metrics.tolerance import TolerancePolicy, session_tolerance
+from backcare_analytics.metrics.verdict import VerdictPolicy, weekly_verdict
 from backcare_analytics.protocol import Protocol, load_protocol
+from backcare_analytics.reports.flags import attention_table, week_flags
 
 __all__ = [
     "VERDICT_LABELS",
@@ -77,16 +87,6 @@ class ReportPolicy:
     pain_rise_points: float = 2.0
 
 
-def _optional(module: str) -> Any | None:
-    """The metric module, or ``None`` when it is not part of this checkout yet."""
-    try:
-        return importlib.import_module(module)
-    except ModuleNotFoundError as exc:
-        if exc.name and module.startswith(exc.name):
-            return None
-        raise
-
-
 def _store(path: Path | str) -> Any:
     from backcare_analytics.store import Store
 
@@ -134,14 +134,13 @@ class WeekData:
     flags: pd.DataFrame
     overview: pd.DataFrame
     provenance: dict[str, Any]
-    unavailable: list[str] = field(default_factory=list)
 
     @property
     def label(self) -> str:
         return self.week.label
 
     def frame(self, name: str) -> pd.DataFrame:
-        """A clinic-wide frame by name (empty when its metric family is unavailable)."""
+        """A clinic-wide frame by name (empty when the week has no such frame)."""
         return self.frames.get(name, pd.DataFrame())
 
     def patient(self, patient_id: str) -> Any:
@@ -156,54 +155,76 @@ def _sha_short(path: Path) -> str:
 
 
 def _compute(store_path: Path, label: str, policy: ReportPolicy) -> WeekData:
+    """Every metric the week's reports show, for all patients at once.
+
+    Each family runs over the span its picture needs: adherence, persistence, pain and
+    capacity over the whole history up to the week's Sunday (baselines and trends need it),
+    timing over the last four weeks, and tolerance, progression flags, the verdict and the
+    quality remarks over the week itself.
+    """
     store = _store(store_path)
     week = Window.iso_week(label)
     history = Window(end=week.end, days=policy.history_days)
+    everything = Window(end=week.end, days=10_000)
     protocol = load_protocol()
     patients = store.patients()
     patients = patients[patients["programme_start"] <= week.end].reset_index(drop=True)
     sessions = store.sessions(end=week.end)
     pain = store.pain(end=week.end)
     prescriptions = store.prescriptions(protocol=protocol)
+    reject_counts = _reject_counts(store.rejects())
+
+    adherence = AdherencePolicy.from_protocol(protocol)
+    pain_policy, tolerance = PainPolicy(), TolerancePolicy()
+    verdict, quality = VerdictPolicy(), QualityPolicy()
+    daily = adherence_daily(sessions, prescriptions, patients, window=everything, policy=adherence)
+    last_28 = Window(end=week.end, days=28)
     frames: dict[str, pd.DataFrame] = {
         "sessions": sessions,
         "pain": pain,
-        "reject_counts": _reject_counts(store.rejects()),
+        "reject_counts": reject_counts,
+        "adherence_daily": daily,
+        "adherence_week": adherence_summary(daily, pain, window=week),
+        "adherence_weekly": adherence_summary(daily, pain, by="iso_week"),
+        "persistence": persistence(sessions, patients, window=everything, policy=adherence),
+        "first_session_times": first_session_times(
+            sessions, patients, window=last_28, policy=adherence
+        ),
+        "timing": timing_consistency(sessions, patients, window=last_28, policy=adherence),
+        "pain_daily": pain_daily(pain, patients, window=everything, policy=pain_policy),
+        "pain_summary": pain_summary(pain, patients, window=everything, policy=pain_policy),
+        "session_tolerance": session_tolerance(
+            sessions, pain, protocol=protocol, window=week, policy=tolerance
+        ),
+        "capacity_weekly": capacity_weekly(
+            capacity_daily(sessions, protocol=protocol, window=everything)
+        ),
+        "progression_flags": progression_flags(
+            sessions, pain, prescriptions, adherence_daily=daily, window=week, protocol=protocol
+        ),
+        "verdict": weekly_verdict(
+            pain, sessions, patients, protocol=protocol, window=week, policy=verdict,
+            all_weeks=False,
+        ),
+        "quality": quality_flags(
+            sessions, pain, patients, prescriptions, rejects=reject_counts, window=week,
+            policy=quality,
+        ),
+    }  # fmt: skip
+    policies: dict[str, Any] = {
+        "report": policy,
+        "adherence": adherence,
+        "pain": pain_policy,
+        "tolerance": tolerance,
+        "verdict": verdict,
+        "quality": quality,
     }
-    policies: dict[str, Any] = {"report": policy}
-    unavailable: list[str] = []
-
-    # The package's public surface re-exports the adherence family wherever its modules live.
-    adh = _optional("backcare_analytics.metrics")
-    if adh is not None and hasattr(adh, "adherence_summary"):
-        apol = adh.AdherencePolicy.from_protocol(protocol)
-        policies["adherence"] = apol
-        daily = adh.adherence_daily(
-            sessions, prescriptions, patients, window=Window(end=week.end, days=10_000),
-            policy=apol,
-        )  # fmt: skip
-        frames["adherence_daily"] = daily
-        frames["adherence_week"] = adh.adherence_summary(daily, pain, window=week)
-        frames["adherence_weekly"] = adh.adherence_summary(daily, pain, by="iso_week")
-    else:
-        unavailable.append("adherence")
-
-    for name, loader in _FAMILIES.items():
-        module = _optional(f"backcare_analytics.metrics.{name}")
-        if module is None:
-            unavailable.append(name)
-            continue
-        loader(module, frames, policies, patients, prescriptions, protocol, week)
-
-    from backcare_analytics.reports.flags import attention_table, week_flags
-
     flags = week_flags(frames, patients, week, policy)
     overview = attention_table(frames, patients, flags, week)
-    imports = store.imports()
     provenance = {
         "store": str(store_path),
         "store_id": _sha_short(store_path.resolve()),
-        "imports": imports,
+        "imports": store.imports(),
         "computed_at": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
     }
     return WeekData(
@@ -218,156 +239,7 @@ def _compute(store_path: Path, label: str, policy: ReportPolicy) -> WeekData:
         flags=flags,
         overview=overview,
         provenance=provenance,
-        unavailable=unavailable,
     )
-
-
-def _call(fn: Any, *args: Any, **kwargs: Any) -> Any:
-    """Call a metric function with the keyword arguments it accepts (the metric families'
-    optional parameters still move while they are written; required ones must match)."""
-    import inspect
-
-    accepted = inspect.signature(fn).parameters
-    return fn(*args, **{k: v for k, v in kwargs.items() if k in accepted})
-
-
-def _persistence(
-    module: Any,
-    frames: dict[str, pd.DataFrame],
-    policies: dict[str, Any],
-    patients: pd.DataFrame,
-    prescriptions: pd.DataFrame,
-    protocol: Protocol,
-    week: Window,
-) -> None:
-    frames["persistence"] = _call(module.persistence,
-        frames["sessions"], patients, window=Window(end=week.end, days=10_000),
-        policy=policies.get("adherence"),
-    )  # fmt: skip
-
-
-def _timing(
-    module: Any,
-    frames: dict[str, pd.DataFrame],
-    policies: dict[str, Any],
-    patients: pd.DataFrame,
-    prescriptions: pd.DataFrame,
-    protocol: Protocol,
-    week: Window,
-) -> None:
-    span = Window(end=week.end, days=28)
-    pol = policies.get("adherence")
-    frames["first_session_times"] = _call(
-        module.first_session_times, frames["sessions"], patients, window=span, policy=pol
-    )
-    frames["timing"] = _call(
-        module.timing_consistency, frames["sessions"], patients, window=span, policy=pol
-    )
-
-
-def _pain(
-    module: Any,
-    frames: dict[str, pd.DataFrame],
-    policies: dict[str, Any],
-    patients: pd.DataFrame,
-    prescriptions: pd.DataFrame,
-    protocol: Protocol,
-    week: Window,
-) -> None:
-    policy = module.PainPolicy()
-    policies["pain"] = policy
-    span = Window(end=week.end, days=10_000)
-    frames["pain_daily"] = _call(
-        module.pain_daily, frames["pain"], patients, window=span, policy=policy
-    )
-    frames["pain_summary"] = _call(
-        module.pain_summary, frames["pain"], patients, window=span, policy=policy
-    )
-
-
-def _tolerance(
-    module: Any,
-    frames: dict[str, pd.DataFrame],
-    policies: dict[str, Any],
-    patients: pd.DataFrame,
-    prescriptions: pd.DataFrame,
-    protocol: Protocol,
-    week: Window,
-) -> None:
-    policy = module.TolerancePolicy()
-    policies["tolerance"] = policy
-    frames["session_tolerance"] = _call(
-        module.session_tolerance,
-        frames["sessions"],
-        frames["pain"],
-        protocol=protocol,
-        window=week,
-        policy=policy,
-    )
-
-
-def _progression(
-    module: Any,
-    frames: dict[str, pd.DataFrame],
-    policies: dict[str, Any],
-    patients: pd.DataFrame,
-    prescriptions: pd.DataFrame,
-    protocol: Protocol,
-    week: Window,
-) -> None:
-    history = Window(end=week.end, days=10_000)
-    daily = _call(module.capacity_daily, frames["sessions"], protocol=protocol, window=history)
-    frames["capacity_weekly"] = _call(module.capacity_weekly, daily)
-    frames["progression_flags"] = _call(module.progression_flags,
-        frames["sessions"], frames["pain"], prescriptions,
-        adherence=frames.get("adherence_daily"), window=week, protocol=protocol,
-    )  # fmt: skip
-
-
-def _verdict(
-    module: Any,
-    frames: dict[str, pd.DataFrame],
-    policies: dict[str, Any],
-    patients: pd.DataFrame,
-    prescriptions: pd.DataFrame,
-    protocol: Protocol,
-    week: Window,
-) -> None:
-    policy = module.VerdictPolicy()
-    policies["verdict"] = policy
-    frames["verdict"] = _call(module.weekly_verdict,
-        frames["pain"], frames["sessions"], patients, protocol=protocol, window=week,
-        policy=policy, all_weeks=False,
-    )  # fmt: skip
-
-
-def _quality(
-    module: Any,
-    frames: dict[str, pd.DataFrame],
-    policies: dict[str, Any],
-    patients: pd.DataFrame,
-    prescriptions: pd.DataFrame,
-    protocol: Protocol,
-    week: Window,
-) -> None:
-    policy = module.QualityPolicy() if hasattr(module, "QualityPolicy") else None
-    if policy is not None:
-        policies["quality"] = policy
-    frames["quality"] = _call(module.quality_flags,
-        frames["sessions"], frames["pain"], patients, prescriptions,
-        rejects=frames.get("reject_counts"), window=week, policy=policy,
-    )  # fmt: skip
-
-
-_FAMILIES: dict[str, Any] = {
-    "persistence": _persistence,
-    "timing": _timing,
-    "pain": _pain,
-    "tolerance": _tolerance,
-    "progression": _progression,
-    "verdict": _verdict,
-    "quality": _quality,
-}
 
 
 def _reject_counts(rejects: pd.DataFrame) -> pd.DataFrame:

@@ -301,13 +301,9 @@ class PatientWeek:
         return render_fragment("notes.html.j2", text=f"{len(items)} notes", notes=items)
 
     def remarks(self) -> HtmlFragment:
-        """Numbered data-quality remarks: the quality flags, then what could not be computed."""
+        """Numbered data-quality remarks: the week's quality flags."""
         q = self.frame("quality")
         remarks = [str(d) for d in q["detail"]] if not q.empty else []
-        remarks += [
-            f"The {name} metrics are not available in this installation; that part of the "
-            "report is empty." for name in self.data.unavailable
-        ]  # fmt: skip
         return render_fragment("remarks.html.j2", text=f"{len(remarks)} remarks", remarks=remarks)
 
     def appendix(self) -> HtmlFragment:
