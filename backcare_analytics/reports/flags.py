@@ -1,8 +1,10 @@
 """The week's flags for every patient, and the clinic's attention order.
 
 Flags are a tidy frame ``patient_id, flag, detail, severity`` computed once for the whole
-clinic (vectorised; no per-patient loop). ``detail`` holds counts and dates only. Severity is
-``warn`` (needs the clinician), ``good`` (ready to progress) or ``info``.
+clinic (vectorised; no per-patient loop), checked against
+:class:`~backcare_analytics.schemas.results.WeekFlags`. ``detail`` holds counts, dates and
+exercise names only. Severity is ``warn`` (needs the clinician) or ``good`` (ready to
+progress).
 
 >>> FLAG_LABELS["consider_regression"]
 'Consider regression'
@@ -16,6 +18,8 @@ import numpy as np
 import pandas as pd
 
 from backcare_analytics.metrics.params import Window
+from backcare_analytics.schemas import validate
+from backcare_analytics.schemas.results import AttentionTable, WeekFlags
 
 if TYPE_CHECKING:  # the context module imports this one
     from backcare_analytics.reports.context import ReportPolicy
@@ -140,11 +144,12 @@ def week_flags(
     out = pd.concat(parts, ignore_index=True)
     order = {f: i for i, f in enumerate(FLAG_LABELS)}
     out["_o"] = out["flag"].map(order)
-    return (
+    out = (
         out.sort_values(["patient_id", "_o"], kind="stable")
         .drop(columns="_o")
         .reset_index(drop=True)
     )
+    return validate(out, WeekFlags, what="the week's flags", inplace=True)
 
 
 def attention_table(
@@ -193,6 +198,7 @@ def attention_table(
     else:
         out["back_pain_week"] = np.nan
     out["priority"] = out["verdict"].map(VERDICT_PRIORITY).fillna(9).astype("int64")
-    return out.sort_values(
+    out = out.sort_values(
         ["priority", "n_warn", "patient_id"], ascending=[True, False, True], kind="stable"
     ).reset_index(drop=True)
+    return validate(out, AttentionTable, what="the attention table", inplace=True)

@@ -26,10 +26,20 @@ from backcare_analytics.schemas.results.progression import (
     ProgressionFlags,
 )
 from backcare_analytics.schemas.results.quality import QUALITY_FLAGS, QualityFlags
+from backcare_analytics.schemas.results.report import (
+    FLAG_SEVERITIES,
+    WEEK_FLAGS,
+    AttentionTable,
+    WeekFlags,
+)
 from backcare_analytics.schemas.results.tolerance import LIGHTS, SessionTolerance
 from backcare_analytics.schemas.results.verdict import VERDICTS, WeeklyVerdict
 
 __all__: list[str] = [
+    "FLAG_SEVERITIES",
+    "WEEK_FLAGS",
+    "AttentionTable",
+    "WeekFlags",
     "LIGHTS",
     "MEASURES",
     "VERDICTS",
