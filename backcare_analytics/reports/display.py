@@ -83,14 +83,21 @@ def render_fragment(template: str, /, text: str = "", **values: Any) -> HtmlFrag
 
 
 class FigureOutput:
-    """A finished figure: PNG bytes and an alternative text; the matplotlib figure is closed."""
+    """A finished figure: PNG bytes, an alternative text and its size on the page in CSS pixels
+    (1/96 in: the figure's own size, so a 7.2 in figure fits an A4 text width and two small
+    ones sit side by side); the matplotlib figure is closed."""
 
-    def __init__(self, png: bytes, alt: str) -> None:
+    def __init__(self, png: bytes, alt: str, width_px: int | None = None) -> None:
         self.png = png
         self.alt = alt
+        self.width_px = width_px
 
-    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
-        return {"image/png": base64.b64encode(self.png).decode("ascii"), "text/plain": self.alt}
+    def _repr_mimebundle_(
+        self, include: Any = None, exclude: Any = None
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        data = {"image/png": base64.b64encode(self.png).decode("ascii"), "text/plain": self.alt}
+        meta = {"image/png": {"width": self.width_px}} if self.width_px else {}
+        return data, meta
 
     def __repr__(self) -> str:
         return self.alt
@@ -106,5 +113,6 @@ def show(ax_or_fig: Any, alt: str) -> FigureOutput:
     fig = getattr(ax_or_fig, "figure", ax_or_fig)
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=FIGURE_DPI, facecolor="white")
+    width_px = round(float(fig.get_figwidth()) * 96)
     plt.close(fig)
-    return FigureOutput(buf.getvalue(), alt)
+    return FigureOutput(buf.getvalue(), alt, width_px)

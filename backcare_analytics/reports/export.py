@@ -116,12 +116,14 @@ def notebook_blocks(nb: Any) -> list[dict[str, Any]]:
                 continue
             data = out.get("data", {})
             if "image/png" in data:
+                width = out.get("metadata", {}).get("image/png", {}).get("width")
                 blocks.append(
                     {
                         "kind": "image",
                         "mime": "image/png",
                         "data": "".join(str(data["image/png"]).split()),
                         "alt": str(data.get("text/plain", "figure")),
+                        "width": int(width) if isinstance(width, int | float) else None,
                     }
                 )
             elif "text/html" in data:
