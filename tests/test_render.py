@@ -73,6 +73,12 @@ def test_weekly_html_shows_verdict_flags_images_and_no_code(rendered, pid: str) 
     for flag in data.flags.loc[data.flags["patient_id"] == pid, "flag"]:
         assert FLAG_LABELS[flag] in html
     assert len(re.findall(r'<img src="data:image/png;base64,', html)) == 5
+    # Each figure shows at its size in inches (96 CSS px an inch): 3 wide (7.2 in), 2 small.
+    widths = sorted(
+        int(w)
+        for w in re.findall(r'<img src="data:image/png;[^"]*" alt="[^"]*" width="(\d+)"', html)
+    )
+    assert widths == [336, 336, 691, 691, 691]
     assert "Content-Security-Policy" in html and "default-src 'none'" in html
     for code in ("load_patient_week", "from backcare", "show(", "pw.", "tags=", "In&nbsp;["):
         assert code not in html
