@@ -3,6 +3,12 @@
 >>> s = Settings.from_env({"BACKCARE_MAX_FILE_MIB": "5"})
 >>> s.max_file_bytes
 5242880
+
+Two kinds of default paths. The files the package ships (the programme protocol, the report
+templates) come from the repository when the package runs from a checkout, and otherwise from
+the copies a wheel carries (:func:`shipped_dir`). The user's folders (``data/``, ``reports/``)
+are under the checkout, or under the working directory when the package is installed
+(:data:`PROJECT_ROOT`).
 """
 
 from __future__ import annotations
@@ -10,18 +16,57 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
+from importlib import resources
 from pathlib import Path
+from typing import Literal
 
 from backcare_analytics.errors import ConfigError
 
-__all__ = ["PACKAGE_DIR", "PROJECT_ROOT", "Settings", "get_settings"]
+__all__ = [
+    "CHECKOUT_ROOT",
+    "PACKAGE_DIR",
+    "PROJECT_ROOT",
+    "Settings",
+    "get_settings",
+    "shipped_dir",
+]
 
 PACKAGE_DIR = Path(__file__).resolve().parent
-#: The checkout this package was installed from (editable installs); the working
-#: directory is used when the package lives in site-packages.
-PROJECT_ROOT = (
-    PACKAGE_DIR.parent if (PACKAGE_DIR.parent / "pyproject.toml").exists() else Path.cwd()
+#: The repository checkout the package runs from (``make demo``, editable installs), or None
+#: when it is installed from a wheel (site-packages, ``pip install --target``).
+CHECKOUT_ROOT: Path | None = (
+    PACKAGE_DIR.parent if (PACKAGE_DIR.parent / "pyproject.toml").is_file() else None
 )
+#: Where the user's folders (``data/``, ``reports/``) are by default: the checkout, or the
+#: working directory (at import) when the package is installed.
+PROJECT_ROOT: Path = CHECKOUT_ROOT if CHECKOUT_ROOT is not None else Path.cwd()
+
+#: The files the package ships, by kind: their canonical place in the repository. A wheel
+#: carries copies in ``backcare_analytics/_bundled/<kind>/`` (the build step in setup.py).
+_SHIPPED = {"protocols": Path("data", "protocols"), "templates": Path("notebooks", "templates")}
+
+
+def shipped_dir(kind: Literal["protocols", "templates"]) -> Path:
+    """The folder holding the protocol files (``"protocols"``) or the report templates
+    (``"templates"``) that come with the package.
+
+    From a checkout, the repository's own folder (``data/protocols/``, ``notebooks/templates/``),
+    so edits there take effect at once; otherwise the copy inside the installed package, found
+    through :mod:`importlib.resources`. An explicit setting (``BACKCARE_PROTOCOL``) is applied
+    by :class:`Settings` and always wins.
+
+    >>> shipped_dir("protocols").name
+    'protocols'
+    """
+    if CHECKOUT_ROOT is not None and (CHECKOUT_ROOT / _SHIPPED[kind]).is_dir():
+        return CHECKOUT_ROOT / _SHIPPED[kind]
+    bundled = resources.files(__package__ or "backcare_analytics") / "_bundled" / kind
+    if not isinstance(bundled, Path):
+        raise ConfigError(
+            f"the package's {kind} cannot be read from inside a zip archive; fix: install "
+            "backcare_analytics unzipped (pip install), or set BACKCARE_PROTOCOL to a protocol file"
+        )
+    return bundled
 
 
 def _default_data_dir() -> Path:
@@ -43,7 +88,7 @@ class Settings:
     raw_archive: Path | None = None
     reports_dir: Path = field(default_factory=lambda: PROJECT_ROOT / "reports")
     protocol: Path = field(
-        default_factory=lambda: PROJECT_ROOT / "data" / "protocols" / "early_phase_low_back.yaml"
+        default_factory=lambda: shipped_dir("protocols") / "early_phase_low_back.yaml"
     )
     examples_dir: Path = field(default_factory=lambda: PROJECT_ROOT / "data" / "examples")
     #: Per-patient prescription overrides (docs/protocol.md); used when the file exists.

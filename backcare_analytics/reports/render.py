@@ -30,7 +30,7 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
-from backcare_analytics.config import PROJECT_ROOT
+from backcare_analytics.config import PROJECT_ROOT, shipped_dir
 from backcare_analytics.schemas.clean import PATIENT_ID_PATTERN
 
 __all__ = [
@@ -49,7 +49,7 @@ __all__ = [
 
 #: Where the report templates live (jupytext percent ``.py`` files; the paired ``.ipynb`` are
 #: for JupyterLab users).
-TEMPLATES_DIR = PROJECT_ROOT / "notebooks" / "templates"
+TEMPLATES_DIR = shipped_dir("templates")  # the checkout's, else the installed package's
 FORMATS = ("html", "pdf")
 _WEEK = re.compile(r"^\d{4}-W\d{2}$")
 _PATIENT = re.compile(PATIENT_ID_PATTERN)
