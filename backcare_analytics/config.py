@@ -55,6 +55,17 @@ def shipped_dir(kind: Literal["protocols", "templates"]) -> Path:
     through :mod:`importlib.resources`. An explicit setting (``BACKCARE_PROTOCOL``) is applied
     by :class:`Settings` and always wins.
 
+    Returns
+    -------
+    Path
+        ``<checkout>/data/protocols`` or ``<checkout>/notebooks/templates`` when that folder
+        exists, else ``<installed package>/_bundled/<kind>``.
+
+    Raises
+    ------
+    ConfigError
+        The package is imported from a zip archive, where the files have no path.
+
     >>> shipped_dir("protocols").name
     'protocols'
     """
