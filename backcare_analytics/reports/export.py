@@ -143,5 +143,20 @@ def notebook_to_html(nb: Any, *, title: str, footer: str = "") -> str:
         title=title,
         footer=footer,
         version=package_version(),
-        blocks=notebook_blocks(nb),
+        blocks=_figure_rows(notebook_blocks(nb)),
     )
+
+
+def _figure_rows(blocks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Consecutive images as one block that never splits over pages (small ones side by side),
+    taking the markdown heading just before them along, so no heading ends a page alone."""
+    out: list[dict[str, Any]] = []
+    for block in blocks:
+        if block["kind"] != "image":
+            out.append(block)
+        elif out and out[-1]["kind"] == "figures":
+            out[-1]["images"].append(block)
+        else:
+            lead = out.pop()["markup"] if out and out[-1]["kind"] == "markdown" else None
+            out.append({"kind": "figures", "lead": lead, "images": [block]})
+    return out
