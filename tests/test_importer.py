@@ -563,3 +563,29 @@ def test_synthetic_clinic_staged_in_a_worker_process_equals_in_process(tmp_path:
     assert len(importer.LAST_WORKER_USAGE) == 0  # the last run had no worker process
     assert [asdict(f) for f in ra.files] == [asdict(f) for f in rb.files]
     _assert_same(_snapshot(worker), _snapshot(local))
+
+
+def test_a_group_writes_the_ledger_as_file_by_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Group commit collects ledger rows and rejects and writes them once: the same ledger
+    (sequence numbers included) and quarantine as one transaction per file, also when a
+    file of the group was refused before (its old ledger row is replaced)."""
+    names = ["patients.csv", "s_week1.csv", "pain.csv", "s_week1_2.csv", "s_edit.csv"]
+
+    def run(name: str) -> Store:
+        s = _store(tmp_path, name)
+        files = _write(tmp_path / name.replace(".", "_"), names)
+        tight = Settings(data_dir=tmp_path / "data", max_file_bytes=len(PAIN) - 1)
+        refused = import_paths([files[2]], s, now=NOW, settings=tight).files[0]
+        assert refused.status == "refused"
+        import_paths(files, s, now=NOW)
+        return s
+
+    grouped = run("a.duckdb")
+    monkeypatch.setattr(importer, "GROUP_MAX_FILES", 1)
+    single = run("b.duckdb")
+    _assert_same(_snapshot(grouped), _snapshot(single))
+    led = grouped.imports()
+    assert list(led["seq"]) == [2, 3, 4, 5, 6] and (led["status"] == "imported").all()
+    assert len(grouped.rejects()) > 0

@@ -117,8 +117,7 @@ def in_file_conflicts(
         for col in key:
             if col not in key_codes:
                 key_codes[col] = column_codes(good[col])
-        key_frame = pd.DataFrame({c: key_codes[c] for c in key})
-        repeated = key_frame.duplicated(keep=False).to_numpy() & has_key
+        repeated = _repeated(np.column_stack([key_codes[c] for c in key])) & has_key
         if not repeated.any():
             continue
         sub = good.loc[repeated, content]
@@ -139,6 +138,16 @@ def in_file_conflicts(
         later = same & frame.duplicated(["k"]).to_numpy()
         repeat_of[where[later]] = first["p"].to_numpy()[later]
     return repeat_of
+
+
+def _repeated(codes: np.ndarray) -> np.ndarray:
+    """Rows whose code tuple (a row of ``codes``) may occur more than once: the tuples are
+    mixed into one 64-bit number per row, so equal tuples are always caught and a rare
+    collision only adds a candidate (the caller compares candidates' real keys)."""
+    mixed = np.zeros(len(codes), dtype=np.uint64)
+    for j in range(codes.shape[1]):  # wraps around modulo 2**64, on purpose
+        mixed = mixed * np.uint64(0x9E3779B97F4A7C15) + codes[:, j].astype(np.uint64)
+    return pd.Series(mixed).duplicated(keep=False).to_numpy()
 
 
 def share_verdicts(repeat_of: np.ndarray, issues: Issues) -> None:

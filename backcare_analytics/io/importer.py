@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +38,13 @@ from backcare_analytics.protocol import Protocol, build_prescriptions, load_prot
 from backcare_analytics.schemas import ensure_validation_enabled
 from backcare_analytics.store.archive import sha256_bytes
 from backcare_analytics.store.core import CLEAN_DTYPES, Store
-from backcare_analytics.store.merge import MergeResult, late_files, merge_group, merge_rows
+from backcare_analytics.store.merge import (
+    MergeResult,
+    incoming_table,
+    late_files,
+    merge_group,
+    merge_rows,
+)
 from backcare_analytics.store.target import WriteTarget
 
 __all__ = ["ImportReport", "expand_paths", "import_paths", "rebuild"]
@@ -47,6 +54,9 @@ Progress = Callable[[int, int, str], None]
 
 _KIND_ORDER = {"patients": 0, "sessions": 1, "pain": 2}
 _REJECT_COLS = ["file_sha", "kind", "row", "column", "reason", "detail", "raw"]
+_EMPTY_REJECTS = pd.DataFrame(
+    {c: pd.Series(dtype="Int64" if c == "row" else "str") for c in _REJECT_COLS}
+)
 
 
 # -- the two stages owned by io.readers and io.normalize (imported on first use) ---------------
@@ -155,6 +165,8 @@ def _raw_json(table: Any, rows: np.ndarray) -> list[str]:
 
 
 def _as_rejects(frame: pd.DataFrame, sha: str, kind: str) -> pd.DataFrame:
+    if frame.empty:
+        return _EMPTY_REJECTS
     out = pd.DataFrame(
         {
             "file_sha": sha,
@@ -228,12 +240,14 @@ def _write_in(
     ctx: _Context,
     con: duckdb.DuckDBPyConnection,
     prep: _Prepared,
-    merged: dict[tuple[str, str], MergeResult] | None = None,
+    merged: _GroupWrite | None = None,
 ) -> tuple[FileReport, bool]:
     """One file's rows, rejects, ledger row and raw copy, inside the caller's transaction.
 
-    ``merged`` holds this file's rows already merged with its group (:func:`_merge_run`).
-    Returns the report and whether the raw copy was new (to discard it on a rollback).
+    ``merged`` (a file of a group) holds this file's rows already merged with its group
+    (:func:`_merge_run`) and collects its rejects and ledger row, written for the whole group
+    by :meth:`_GroupWrite.flush` before the group commits. Returns the report and whether the
+    raw copy was new (to discard it on a rollback).
     """
     kinds = "+".join(k for k, _, _ in prep.tables) or None
     rep = FileReport(
@@ -254,16 +268,16 @@ def _write_in(
         all_rejects, new_ids = [], []
         for kind, table, norm in prep.tables:
             res = (
-                merged[(prep.sha, kind)]
+                merged.merged[(prep.sha, kind)]
                 if merged is not None
-                else merge_rows(con, kind, norm.clean, prep.sha)
+                else merge_rows(con, kind, norm.clean, prep.sha, repeats=norm.repeats)
             )
             rej = _as_rejects(norm.rejects, prep.sha, kind)
             if len(res.rejects):
                 mr = res.rejects.copy()
                 mr["raw"] = _raw_json(table, mr["row"].to_numpy())
                 rej = pd.concat([rej, _as_rejects(mr, prep.sha, kind)], ignore_index=True)
-            n_rej = rej.drop_duplicates(["row"])["row"].shape[0]
+            n_rej = rej["row"].nunique(dropna=False) if len(rej) else 0
             rows = len(table.frame) + len(table.row_errors)
             if rows != res.accepted + res.duplicates + n_rej:
                 raise StoreError(
@@ -275,13 +289,20 @@ def _write_in(
             rep.replaced += res.replaced
             rep.duplicates += res.duplicates
             rep.rejected += n_rej
-            all_rejects.append(rej)
+            if len(rej):
+                all_rejects.append(rej)
             new_ids += res.inserted_ids
-        rejects = pd.concat(all_rejects, ignore_index=True) if all_rejects else None
-        if rejects is not None and len(rejects):
-            _insert_rejects(con, rejects)
+        if all_rejects:
+            rejects = _sorted_rejects(all_rejects)
+            if merged is not None:
+                merged.rejects.append(rejects)
+            else:
+                _insert_rejects(con, rejects)
             rep.reject_reasons = _reason_counts(rejects)
-        seq = _insert_ledger(con, rep, len(prep.data), "imported", None, ctx.now)
+        if merged is not None:
+            seq = merged.ledger_row(con, rep, len(prep.data), ctx.now)
+        else:
+            seq = _insert_ledger(con, rep, len(prep.data), "imported", None, ctx.now)
         if any(k == "patients" for k, _, _ in prep.tables):
             _refresh_prescriptions(con, ctx.protocol)
         if not ctx.target.dry_run:
@@ -303,12 +324,33 @@ def _already(con: duckdb.DuckDBPyConnection, sha: str) -> bool:
     return con.execute(q, [sha]).fetchall()[0][0] > 0
 
 
+def _sorted_rejects(parts: list[pd.DataFrame]) -> pd.DataFrame:
+    """One file's rejects in the order they are stored: by kind, row and reason (stable)."""
+    rejects = parts[0] if len(parts) == 1 else pd.concat(parts, ignore_index=True)
+    return rejects.sort_values(["kind", "row", "reason"], kind="stable", ignore_index=True)
+
+
 def _insert_rejects(con: duckdb.DuckDBPyConnection, rejects: pd.DataFrame) -> None:
-    con.register("_rej", rejects[_REJECT_COLS])
+    """Insert rejects in the frame's order (:func:`_sorted_rejects` per file)."""
+    con.register("_rej", rejects[_REJECT_COLS].assign(_pos=np.arange(len(rejects))))
     try:
-        con.execute('INSERT INTO rejects SELECT * FROM _rej ORDER BY kind, "row", reason')
+        cols = ", ".join(f'"{c}"' for c in _REJECT_COLS)
+        con.execute(f"INSERT INTO rejects SELECT {cols} FROM _rej ORDER BY _pos")
     finally:
         con.unregister("_rej")
+
+
+def _ledger_values(
+    seq: int,
+    rep: FileReport,
+    size: int | None,
+    status: str,
+    reason: str | None,
+    now: pd.Timestamp,
+) -> list[Any]:
+    return [seq, rep.sha256, rep.path, size, rep.format, rep.kind, rep.rows_read, rep.accepted,
+            rep.rejected, rep.duplicates, rep.replaced, rep.blank_rows, status, reason,
+            json.dumps(rep.warnings), now.to_pydatetime(), _package_version()]  # fmt: skip
 
 
 def _insert_ledger(
@@ -323,13 +365,47 @@ def _insert_ledger(
     seq = con.execute("SELECT coalesce(max(seq), 0) + 1 FROM imports").fetchall()[0][0]
     con.execute(
         "INSERT INTO imports VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        [seq, rep.sha256, rep.path, size, rep.format, rep.kind, rep.rows_read, rep.accepted,
-         rep.rejected, rep.duplicates, rep.replaced, rep.blank_rows, status, reason,
-         json.dumps(rep.warnings), now.to_pydatetime(), _package_version()],
-    )  # fmt: skip
+        _ledger_values(int(seq), rep, size, status, reason, now),
+    )
     return int(seq)
 
 
+@dataclass
+class _GroupWrite:
+    """A group's merge results, and its rejects and ledger rows collected file by file and
+    written with one statement each (:meth:`flush`) inside the group's transaction."""
+
+    merged: dict[tuple[str, str], MergeResult]
+    rejects: list[pd.DataFrame] = field(default_factory=list)
+    ledger: list[list[Any]] = field(default_factory=list)
+
+    def ledger_row(
+        self, con: duckdb.DuckDBPyConnection, rep: FileReport, size: int, now: pd.Timestamp
+    ) -> int:
+        """The seq :func:`_insert_ledger` would give this file after the group's earlier
+        files (which replaces an old row of the same bytes, e.g. refused before); the row
+        itself waits for :meth:`flush`."""
+        if self.ledger:  # one more than the group's previous file, as file by file
+            seq = int(self.ledger[-1][0]) + 1
+        else:
+            q = "SELECT coalesce(max(seq), 0) + 1 FROM imports WHERE sha256 <> ?"
+            seq = int(con.execute(q, [rep.sha256]).fetchall()[0][0])
+        self.ledger.append(_ledger_values(seq, rep, size, "imported", None, now))
+        return seq
+
+    def flush(self, con: duckdb.DuckDBPyConnection) -> None:
+        if self.rejects:
+            _insert_rejects(con, pd.concat(self.rejects, ignore_index=True))
+        if self.ledger:
+            shas = [row[1] for row in self.ledger]
+            con.execute("DELETE FROM imports WHERE list_contains(?, sha256)", [shas])
+            con.executemany(
+                "INSERT INTO imports VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                self.ledger,
+            )
+
+
+@cache
 def _package_version() -> str:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -397,7 +473,7 @@ def _retry_unknown_patients(ctx: _Context, con: duckdb.DuckDBPyConnection, this_
             sub, source_file=sha, patients=patients, protocol=ctx.protocol,
             settings=ctx.settings, now=ctx.now,
         )  # fmt: skip
-        res = merge_rows(con, kind, norm.clean, sha)
+        res = merge_rows(con, kind, norm.clean, sha, repeats=norm.repeats)
         rej = _as_rejects(norm.rejects, sha, kind)
         if len(res.rejects):
             mr = res.rejects.copy()
@@ -808,12 +884,15 @@ def _write_group(ctx: _Context, run: list[_Staged]) -> None:
     try:
         with ctx.target.transaction() as con:
             merged = _merge_run(con, [st.prep for st in run if st.prep is not None])
+            group = _GroupWrite(merged) if merged is not None else None
             for st in run:
                 assert st.prep is not None
-                rep, new = _write_in(ctx, con, st.prep, merged)
+                rep, new = _write_in(ctx, con, st.prep, group)
                 reps.append(rep)
                 if new:
                     archived.append(st.sha)
+            if group is not None:
+                group.flush(con)
     except StoreBusyError:
         raise
     except Exception:
@@ -842,24 +921,32 @@ def _merge_run(
     if len(set(shas)) < len(shas) or con.execute(q, [shas]).fetchall()[0][0]:
         return None
     by_kind: dict[str, list[tuple[int, str, pd.DataFrame]]] = {}
+    repeats: dict[str, bool] = {}
     for i, prep in enumerate(preps):
         for kind, _, norm in prep.tables:
             if kind == "patients":
                 return None
             by_kind.setdefault(kind, []).append((i, prep.sha, norm.clean))
+            repeats[kind] = repeats.get(kind, False) or norm.repeats
+    # One Arrow table per kind for the whole group; each round merges a subset of its files.
+    parts = {kind: [(sha, clean) for _, sha, clean in got] for kind, got in by_kind.items()}
+    tables = {kind: incoming_table(kind, p) for kind, p in parts.items()}
     out: dict[tuple[str, str], MergeResult] = {}
     waiting = set(range(len(preps)))
     while waiting:
         late: set[int] = set()
-        for kind, parts in by_kind.items():
-            mine = [p for p in parts if p[0] in waiting]
+        for kind, got in by_kind.items():
+            mine = [k for k, (i, _, _) in enumerate(got) if i in waiting]
             if len(mine) > 1:
-                pos = late_files(con, kind, [(sha, clean) for _, sha, clean in mine])
-                late |= {mine[k][0] for k in pos}
-        for kind, parts in by_kind.items():
-            sub = [(sha, clean) for i, sha, clean in parts if i in waiting and i not in late]
+                pos = late_files(con, kind, parts[kind], table=tables[kind], files=mine)
+                late |= {got[k][0] for k in pos}
+        for kind, got in by_kind.items():
+            sub = [k for k, (i, _, _) in enumerate(got) if i in waiting and i not in late]
             if sub:
-                out.update({(sha, kind): r for sha, r in merge_group(con, kind, sub).items()})
+                res = merge_group(
+                    con, kind, parts[kind], table=tables[kind], files=sub, repeats=repeats[kind]
+                )
+                out.update({(sha, kind): r for sha, r in res.items()})
         waiting = late
     return out
 

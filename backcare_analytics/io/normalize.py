@@ -76,13 +76,16 @@ class Normalized:
     the second as a duplicate. ``rejects`` has one row per refused row and reason
     (``row, column, reason, detail, raw``), the reader's ``row_errors`` included; ``detail``
     never holds a patient's value. Every row number of the table is in ``clean._row`` or in
-    ``rejects.row``, never both.
+    ``rejects.row``, never both. ``repeats`` is False only when no two rows of ``clean``
+    share a record key or (sessions) a patient, time, exercise and side: the store's merge
+    may then skip its in-file passes (:func:`backcare_analytics.store.merge.merge_group`).
     """
 
     kind: str
     clean: pd.DataFrame
     rejects: pd.DataFrame
     warnings: tuple[str, ...]
+    repeats: bool = True
 
 
 def normalize(
@@ -164,7 +167,7 @@ def normalize_many(
         file_of = np.repeat(np.arange(len(members)), [len(f) for f in frames])
         shas = np.array([source_files[i] for i in members], dtype=object)
         ctx = _Context(frame, Issues(len(frame)), [], rows, settings, now, file_of)
-        clean = _run(ctx, kind, decimal_comma, shas, patients, protocol)
+        clean, repeats = _run(ctx, kind, decimal_comma, shas, patients, protocol)
         batch = rejects_frame(ctx.issues.frame(), frame, rows, None, settings, file_of)
         rejects = split_rejects(batch, len(members), [tables[i].row_errors for i in members])
         clean_at = np.searchsorted(clean.pop("_file").to_numpy(), np.arange(len(members) + 1))
@@ -173,7 +176,8 @@ def normalize_many(
             warned.setdefault(int(file_of[pos]), []).append(message)
         for j, i in enumerate(members):
             part = clean.iloc[clean_at[j] : clean_at[j + 1]].reset_index(drop=True)
-            results[i] = Normalized(kind, part, rejects[j], tuple(_cap(warned.get(j, []))))
+            warns = tuple(_cap(warned.get(j, [])))
+            results[i] = Normalized(kind, part, rejects[j], warns, repeats)
     return results  # type: ignore[return-value]
 
 
@@ -184,9 +188,11 @@ def _run(
     shas: np.ndarray,
     patients: pd.DataFrame | None,
     protocol: Protocol,
-) -> pd.DataFrame:
+) -> tuple[pd.DataFrame, bool]:
     """Stage one (cell parsers), in-file duplicates and stage two for one concatenated kind;
-    returns the clean rows with their file index ``_file``, in table order."""
+    returns the clean rows with their file index ``_file``, in table order, and whether
+    any identical repeat of a record was kept (the only same-key rows ``clean`` can hold:
+    a same-key row with other content is refused ``duplicate_in_file``)."""
     issues = ctx.issues
     if kind == "sessions":
         typed, keys = _sessions(ctx, patients, protocol, decimal_comma)
@@ -215,7 +221,8 @@ def _run(
     stage_two(good.drop(columns="_file"), model, protocol, issues, repeat_of >= 0)
     share_verdicts(repeat_of, issues)
     keep = ~issues.bad_rows()[good.index.to_numpy()]
-    return (good if keep.all() else good.loc[keep]).reset_index(drop=True)
+    clean = (good if keep.all() else good.loc[keep]).reset_index(drop=True)
+    return clean, bool((repeat_of >= 0).any())
 
 
 @lru_cache(maxsize=16)

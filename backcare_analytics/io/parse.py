@@ -227,18 +227,26 @@ def parse_times(cells: pd.Series, *, date_order: str = "DMY") -> ParsedTimes:
             reason=empty,
             detail=empty.copy(),
         )
-    spaced = np.zeros(len(u), dtype=bool)
-    for marker in (" +", " -", " Z", " z"):
-        spaced |= u.str.contains(marker, regex=False).to_numpy(dtype=bool, na_value=False)
-    if spaced.any():  # "07:15 +01:00": drop the space before the offset
-        u[spaced] = u[spaced].str.replace(r"\s+(?=(?:Z|z|[+-]\d\d(?::?\d\d)?)$)", "", regex=True)
-    lower_z = u.str.endswith("z").to_numpy(dtype=bool, na_value=False)
-    if lower_z.any():
-        u[lower_z] = u[lower_z].str.slice(0, -1) + "Z"
     utc = np.full(n, np.datetime64("NaT", "us"), dtype="datetime64[us]")
     naive = np.full(n, np.datetime64("NaT", "us"), dtype="datetime64[us]")
-    is_off = u.str.match(_ISO_OFFSET).to_numpy(dtype=bool, na_value=False)
-    is_iso = ~is_off & u.str.match(_ISO_NAIVE).to_numpy(dtype=bool, na_value=False)
+    is_off = u.str.match(_ISO_OFFSET).to_numpy(dtype=bool, na_value=False).copy()
+    other = ~is_off & ~blank  # (a cell matching _ISO_OFFSET has nothing to tidy below)
+    if other.any():
+        v = u[other]
+        spaced = v.str.contains(r" [+\-Zz]", regex=True).to_numpy(dtype=bool, na_value=False)
+        if spaced.any():  # "07:15 +01:00": drop the space before the offset
+            v[spaced] = v[spaced].str.replace(
+                r"\s+(?=(?:Z|z|[+-]\d\d(?::?\d\d)?)$)", "", regex=True
+            )
+        lower_z = v.str.endswith("z").to_numpy(dtype=bool, na_value=False)
+        if lower_z.any():
+            v[lower_z] = v[lower_z].str.slice(0, -1) + "Z"
+        u[other] = v
+        is_off[other] = v.str.match(_ISO_OFFSET).to_numpy(dtype=bool, na_value=False)
+    is_iso = np.zeros(n, dtype=bool)
+    other &= ~is_off
+    if other.any():
+        is_iso[other] = u[other].str.match(_ISO_NAIVE).to_numpy(dtype=bool, na_value=False)
     if is_off.any():
         parsed = pd.to_datetime(u[is_off], format="ISO8601", utc=True, errors="coerce")
         utc[is_off] = parsed.dt.tz_localize(None).to_numpy(dtype="datetime64[us]")

@@ -31,8 +31,17 @@ import duckdb
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
-__all__ = ["SPECS", "MergeResult", "TableSpec", "late_files", "merge_group", "merge_rows"]
+__all__ = [
+    "SPECS",
+    "MergeResult",
+    "TableSpec",
+    "incoming_table",
+    "late_files",
+    "merge_group",
+    "merge_rows",
+]
 
 REJECT_COLUMNS = ["row", "column", "reason", "detail"]
 
@@ -107,17 +116,27 @@ def _same(cols: tuple[str, ...], a: str, b: str) -> str:
 
 
 def merge_rows(
-    con: duckdb.DuckDBPyConnection, kind: str, clean: pd.DataFrame, file_sha: str
+    con: duckdb.DuckDBPyConnection,
+    kind: str,
+    clean: pd.DataFrame,
+    file_sha: str,
+    *,
+    repeats: bool = True,
 ) -> MergeResult:
     """Classify and write one file's clean rows of ``kind`` (caller holds the transaction).
 
     ``clean`` holds the clean schema's columns plus ``_row`` (row number in the file) and
     ``updated_at``. Accepted rows are inserted with ``source_row`` and ``updated_at``.
+    ``repeats=False``: see :func:`merge_group`.
     """
-    return merge_group(con, kind, [(file_sha, clean)])[file_sha]
+    return merge_group(con, kind, [(file_sha, clean)], repeats=repeats)[file_sha]
 
 
-def _incoming(spec: TableSpec, parts: list[tuple[str, pd.DataFrame]]) -> pa.Table:
+def incoming_table(kind: str, parts: list[tuple[str, pd.DataFrame]]) -> pa.Table:
+    """The rows of ``parts`` as one Arrow table for :func:`late_files` and :func:`merge_group`
+    (``_f``: position of the file in ``parts``; ``_uid``: position of the row). Build it once
+    per group and table kind and hand it to both."""
+    spec = SPECS[kind]
     frames = []
     for i, (sha, clean) in enumerate(parts):
         if "source_file" not in clean:  # the clean Patients schema has no provenance column
@@ -129,19 +148,40 @@ def _incoming(spec: TableSpec, parts: list[tuple[str, pd.DataFrame]]) -> pa.Tabl
     return pa.Table.from_pandas(both, preserve_index=False)
 
 
+def _subset(table: pa.Table, files: list[int] | None, n_files: int) -> pa.Table:
+    if files is None or len(set(files)) == n_files:
+        return table
+    return table.filter(pc.is_in(table["_f"], pa.array(files, type=table["_f"].type)))
+
+
 def late_files(
-    con: duckdb.DuckDBPyConnection, kind: str, parts: list[tuple[str, pd.DataFrame]]
+    con: duckdb.DuckDBPyConnection,
+    kind: str,
+    parts: list[tuple[str, pd.DataFrame]],
+    *,
+    table: pa.Table | None = None,
+    files: list[int] | None = None,
 ) -> set[int]:
     """Positions in ``parts`` of files sharing a record key (or, for sessions, a patient,
     time, exercise and side) with an earlier file of ``parts``: such a file must be merged
-    after the earlier one is in the store, not in the same :func:`merge_group`."""
+    after the earlier one is in the store, not in the same :func:`merge_group`.
+
+    ``table`` is :func:`incoming_table` of ``parts`` when the caller built it already;
+    ``files`` limits the question to those positions. Keys are compared by their hash (one
+    hash aggregation, no sort): a collision can only make a file wait a round needlessly,
+    never merge too early.
+    """
     spec = SPECS[kind]
-    con.register("_incoming", _incoming(spec, parts))
+    con.register(
+        "_incoming",
+        _subset(incoming_table(kind, parts) if table is None else table, files, len(parts)),
+    )
     try:
         keys = [spec.partition, *([", ".join(spec.time_unique)] if spec.time_unique else [])]
         sql = " UNION ".join(
-            f"""SELECT _f FROM (SELECT _f, min(_f) OVER (PARTITION BY {k}) AS f0
-            FROM _incoming) WHERE _f > f0"""
+            f"""SELECT k._f FROM (SELECT _f, hash({k}) AS h FROM _incoming) k JOIN (
+                SELECT hash({k}) AS h, min(_f) AS f0 FROM _incoming GROUP BY 1
+                HAVING min(_f) < max(_f)) g USING (h) WHERE k._f > g.f0"""
             for k in keys
         )
         return {int(r[0]) for r in con.execute(sql).fetchall()}
@@ -150,18 +190,30 @@ def late_files(
 
 
 def merge_group(
-    con: duckdb.DuckDBPyConnection, kind: str, parts: list[tuple[str, pd.DataFrame]]
+    con: duckdb.DuckDBPyConnection,
+    kind: str,
+    parts: list[tuple[str, pd.DataFrame]],
+    *,
+    table: pa.Table | None = None,
+    files: list[int] | None = None,
+    repeats: bool = True,
 ) -> dict[str, MergeResult]:
     """:func:`merge_rows` for several files at once, one result per file SHA-256.
 
     The same as merging the files one after another when no file shares a record key or a
     session time with another file of ``parts`` (:func:`late_files` finds those); duplicates
-    within a file are judged within that file.
+    within a file are judged within that file. ``table`` and ``files`` as for
+    :func:`late_files` (only the files at positions ``files`` are merged and reported).
+    ``repeats=False`` is the caller's promise that no file repeats a record key or a session
+    time (normalisation proved it: ``Normalized.repeats``); the in-file passes are skipped.
     """
     spec = SPECS[kind]
-    con.register("_incoming", _incoming(spec, parts))
+    con.register(
+        "_incoming",
+        _subset(incoming_table(kind, parts) if table is None else table, files, len(parts)),
+    )
     try:
-        got = _merge(con, spec, kind)
+        got = _merge(con, spec, kind, repeats)
     finally:
         con.unregister("_incoming")
         con.execute(
@@ -170,10 +222,13 @@ def merge_group(
         )
     empty = pd.DataFrame({c: pd.Series(dtype="int64" if c == "row" else "str")
                           for c in REJECT_COLUMNS})  # fmt: skip
-    return {sha: got.get(i, MergeResult(0, 0, 0, empty, ())) for i, (sha, _) in enumerate(parts)}
+    wanted = range(len(parts)) if files is None else files
+    return {parts[i][0]: got.get(i, MergeResult(0, 0, 0, empty, ())) for i in wanted}
 
 
-def _merge(con: duckdb.DuckDBPyConnection, spec: TableSpec, kind: str) -> dict[int, MergeResult]:
+def _merge(
+    con: duckdb.DuckDBPyConnection, spec: TableSpec, kind: str, repeats: bool
+) -> dict[int, MergeResult]:
     t = spec.table
     content_hash = f"hash({', '.join(spec.content)})"
     # Incoming rows with their rank among rows of the same record key and whether they repeat
@@ -184,11 +239,15 @@ def _merge(con: duckdb.DuckDBPyConnection, spec: TableSpec, kind: str) -> dict[i
         FROM _incoming i"""
     )
     time_cols = ", ".join(spec.time_unique)
-    key_repeats, time_repeats = con.execute(
-        f"""SELECT count(*) - count(DISTINCT hash(_f, {spec.partition})),
-        {f"count(*) - count(DISTINCT (_f, {time_cols}))" if time_cols else "0"}
-        FROM _n"""
-    ).fetchall()[0]
+    key_repeats, time_repeats = (
+        con.execute(
+            f"""SELECT count(*) - count(DISTINCT hash(_f, {spec.partition})),
+            {f"count(*) - count(DISTINCT (_f, {time_cols}))" if time_cols else "0"}
+            FROM _n"""
+        ).fetchall()[0]
+        if repeats
+        else (0, 0)
+    )
     if key_repeats:
         con.execute(
             f"""CREATE TEMP TABLE _nt AS
@@ -261,8 +320,7 @@ def _merge(con: duckdb.DuckDBPyConnection, spec: TableSpec, kind: str) -> dict[i
         con.execute(
             f"""INSERT INTO {t} ({cols}, updated_at, source_row)
             SELECT {", ".join("n." + c for c in spec.columns)}, n.updated_at, n._row
-            FROM _n n JOIN _c USING (_uid) WHERE _status IN ('insert', 'replace')
-            ORDER BY n._uid"""
+            FROM _n n JOIN _c USING (_uid) WHERE _status IN ('insert', 'replace')"""
         )
     rejects = con.sql(
         """SELECT _f, _row AS "row", '(row)' AS "column", CASE _status
