@@ -45,7 +45,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from backcare_analytics.config import PROJECT_ROOT
+from backcare_analytics.config import CHECKOUT_ROOT
 from backcare_analytics.errors import ConfigError, InputDataError
 from backcare_analytics.safety import (
     neutralise_formulas_reversibly,
@@ -103,7 +103,9 @@ _ESCAPE = "'"
 
 
 def _forbidden_places(store: Path | None, out: Path | None) -> list[tuple[Path, str]]:
-    places = [(PROJECT_ROOT.resolve(), "the project's repository")]
+    # The checkout only: an installed package's "project root" is the working folder, which
+    # may be the user's home, where ~/.config/backcare/keys/ is exactly the right place.
+    places = [(CHECKOUT_ROOT.resolve(), "the project's repository")] if CHECKOUT_ROOT else []
     if store is not None:
         places.append((Path(store).resolve().parent, "the store's folder"))
     if out is not None:
