@@ -30,6 +30,7 @@ from typing import Any
 import duckdb
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from backcare_analytics.config import Settings
 from backcare_analytics.errors import InputDataError, StoreBusyError, StoreError
@@ -305,7 +306,11 @@ def _write_in(
             seq = _insert_ledger(con, rep, len(prep.data), "imported", None, ctx.now)
         if any(k == "patients" for k, _, _ in prep.tables):
             _refresh_prescriptions(con, ctx.protocol)
-        if not ctx.target.dry_run:
+        if ctx.target.dry_run:
+            pass
+        elif merged is not None:  # with the group's other files, before its commit
+            merged.archive.append((prep.sha, prep.data, prep.item.name, seq, ctx.now.isoformat()))
+        else:
             archived_new = ctx.target.store.archive.put(
                 prep.sha, prep.data, name=prep.item.name, seq=seq,
                 imported_at=ctx.now.isoformat(),
@@ -378,6 +383,7 @@ class _GroupWrite:
     merged: dict[tuple[str, str], MergeResult]
     rejects: list[pd.DataFrame] = field(default_factory=list)
     ledger: list[list[Any]] = field(default_factory=list)
+    archive: list[tuple[str, bytes, str, int, str]] = field(default_factory=list)
 
     def ledger_row(
         self, con: duckdb.DuckDBPyConnection, rep: FileReport, size: int, now: pd.Timestamp
@@ -393,16 +399,38 @@ class _GroupWrite:
         self.ledger.append(_ledger_values(seq, rep, size, "imported", None, now))
         return seq
 
-    def flush(self, con: duckdb.DuckDBPyConnection) -> None:
+    def flush(self, ctx: _Context, con: duckdb.DuckDBPyConnection) -> list[str]:
+        """Write the collected rows, then the raw copies; returns the SHA-256 of the raw
+        copies that are new (to discard if the commit fails)."""
         if self.rejects:
             _insert_rejects(con, pd.concat(self.rejects, ignore_index=True))
         if self.ledger:
             shas = [row[1] for row in self.ledger]
             con.execute("DELETE FROM imports WHERE list_contains(?, sha256)", [shas])
-            con.executemany(
-                "INSERT INTO imports VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                self.ledger,
+            rows = pa.Table.from_pylist(
+                [dict(zip(_LEDGER_COLS, row, strict=True)) for row in self.ledger],
+                schema=_LEDGER_SCHEMA,
             )
+            con.register("_ledger", rows)
+            try:
+                con.execute("INSERT INTO imports SELECT * FROM _ledger ORDER BY seq")
+            finally:
+                con.unregister("_ledger")
+        if not self.archive:
+            return []
+        new = ctx.target.store.archive.put_many(self.archive)
+        return [sha for (sha, *_), fresh in zip(self.archive, new, strict=True) if fresh]
+
+
+_LEDGER_SCHEMA = pa.schema(
+    [("seq", pa.int64()), ("sha256", pa.string()), ("path", pa.string()),
+     ("size_bytes", pa.int64()), ("format", pa.string()), ("kind", pa.string()),
+     ("rows_read", pa.int64()), ("accepted", pa.int64()), ("rejected", pa.int64()),
+     ("duplicates", pa.int64()), ("replaced", pa.int64()), ("blank_rows", pa.int64()),
+     ("status", pa.string()), ("reason", pa.string()), ("warnings", pa.string()),
+     ("imported_at", pa.timestamp("us", tz="UTC")), ("package_version", pa.string())]
+)  # fmt: skip
+_LEDGER_COLS = _LEDGER_SCHEMA.names
 
 
 @cache
@@ -892,7 +920,7 @@ def _write_group(ctx: _Context, run: list[_Staged]) -> None:
                 if new:
                     archived.append(st.sha)
             if group is not None:
-                group.flush(con)
+                archived += group.flush(ctx, con)
     except StoreBusyError:
         raise
     except Exception:
@@ -921,16 +949,19 @@ def _merge_run(
     if len(set(shas)) < len(shas) or con.execute(q, [shas]).fetchall()[0][0]:
         return None
     by_kind: dict[str, list[tuple[int, str, pd.DataFrame]]] = {}
-    repeats: dict[str, bool] = {}
+    norms: dict[str, list[Any]] = {}
     for i, prep in enumerate(preps):
         for kind, _, norm in prep.tables:
             if kind == "patients":
                 return None
             by_kind.setdefault(kind, []).append((i, prep.sha, norm.clean))
-            repeats[kind] = repeats.get(kind, False) or norm.repeats
+            norms.setdefault(kind, []).append(norm)
+    repeats = {kind: any(n.repeats for n in got) for kind, got in norms.items()}
     # One Arrow table per kind for the whole group; each round merges a subset of its files.
     parts = {kind: [(sha, clean) for _, sha, clean in got] for kind, got in by_kind.items()}
-    tables = {kind: incoming_table(kind, p) for kind, p in parts.items()}
+    tables = {
+        kind: incoming_table(kind, p, together=_together(norms[kind])) for kind, p in parts.items()
+    }
     out: dict[tuple[str, str], MergeResult] = {}
     waiting = set(range(len(preps)))
     while waiting:
@@ -949,6 +980,24 @@ def _merge_run(
                 out.update({(sha, kind): r for sha, r in res.items()})
         waiting = late
     return out
+
+
+def _together(norms: list[Any]) -> tuple[pd.DataFrame, np.ndarray] | None:
+    """The clean rows of ``norms`` in one frame, taken from the batch they were normalised in
+    (one ``take`` instead of concatenating many small frames); None when they come from
+    different batches."""
+    batch = norms[0].batch
+    if batch is None or any(n.batch is None or n.batch[0] is not batch[0] for n in norms):
+        return None
+    starts = np.array([n.batch[1] for n in norms], dtype=np.int64)
+    lengths = np.array([n.batch[2] - n.batch[1] for n in norms], dtype=np.int64)
+    files = np.repeat(np.arange(len(norms), dtype=np.int64), lengths)
+    first = np.repeat(starts - np.concatenate(([0], np.cumsum(lengths)[:-1])), lengths)
+    pos = first + np.arange(len(files), dtype=np.int64)
+    frame = batch[0]
+    if len(pos) == len(frame) and (pos == np.arange(len(frame))).all():
+        return frame, files  # the whole batch, in order
+    return frame.take(pos).reset_index(drop=True), files
 
 
 def _write_staged(ctx: _Context, st: _Staged) -> None:

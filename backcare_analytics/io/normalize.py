@@ -14,7 +14,7 @@ from __future__ import annotations
 import copy
 import unicodedata
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 
 import numpy as np
@@ -86,6 +86,10 @@ class Normalized:
     rejects: pd.DataFrame
     warnings: tuple[str, ...]
     repeats: bool = True
+    #: The batch's clean frame and this table's rows in it (``clean`` is
+    #: ``batch[0].iloc[batch[1]:batch[2]]``): lets a group of files be written without
+    #: concatenating their small frames again.
+    batch: tuple[pd.DataFrame, int, int] | None = field(default=None, repr=False, compare=False)
 
 
 def normalize(
@@ -177,7 +181,8 @@ def normalize_many(
         for j, i in enumerate(members):
             part = clean.iloc[clean_at[j] : clean_at[j + 1]].reset_index(drop=True)
             warns = tuple(_cap(warned.get(j, [])))
-            results[i] = Normalized(kind, part, rejects[j], warns, repeats)
+            bounds = (clean, int(clean_at[j]), int(clean_at[j + 1]))
+            results[i] = Normalized(kind, part, rejects[j], warns, repeats, bounds)
     return results  # type: ignore[return-value]
 
 

@@ -132,11 +132,27 @@ def merge_rows(
     return merge_group(con, kind, [(file_sha, clean)], repeats=repeats)[file_sha]
 
 
-def incoming_table(kind: str, parts: list[tuple[str, pd.DataFrame]]) -> pa.Table:
+def incoming_table(
+    kind: str,
+    parts: list[tuple[str, pd.DataFrame]],
+    *,
+    together: tuple[pd.DataFrame, np.ndarray] | None = None,
+) -> pa.Table:
     """The rows of ``parts`` as one Arrow table for :func:`late_files` and :func:`merge_group`
     (``_f``: position of the file in ``parts``; ``_uid``: position of the row). Build it once
-    per group and table kind and hand it to both."""
+    per group and table kind and hand it to both.
+
+    ``together`` is the parts' rows already in one frame, in order, with each row's file
+    position (normalisation of a batch makes that frame; concatenating many small parts again
+    costs more than all the rest for small files).
+    """
     spec = SPECS[kind]
+    if together is not None:
+        frame, files = together
+        both = frame[[*spec.columns, "updated_at", "_row"]].assign(
+            _f=np.asarray(files, dtype=np.int64), _uid=np.arange(len(frame), dtype=np.int64)
+        )
+        return pa.Table.from_pandas(both, preserve_index=False)
     frames = []
     for i, (sha, clean) in enumerate(parts):
         if "source_file" not in clean:  # the clean Patients schema has no provenance column
