@@ -589,3 +589,40 @@ def test_a_group_writes_the_ledger_as_file_by_file(
     led = grouped.imports()
     assert list(led["seq"]) == [2, 3, 4, 5, 6] and (led["status"] == "imported").all()
     assert len(grouped.rejects()) > 0
+
+
+@pytest.mark.slow
+def test_a_refused_file_staged_in_a_worker_process(tmp_path: Path) -> None:
+    """A reader's refusal comes back from a worker process with its reason (the exception
+    itself may not survive pickling)."""
+    files = _write(tmp_path / "in", ["patients.csv", "patients2.csv", "s_week1.csv"])
+    (tmp_path / "in" / "z_empty.csv").write_text("")
+    rep = import_paths([tmp_path / "in"], _store(tmp_path), now=NOW, workers=1)
+    assert len(importer.LAST_WORKER_USAGE) == 1
+    by = {f.path: f for f in rep.files}
+    assert (by["z_empty.csv"].status, by["z_empty.csv"].reason) == ("refused", "empty_file")
+    assert by[files[2].name].accepted == 3
+
+
+def test_a_worker_that_cannot_start_falls_back_to_staging_here(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from concurrent.futures import Executor, Future
+    from concurrent.futures.process import BrokenProcessPool
+
+    class Broken(Executor):
+        def submit(self, fn, /, *args, **kwargs):
+            fut: Future = Future()
+            fut.set_exception(BrokenProcessPool("injected"))
+            return fut
+
+    names = ["patients.csv", "s_week1.csv", "pain.csv", "s_week1_2.csv", "s_edit.csv"]
+    ref = _store(tmp_path, "ref.duckdb")
+    import_paths(_write(tmp_path / "ref", names), ref, now=NOW, workers=0)
+    real = importer._make_pool
+    monkeypatch.setattr(importer, "_make_pool", lambda ctx, n: Broken() if n else real(ctx, n))
+    monkeypatch.setattr(importer, "_pool_workers", lambda workers, items: 1)
+    s = _store(tmp_path)
+    rep = import_paths(_write(tmp_path / "in", names), s, now=NOW, workers=1)
+    assert [f.status for f in rep.files] == ["imported"] * len(names)
+    _assert_same(_snapshot(ref), _snapshot(s))
