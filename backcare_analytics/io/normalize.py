@@ -19,6 +19,7 @@ from functools import lru_cache
 
 import numpy as np
 import pandas as pd
+import pandera.pandas as pa
 
 from backcare_analytics.config import Settings, get_settings
 from backcare_analytics.io.checks import (
@@ -246,7 +247,23 @@ def _cached_schema(kind: str, protocol: Protocol) -> object:
     for name, column in schema.columns.items():
         if column.unique:
             schema = schema.update_column(name, unique=False)
+        # The same pattern, matched once per distinct value (a batch holds few files).
+        checks = [_matches_per_distinct(c) if c.name == "str_matches" else c for c in column.checks]
+        if any(a is not b for a, b in zip(checks, column.checks, strict=True)):
+            schema = schema.update_column(name, checks=checks)
     return schema
+
+
+def _matches_per_distinct(check: pa.Check) -> pa.Check:
+    """pandera's ``str_matches`` (``Series.str.match``) evaluated once per distinct value."""
+    pattern = check.statistics["pattern"]
+
+    def matches(cells: pd.Series) -> pd.Series:
+        codes, uniques = pd.factorize(cells, use_na_sentinel=False)
+        ok = pd.Series(uniques, dtype="str").str.match(pattern).to_numpy(bool, na_value=False)
+        return pd.Series(ok[codes] if len(uniques) else [], index=cells.index, dtype=bool)
+
+    return pa.Check(matches, name="str_matches", error=check.error)
 
 
 def _schema_of(kind: str, protocol: Protocol) -> object:
