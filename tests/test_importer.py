@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 
 from backcare_analytics.config import Settings
 from backcare_analytics.errors import StoreError, ValidationDisabledError
-from backcare_analytics.io import importer
+from backcare_analytics.io import importer, writer
 from backcare_analytics.io.importer import import_paths, rebuild
 from backcare_analytics.schemas import Pain, Patients, Sessions, validate
 from backcare_analytics.store import Store
@@ -221,7 +221,7 @@ def test_a_failure_mid_file_leaves_the_store_as_it_was(
     def boom(*args, **kwargs):
         raise OSError("disk full (injected)")
 
-    monkeypatch.setattr(importer, "_insert_ledger", boom)  # after the rows were inserted
+    monkeypatch.setattr(writer, "_insert_ledger", boom)  # after the rows were inserted
     (p,) = _write(tmp_path / "more", ["s_week1.csv"])
     with pytest.raises(OSError, match="injected"):
         import_paths([p], s, now=NOW)
@@ -302,16 +302,16 @@ import sys, time
 from pathlib import Path
 sys.path.insert(0, {tests!r})
 from backcare_analytics.config import Settings
-from backcare_analytics.io import importer
+from backcare_analytics.io import importer, writer
 from backcare_analytics.store import Store
 if {pause}:
-    real = importer._insert_ledger
+    real = writer._insert_ledger
     def pausing(*a, **k):
         out = real(*a, **k)
         print("in-transaction", flush=True)
         time.sleep(60)
         return out
-    importer._insert_ledger = pausing
+    writer._insert_ledger = pausing
 print("start", flush=True)
 store = Store({store!r}, settings=Settings(data_dir=Path({data!r})))
 importer.import_paths([{path!r}], store)
@@ -486,14 +486,14 @@ def test_a_busy_store_mid_batch_says_which_files_were_done(
 
     s = _store(tmp_path)
     _write(tmp_path / "in", ["patients.csv", "patients2.csv", "s_week1.csv"])
-    real = importer._write_file
+    real = writer._write_file
 
     def busy_on_sessions(ctx, prep):
         if prep.item.name == "s_week1.csv":
             raise StoreBusyError("store busy: held (injected)")
         return real(ctx, prep)
 
-    monkeypatch.setattr(importer, "_write_file", busy_on_sessions)
+    monkeypatch.setattr(writer, "_write_file", busy_on_sessions)
     with pytest.raises(StoreBusyError, match="s_week1.csv and 0 later") as info:
         import_paths([tmp_path / "in"], s, now=NOW)
     assert [f.path for f in info.value.report.files] == ["patients.csv", "patients2.csv"]
@@ -509,7 +509,7 @@ def test_a_failure_in_a_group_is_retried_file_by_file(
     names = ["patients.csv", "s_week1.csv", "pain.csv", "s_week1_2.csv", "s_edit.csv"]
     ref = _store(tmp_path, "ref.duckdb")
     import_paths(_write(tmp_path / "ref", names), ref, now=NOW)
-    real, seen = importer._write_in, []
+    real, seen = writer._write_in, []
 
     def fails_in_a_group(ctx, con, prep, merged=None):
         seen.append((prep.item.name, merged is not None))
@@ -517,7 +517,7 @@ def test_a_failure_in_a_group_is_retried_file_by_file(
             raise OSError("disk full (injected)")
         return real(ctx, con, prep, merged)
 
-    monkeypatch.setattr(importer, "_write_in", fails_in_a_group)
+    monkeypatch.setattr(writer, "_write_in", fails_in_a_group)
     s = _store(tmp_path)
     rep = import_paths(_write(tmp_path / "in", names), s, now=NOW)
     assert ("s_week1.csv", True) in seen and ("s_week1.csv", False) in seen  # grouped, retried
