@@ -152,7 +152,7 @@ def _stages(folder: Path, work: Path) -> dict[str, float]:
     out["normalize_s"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     with store.transaction() as con:
-        merge_rows(con, "sessions", norm.clean, sha)
+        merge_rows(con, "sessions", norm.clean, sha, repeats=norm.repeats)
     out["merge_write_commit_s"] = time.perf_counter() - t0
     out["rows"] = raw.tables[0].rows_read
     return out
