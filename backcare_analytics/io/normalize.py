@@ -40,6 +40,7 @@ from backcare_analytics.io.parse import (
     parse_integer,
     parse_times,
     parse_vocabulary,
+    take_text,
 )
 from backcare_analytics.io.readers import KNOWN_COLUMNS, RawTable
 from backcare_analytics.protocol import Protocol, alias_key, load_protocol
@@ -213,7 +214,7 @@ def _run(
     if len(shas) == 1:
         typed[Sessions.source_file] = str(shas[0])
     else:
-        typed[Sessions.source_file] = pd.Series(shas.take(ctx.file_of), dtype="str")
+        typed[Sessions.source_file] = take_text(shas, ctx.file_of)
     typed["_row"] = ctx.rows
     typed["_file"] = ctx.file_of
     typed = typed[[*columns, "_row", "updated_at", "_file"]]
@@ -251,7 +252,39 @@ def _cached_schema(kind: str, protocol: Protocol) -> object:
         checks = [_matches_per_distinct(c) if c.name == "str_matches" else c for c in column.checks]
         if any(a is not b for a, b in zip(checks, column.checks, strict=True)):
             schema = schema.update_column(name, checks=checks)
+    if kind == "sessions":  # the same pair checks, once per distinct (exercise, value) pair
+        schema.checks = [
+            _pairs_per_distinct(c, protocol) if c.name in _PAIR_CHECKS else c for c in schema.checks
+        ]
     return schema
+
+
+#: The programme's pair checks of the Sessions schema: check name -> (column, blank allowed).
+_PAIR_CHECKS = {
+    "side_of_exercise": (Sessions.side, False),
+    "level_of_exercise": (Sessions.level, True),
+    "variant_of_exercise": (Sessions.variant, True),
+}
+
+
+def _pairs_per_distinct(check: pa.Check, protocol: Protocol) -> pa.Check:
+    """A pair check of :func:`~backcare_analytics.schemas.sessions_schema` (exercise and
+    side, level or variant allowed together) with the same allowed pairs, evaluated once per
+    distinct pair instead of joining two strings per row."""
+    column, blank_ok = _PAIR_CHECKS[check.name]
+    allowed = {
+        Sessions.side: {(e.id, v) for e in protocol.exercises for v in ALLOWED_SIDES[e.sidedness]},
+        Sessions.level: {(e.id, v) for e in protocol.exercises for v in e.ladder},
+        Sessions.variant: {(e.id, v) for e in protocol.exercises for v in e.variants},
+    }[column]
+
+    def pairs_ok(df: pd.DataFrame) -> pd.Series:
+        ok = _pairs_ok(df[Sessions.exercise_id], df[column], allowed)
+        if blank_ok:
+            ok = ok | df[column].isna().to_numpy()
+        return pd.Series(ok, index=df.index, dtype=bool)
+
+    return pa.Check(pairs_ok, name=check.name, error=check.error)
 
 
 def _matches_per_distinct(check: pa.Check) -> pa.Check:
@@ -308,7 +341,7 @@ def _patient_ids(ctx: _Context) -> pd.Series:
     nfc = pd.Series([unicodedata.normalize("NFC", u) for u in uniques], dtype="str")
     ok_u = nfc.str.fullmatch(PATIENT_ID_PATTERN).to_numpy(dtype=bool, na_value=False)
     blank_u = (nfc == "").to_numpy(dtype=bool)
-    ids = pd.Series(nfc.to_numpy().take(codes) if len(nfc) else [], dtype="str")
+    ids = take_text(nfc.to_numpy(), codes)
     ctx.issues.add(blank_u.take(codes), "patient_id", "missing_value", "a required value is blank")
     ctx.issues.add(
         ~ok_u.take(codes) & ~blank_u.take(codes),
@@ -329,7 +362,9 @@ def _zones(ctx: _Context, ids: pd.Series, patients: pd.DataFrame | None) -> pd.S
         index=patients["patient_id"].astype("str").to_numpy(),
     )
     lookup = lookup[~lookup.index.duplicated(keep="last")]
-    zones = ids.map(lookup)
+    codes, uniques = pd.factorize(ids)  # looked up once per distinct patient
+    zone_u = lookup.reindex(uniques).to_numpy(dtype=object)
+    zones = take_text(zone_u, codes).set_axis(ids.index)
     unknown = ids.notna().to_numpy() & zones.isna().to_numpy()
     ctx.issues.add(
         unknown,
@@ -399,7 +434,7 @@ def _exercises(ctx: _Context, protocol: Protocol) -> pd.Series:
     unknown_u = (ids == None) & ~blank_u  # noqa: E711 - elementwise on an object array
     ctx.issues.add(blank_u.take(codes), "exercise", "missing_value", "a required value is blank")
     ctx.issues.add(unknown_u.take(codes), "exercise", "unknown_exercise", detail_u.take(codes))
-    return pd.Series(ids.take(codes) if len(uniques) else [], dtype="str")
+    return take_text(ids, codes)
 
 
 def _exercise_hint(protocol: Protocol, name: str) -> str:
@@ -431,10 +466,12 @@ def _sessions(
     updated, _ = _times(ctx, "updated_at", zones, required=False)
     exercise = _exercises(ctx, protocol)
     known_ex = exercise.notna().to_numpy()
-    sidedness = exercise.map({ex.id: ex.sidedness for ex in protocol.exercises})
+    e_codes, e_uniq = pd.factorize(exercise, use_na_sentinel=False)
+    sided = {ex.id: ex.sidedness for ex in protocol.exercises}
+    sidedness = np.array([sided.get(e) for e in e_uniq], dtype=object).take(e_codes)
     side_p = parse_vocabulary(f["side"], SIDE_WORDS, what="side")
     issues.add_parsed(side_p, "side")
-    default_side = pd.Series(np.where(sidedness == "none", "none", "both"), dtype="str")
+    default_side = take_text(["both", "none"], (sidedness == "none").astype(np.int64))
     side = side_p.values.where(side_p.values.notna() | side_p.failed, default_side)
     side_pairs = {(ex.id, s) for ex in protocol.exercises for s in ALLOWED_SIDES[ex.sidedness]}
     bad_side = known_ex & side.notna().to_numpy() & ~_pairs_ok(exercise, side, side_pairs)

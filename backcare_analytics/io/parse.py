@@ -27,6 +27,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 __all__ = [
     "HOLD_UNITS",
@@ -38,6 +40,7 @@ __all__ = [
     "parse_integer",
     "parse_times",
     "parse_vocabulary",
+    "take_text",
 ]
 
 _NUMBER = re.compile(r"^[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d{1,3})?$")
@@ -79,6 +82,19 @@ class Parsed:
     @property
     def detail(self) -> np.ndarray:
         return self.detail_u[self.codes]
+
+
+def take_text(uniques: object, codes: np.ndarray) -> pd.Series:
+    """``uniques[codes]`` as a pandas ``str`` Series (missing where a unique is missing or a
+    code is negative), taken in Arrow: several times faster than building the column from a
+    NumPy object array.
+
+    >>> take_text(["a", None], np.array([1, 0, -1, 0])).tolist()
+    [nan, 'a', nan, 'a']
+    """
+    values = pa.array(np.asarray(uniques, dtype=object), type=pa.large_string(), from_pandas=True)
+    codes = np.asarray(codes, dtype=np.int64)
+    return pd.Series(pc.take(values, pa.array(codes, mask=codes < 0)), dtype="str")
 
 
 def _by_distinct(
