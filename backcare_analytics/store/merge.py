@@ -236,10 +236,8 @@ def merge_group(
             "DROP VIEW IF EXISTS _n; DROP TABLE IF EXISTS _nt; DROP VIEW IF EXISTS _s; "
             "DROP TABLE IF EXISTS _c"
         )
-    empty = pd.DataFrame({c: pd.Series(dtype="int64" if c == "row" else "str")
-                          for c in REJECT_COLUMNS})  # fmt: skip
     wanted = range(len(parts)) if files is None else files
-    return {parts[i][0]: got.get(i, MergeResult(0, 0, 0, empty, ())) for i in wanted}
+    return {parts[i][0]: got.get(i) or _result({}, _empty_rejects(), ()) for i in wanted}
 
 
 def _merge(
@@ -338,6 +336,8 @@ def _merge(
             SELECT {", ".join("n." + c for c in spec.columns)}, n.updated_at, n._row
             FROM _n n JOIN _c USING (_uid) WHERE _status IN ('insert', 'replace')"""
         )
+    if not any(k not in _KEPT for c in per_file.values() for k in c):  # nothing refused
+        return {f: _result(c, _empty_rejects(), inserted_ids) for f, c in per_file.items()}
     rejects = con.sql(
         """SELECT _f, _row AS "row", '(row)' AS "column", CASE _status
               WHEN 'duplicate_in_file' THEN 'duplicate_in_file'
@@ -357,14 +357,36 @@ def _merge(
     ).to_arrow_table()
     rej = rejects.to_pandas().astype({"_f": "int64", "row": "int64", "column": "str",
                                       "reason": "str", "detail": "str"})  # fmt: skip
+    # Sorted by _uid, so by file: each file's rejects are one slice.
+    files = rej["_f"].to_numpy()
     out = {}
     for f, c in per_file.items():
-        mine = rej.loc[rej["_f"] == f, REJECT_COLUMNS].reset_index(drop=True)
-        out[f] = MergeResult(
-            accepted=int(c.get("insert", 0) + c.get("replace", 0)),
-            replaced=int(c.get("replace", 0)),
-            duplicates=int(c.get("duplicate", 0)),
-            rejects=mine,
-            inserted_ids=inserted_ids,
-        )
+        a, b = np.searchsorted(files, [f, f + 1])
+        mine = rej.iloc[a:b][REJECT_COLUMNS].reset_index(drop=True) if b > a else _empty_rejects()
+        out[f] = _result(c, mine, inserted_ids)
     return out
+
+
+_KEPT = ("insert", "replace", "duplicate")  # merge statuses that refuse nothing
+
+
+def _empty_rejects() -> pd.DataFrame:
+    """No rejects (one shared frame: results are read, never changed in place)."""
+    return _NO_REJECTS
+
+
+_NO_REJECTS = pd.DataFrame(
+    {c: pd.Series(dtype="int64" if c == "row" else "str") for c in REJECT_COLUMNS}
+)
+
+
+def _result(
+    counts: dict[str, int], rejects: pd.DataFrame, inserted_ids: tuple[str, ...]
+) -> MergeResult:
+    return MergeResult(
+        accepted=int(counts.get("insert", 0) + counts.get("replace", 0)),
+        replaced=int(counts.get("replace", 0)),
+        duplicates=int(counts.get("duplicate", 0)),
+        rejects=rejects,
+        inserted_ids=inserted_ids,
+    )
