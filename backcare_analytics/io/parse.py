@@ -227,8 +227,25 @@ def parse_times(cells: pd.Series, *, date_order: str = "DMY") -> ParsedTimes:
     month first with ``date_order="MDY"``), never swapping an impossible day and month.
 
     Whole columns at a time: one pyarrow regex pass tells offsets from naive times, then
-    :func:`pandas.to_datetime` reads each group; only slash/dot dates take a slower path.
+    :func:`pandas.to_datetime` reads each group; only slash/dot dates take a slower path. A
+    column that repeats its values (a session's exercises share its time) is parsed once per
+    distinct value.
     """
+    codes, uniques = pd.factorize(cells, use_na_sentinel=False)
+    if 2 * len(uniques) <= len(cells):
+        d = _parse_times(pd.Series(uniques, dtype="str"), date_order)
+        return ParsedTimes(
+            utc=d.utc.take(codes).set_axis(cells.index),
+            naive=d.naive.take(codes).set_axis(cells.index),
+            has_offset=d.has_offset.take(codes),
+            blank=d.blank.take(codes),
+            reason=d.reason.take(codes),
+            detail=d.detail.take(codes),
+        )
+    return _parse_times(cells, date_order)
+
+
+def _parse_times(cells: pd.Series, date_order: str) -> ParsedTimes:
     u = cells.str.strip().reset_index(drop=True)
     n = len(u)
     blank = (u == "").to_numpy(dtype=bool)
