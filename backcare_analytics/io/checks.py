@@ -8,15 +8,25 @@ codes; :func:`rejects_frame` turns the issues into the rejects table with each r
 
 from __future__ import annotations
 
+import copy
 import json
+from functools import lru_cache
 
 import numpy as np
 import pandas as pd
+import pandera.pandas as pa
 
 from backcare_analytics.config import Settings
 from backcare_analytics.io.parse import Parsed
 from backcare_analytics.protocol import Protocol
-from backcare_analytics.schemas import find_failures
+from backcare_analytics.schemas import (
+    ALLOWED_SIDES,
+    Pain,
+    Patients,
+    Sessions,
+    find_failures,
+    sessions_schema,
+)
 
 __all__ = [
     "REJECT_COLUMNS",
@@ -24,10 +34,12 @@ __all__ = [
     "column_codes",
     "in_file_conflicts",
     "mask",
+    "pairs_ok",
     "rejects_frame",
     "share_verdicts",
     "split_rejects",
     "stage_two",
+    "stage_two_schema",
 ]
 
 REJECT_COLUMNS = ("row", "column", "reason", "detail", "raw")
@@ -169,6 +181,97 @@ def mask(n: int, positions: np.ndarray) -> np.ndarray:
     mask = np.zeros(n, dtype=bool)
     mask[positions] = True
     return mask
+
+
+@lru_cache(maxsize=16)
+def _cached_schema(kind: str, protocol: Protocol) -> object:
+    built = {
+        "sessions": lambda: sessions_schema(protocol),
+        "pain": Pain.to_schema,
+        "patients": Patients.to_schema,
+    }[kind]()
+    # pandera caches a model's schema: change a copy, never the shared one
+    schema = copy.deepcopy(built)
+    # Uniqueness is judged per file by in_file_conflicts (stage one), and a batch may hold
+    # overlapping re-exports of one record from several files: the schema's own uniqueness
+    # checks would wrongly refuse those, so the stage-two copy leaves them out.
+    schema.unique = None
+    for name, column in schema.columns.items():
+        if column.unique:
+            schema = schema.update_column(name, unique=False)
+        # The same pattern, matched once per distinct value (a batch holds few files).
+        checks = [_matches_per_distinct(c) if c.name == "str_matches" else c for c in column.checks]
+        if any(a is not b for a, b in zip(checks, column.checks, strict=True)):
+            schema = schema.update_column(name, checks=checks)
+    if kind == "sessions":  # the same pair checks, once per distinct (exercise, value) pair
+        schema.checks = [
+            _pairs_per_distinct(c, protocol) if c.name in _PAIR_CHECKS else c for c in schema.checks
+        ]
+    return schema
+
+
+#: The programme's pair checks of the Sessions schema: check name -> (column, blank allowed).
+_PAIR_CHECKS = {
+    "side_of_exercise": (Sessions.side, False),
+    "level_of_exercise": (Sessions.level, True),
+    "variant_of_exercise": (Sessions.variant, True),
+}
+
+
+def _pairs_per_distinct(check: pa.Check, protocol: Protocol) -> pa.Check:
+    """A pair check of :func:`~backcare_analytics.schemas.sessions_schema` (exercise and
+    side, level or variant allowed together) with the same allowed pairs, evaluated once per
+    distinct pair instead of joining two strings per row."""
+    column, blank_ok = _PAIR_CHECKS[check.name]
+    allowed = {
+        Sessions.side: {(e.id, v) for e in protocol.exercises for v in ALLOWED_SIDES[e.sidedness]},
+        Sessions.level: {(e.id, v) for e in protocol.exercises for v in e.ladder},
+        Sessions.variant: {(e.id, v) for e in protocol.exercises for v in e.variants},
+    }[column]
+
+    def check_pairs(df: pd.DataFrame) -> pd.Series:
+        ok = pairs_ok(df[Sessions.exercise_id], df[column], allowed)
+        if blank_ok:
+            ok = ok | df[column].isna().to_numpy()
+        return pd.Series(ok, index=df.index, dtype=bool)
+
+    return pa.Check(check_pairs, name=check.name, error=check.error)
+
+
+def _matches_per_distinct(check: pa.Check) -> pa.Check:
+    """pandera's ``str_matches`` (``Series.str.match``) evaluated once per distinct value."""
+    pattern = check.statistics["pattern"]
+
+    def matches(cells: pd.Series) -> pd.Series:
+        codes, uniques = pd.factorize(cells, use_na_sentinel=False)
+        ok = pd.Series(uniques, dtype="str").str.match(pattern).to_numpy(bool, na_value=False)
+        return pd.Series(ok[codes] if len(uniques) else [], index=cells.index, dtype=bool)
+
+    return pa.Check(matches, name="str_matches", error=check.error)
+
+
+def stage_two_schema(kind: str, protocol: Protocol) -> object:
+    """The clean schema of ``kind`` (``sessions``, ``pain``, ``patients``) as stage two runs
+    it, built once per protocol (a frozen model): without its uniqueness checks (judged per
+    file in stage one by :func:`in_file_conflicts`), and with its pattern and programme pair
+    checks evaluated once per distinct value or pair (the same checks and allowed values)."""
+    try:
+        return _cached_schema(kind, protocol)
+    except TypeError:  # an unhashable protocol: build it each time
+        return _cached_schema.__wrapped__(kind, protocol)
+
+
+def pairs_ok(exercise: pd.Series, value: pd.Series, allowed: set[tuple[str, str]]) -> np.ndarray:
+    """Whether each row's ``(exercise, value)`` pair is allowed, checked once per distinct pair."""
+    e_codes, e_uniq = pd.factorize(exercise, use_na_sentinel=False)
+    v_codes, v_uniq = pd.factorize(value, use_na_sentinel=False)
+    pair = e_codes.astype(np.int64) * (len(v_uniq) + 1) + v_codes
+    distinct, inverse = np.unique(pair, return_inverse=True)
+    width = len(v_uniq) + 1
+    ok = np.array(
+        [(e_uniq[d // width], v_uniq[d % width]) in allowed for d in distinct], dtype=bool
+    )
+    return ok[inverse] if len(pair) else np.zeros(0, dtype=bool)
 
 
 def stage_two(

@@ -11,25 +11,24 @@ Pure: no files, no store, no clock unless ``now`` is left out.
 
 from __future__ import annotations
 
-import copy
 import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
 
 import numpy as np
 import pandas as pd
-import pandera.pandas as pa
 
 from backcare_analytics.config import Settings, get_settings
 from backcare_analytics.io.checks import (
     REJECT_COLUMNS,
     Issues,
     in_file_conflicts,
+    pairs_ok,
     rejects_frame,
     share_verdicts,
     split_rejects,
     stage_two,
+    stage_two_schema,
 )
 from backcare_analytics.io.parse import (
     PAIN_UNITS,
@@ -50,7 +49,6 @@ from backcare_analytics.schemas import (
     Pain,
     Patients,
     Sessions,
-    sessions_schema,
 )
 
 __all__ = ["REJECT_COLUMNS", "Normalized", "normalize", "normalize_many"]
@@ -203,14 +201,14 @@ def _run(
     issues = ctx.issues
     if kind == "sessions":
         typed, keys = _sessions(ctx, patients, protocol, decimal_comma)
-        model: object = _schema_of("sessions", protocol)
+        model: object = stage_two_schema("sessions", protocol)
         columns = list(Sessions.to_schema().columns)
     elif kind == "pain":
         typed, keys = _pain(ctx, patients)
-        model, columns = _schema_of("pain", protocol), list(Pain.to_schema().columns)
+        model, columns = stage_two_schema("pain", protocol), list(Pain.to_schema().columns)
     else:
         typed, keys = _patients(ctx)
-        model, columns = _schema_of("patients", protocol), list(Patients.to_schema().columns)
+        model, columns = stage_two_schema("patients", protocol), list(Patients.to_schema().columns)
     if len(shas) == 1:
         typed[Sessions.source_file] = str(shas[0])
     else:
@@ -230,81 +228,6 @@ def _run(
     keep = ~issues.bad_rows()[good.index.to_numpy()]
     clean = (good if keep.all() else good.loc[keep]).reset_index(drop=True)
     return clean, bool((repeat_of >= 0).any())
-
-
-@lru_cache(maxsize=16)
-def _cached_schema(kind: str, protocol: Protocol) -> object:
-    built = {
-        "sessions": lambda: sessions_schema(protocol),
-        "pain": Pain.to_schema,
-        "patients": Patients.to_schema,
-    }[kind]()
-    # pandera caches a model's schema: change a copy, never the shared one
-    schema = copy.deepcopy(built)
-    # Uniqueness is judged per file by in_file_conflicts (stage one), and a batch may hold
-    # overlapping re-exports of one record from several files: the schema's own uniqueness
-    # checks would wrongly refuse those, so the stage-two copy leaves them out.
-    schema.unique = None
-    for name, column in schema.columns.items():
-        if column.unique:
-            schema = schema.update_column(name, unique=False)
-        # The same pattern, matched once per distinct value (a batch holds few files).
-        checks = [_matches_per_distinct(c) if c.name == "str_matches" else c for c in column.checks]
-        if any(a is not b for a, b in zip(checks, column.checks, strict=True)):
-            schema = schema.update_column(name, checks=checks)
-    if kind == "sessions":  # the same pair checks, once per distinct (exercise, value) pair
-        schema.checks = [
-            _pairs_per_distinct(c, protocol) if c.name in _PAIR_CHECKS else c for c in schema.checks
-        ]
-    return schema
-
-
-#: The programme's pair checks of the Sessions schema: check name -> (column, blank allowed).
-_PAIR_CHECKS = {
-    "side_of_exercise": (Sessions.side, False),
-    "level_of_exercise": (Sessions.level, True),
-    "variant_of_exercise": (Sessions.variant, True),
-}
-
-
-def _pairs_per_distinct(check: pa.Check, protocol: Protocol) -> pa.Check:
-    """A pair check of :func:`~backcare_analytics.schemas.sessions_schema` (exercise and
-    side, level or variant allowed together) with the same allowed pairs, evaluated once per
-    distinct pair instead of joining two strings per row."""
-    column, blank_ok = _PAIR_CHECKS[check.name]
-    allowed = {
-        Sessions.side: {(e.id, v) for e in protocol.exercises for v in ALLOWED_SIDES[e.sidedness]},
-        Sessions.level: {(e.id, v) for e in protocol.exercises for v in e.ladder},
-        Sessions.variant: {(e.id, v) for e in protocol.exercises for v in e.variants},
-    }[column]
-
-    def pairs_ok(df: pd.DataFrame) -> pd.Series:
-        ok = _pairs_ok(df[Sessions.exercise_id], df[column], allowed)
-        if blank_ok:
-            ok = ok | df[column].isna().to_numpy()
-        return pd.Series(ok, index=df.index, dtype=bool)
-
-    return pa.Check(pairs_ok, name=check.name, error=check.error)
-
-
-def _matches_per_distinct(check: pa.Check) -> pa.Check:
-    """pandera's ``str_matches`` (``Series.str.match``) evaluated once per distinct value."""
-    pattern = check.statistics["pattern"]
-
-    def matches(cells: pd.Series) -> pd.Series:
-        codes, uniques = pd.factorize(cells, use_na_sentinel=False)
-        ok = pd.Series(uniques, dtype="str").str.match(pattern).to_numpy(bool, na_value=False)
-        return pd.Series(ok[codes] if len(uniques) else [], index=cells.index, dtype=bool)
-
-    return pa.Check(matches, name="str_matches", error=check.error)
-
-
-def _schema_of(kind: str, protocol: Protocol) -> object:
-    """The stage-two schema of a kind, built once per protocol (a frozen model)."""
-    try:
-        return _cached_schema(kind, protocol)
-    except TypeError:  # an unhashable protocol: build it each time
-        return _cached_schema.__wrapped__(kind, protocol)
 
 
 @dataclass
@@ -443,19 +366,6 @@ def _exercise_hint(protocol: Protocol, name: str) -> str:
     return f"{known}; did you mean {hint!r}?" if hint else f"{known}; see docs/export-format.md"
 
 
-def _pairs_ok(exercise: pd.Series, value: pd.Series, allowed: set[tuple[str, str]]) -> np.ndarray:
-    """Whether each row's ``(exercise, value)`` pair is allowed, checked once per distinct pair."""
-    e_codes, e_uniq = pd.factorize(exercise, use_na_sentinel=False)
-    v_codes, v_uniq = pd.factorize(value, use_na_sentinel=False)
-    pair = e_codes.astype(np.int64) * (len(v_uniq) + 1) + v_codes
-    distinct, inverse = np.unique(pair, return_inverse=True)
-    width = len(v_uniq) + 1
-    ok = np.array(
-        [(e_uniq[d // width], v_uniq[d % width]) in allowed for d in distinct], dtype=bool
-    )
-    return ok[inverse] if len(pair) else np.zeros(0, dtype=bool)
-
-
 def _sessions(
     ctx: _Context, patients: pd.DataFrame | None, protocol: Protocol, decimal_comma: bool
 ) -> tuple[pd.DataFrame, list[list[str]]]:
@@ -474,7 +384,7 @@ def _sessions(
     default_side = take_text(["both", "none"], (sidedness == "none").astype(np.int64))
     side = side_p.values.where(side_p.values.notna() | side_p.failed, default_side)
     side_pairs = {(ex.id, s) for ex in protocol.exercises for s in ALLOWED_SIDES[ex.sidedness]}
-    bad_side = known_ex & side.notna().to_numpy() & ~_pairs_ok(exercise, side, side_pairs)
+    bad_side = known_ex & side.notna().to_numpy() & ~pairs_ok(exercise, side, side_pairs)
     issues.add(bad_side, "side", "bad_vocabulary", "this side is not possible for this exercise")
     sets = parse_integer(f["sets"], lo=1, hi=20, what="a number of sets")
     reps = parse_integer(f["reps"], lo=0, hi=500, units=REPS_UNITS, what="a number of reps")
@@ -493,7 +403,7 @@ def _sessions(
     for col, parsed, attr in (("level", level, "ladder"), ("variant", variant, "variants")):
         allowed = {(ex.id, v) for ex in protocol.exercises for v in getattr(ex, attr)}
         given = parsed.values.notna().to_numpy()
-        wrong = known_ex & given & ~_pairs_ok(exercise, parsed.values, allowed)
+        wrong = known_ex & given & ~pairs_ok(exercise, parsed.values, allowed)
         issues.add(wrong, col, "bad_vocabulary", f"this exercise has no {col} of that name")
     session = _text(f["session_id"])
     issues.add(
