@@ -588,3 +588,48 @@ def test_stage_two_schemas_leave_the_shared_models_alone() -> None:
     pain_times("2026-03-02 21:00")  # builds and caches the stage-two schemas
     assert Pain.to_schema().unique == ["patient_id", "recorded_at"]
     assert Patients.to_schema().columns["patient_id"].unique
+
+
+def test_repeats_flag_says_whether_clean_repeats_a_record() -> None:
+    """``Normalized.repeats`` lets the store skip its in-file passes: it must be True
+    whenever clean holds two rows of one record (identical repeats are kept there)."""
+    one = sessions(
+        "P001,2026-03-02 07:15,bridge,,,5,15,,,,,", "P001,2026-03-02 07:16,bridge,,,5,15,,,,,"
+    )
+    assert not one.repeats
+    twice = sessions(
+        "P001,2026-03-02 07:15,bridge,,,5,15,,,,,", "P001,2026-03-02 07:15,bridge,,,5,15,,,,,"
+    )
+    assert twice.repeats and len(twice.clean) == 2
+
+
+def test_stage_two_checks_per_distinct_value_agree_with_the_shared_schema() -> None:
+    """The stage-two copy evaluates the pattern and programme pair checks once per distinct
+    value or pair: same verdicts as the schema's own checks, row by row."""
+    from backcare_analytics.io.checks import stage_two_schema
+    from backcare_analytics.protocol import load_protocol
+    from backcare_analytics.schemas import sessions_schema
+
+    protocol = load_protocol()
+    fast, shared = stage_two_schema("sessions", protocol), sessions_schema(protocol)
+    ex = ["bridge", "bridge", "mini_push_up", "mini_push_up", "knee_to_chest", "prone_press_up"]
+    frame = pd.DataFrame(
+        {
+            "exercise_id": pd.Series([*ex, "prone_press_up"], dtype="str"),
+            "side": pd.Series(["both", "left", "both", "none", "left", "both", None], dtype="str"),
+            "level": pd.Series([None, "wall", "wall", "floor", None, None, "x"], dtype="str"),
+            "variant": pd.Series([None, None, None, None, None, "standing", "prone"], dtype="str"),
+            "reps": 1,
+            "hold_s": 1.0,
+            "source_file": pd.Series(
+                ["a" * 64, "A" * 64, "x", "0" * 64, None, "b" * 64, ""], dtype="str"
+            ),
+        }
+    )
+    for mine, theirs in zip(fast.checks, shared.checks, strict=True):
+        assert mine.name == theirs.name
+        assert mine(frame).check_output.tolist() == theirs(frame).check_output.tolist()
+    (mine,) = fast.columns["source_file"].checks
+    (theirs,) = shared.columns["source_file"].checks
+    col = frame["source_file"].dropna()
+    assert mine(col).check_output.tolist() == theirs(col).check_output.tolist()

@@ -284,3 +284,34 @@ def test_writer_gets_through_once_the_holder_lets_go(store: Store) -> None:
     finally:
         proc.wait()
     assert len(store.patients()) == 2
+
+
+def test_raw_copies_written_together_are_whole_or_absent(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``put_many`` (a group's raw copies): new flags like ``put``, manifests for every entry,
+    and on a failure part-way nothing new is left behind (no temporary files either)."""
+    from backcare_analytics.store.archive import RawArchive, sha256_bytes
+
+    archive = RawArchive(tmp_path / "raw")
+    a, b, c = b"a,b\n1,2\n", b"a,b\n3,4\n", b"a,b\n5,6\n"
+    sa, sb, sc = (sha256_bytes(x) for x in (a, b, c))
+    assert archive.put(sa, a, name="a.csv", seq=1, imported_at="t") is True
+    assert archive.put_many([(sa, a, "a.csv", 2, "t"), (sb, b, "b.csv", 3, "t")]) == [False, True]
+    assert [(f.name, f.seq) for f in archive.files()] == [("a.csv", 2), ("b.csv", 3)]
+
+    real = os.replace
+    calls = []
+
+    def fails_on_the_third(src, dst):
+        calls.append(dst)
+        if len(calls) == 3:
+            raise OSError("disk full (injected)")
+        return real(src, dst)
+
+    monkeypatch.setattr(os, "replace", fails_on_the_third)
+    with pytest.raises(OSError, match="injected"):
+        archive.put_many([(sc, c, "c.csv", 4, "t"), (sa, a, "a.csv", 5, "t")])
+    monkeypatch.setattr(os, "replace", real)
+    assert not archive.has(sc) and archive.has(sa) and archive.has(sb)
+    assert not [p for p in archive.root.iterdir() if p.name.endswith(".tmp")]
