@@ -5,9 +5,11 @@ tiled to about 1M session rows (copies get new patient ids) and exported as clin
 session logs of 50,000 rows each, plus a patients file, a re-export overlapping 5 % of the rows
 (duplicates) and ~0.5 % planted bad cells (pain 11, unknown exercise). The import runs in a
 fresh subprocess so its peak RSS is its own. Then one 50k-row file is timed stage by stage in
-this process (read, normalise, merge + write) to show where the time goes, and the
-per-file cost is measured on a synthetic clinic of small per-patient weekly files
-(``SMALL_CLINIC``: 60 patients x 26 weeks, ~2,300 files), also in a subprocess. Each
+this process (read, normalise, merge + write + commit as one file in its own transaction; the
+import itself merges up to four such files per transaction) to show where the time goes, and
+the per-file cost is measured on a synthetic clinic of small per-patient weekly files
+(``SMALL_CLINIC``: 60 patients x 26 weeks, ~2,300 files), also in a subprocess; the importer
+stages such a batch in a worker process by default, large files in a helper thread. Each
 subprocess reports its wall time, CPU, peak RSS (``VmHWM``: ``ru_maxrss`` of a child started
 by ``subprocess`` counts the parent's memory at fork time) and those of its worker process.
 
