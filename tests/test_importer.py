@@ -626,3 +626,23 @@ def test_a_worker_that_cannot_start_falls_back_to_staging_here(
     rep = import_paths(_write(tmp_path / "in", names), s, now=NOW, workers=1)
     assert [f.status for f in rep.files] == ["imported"] * len(names)
     _assert_same(_snapshot(ref), _snapshot(s))
+
+
+def test_a_worker_whose_process_cannot_be_spawned_falls_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The real pool, failing when it starts its process (as with an over-long socket path or
+    in a sandbox): the import goes on in this process instead of ending with a traceback."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    def refuse(self, *args, **kwargs):
+        raise OSError("AF_UNIX path too long")
+
+    monkeypatch.setattr(ProcessPoolExecutor, "_adjust_process_count", refuse)
+    names = ["patients.csv", "s_week1.csv", "pain.csv"]
+    ref = _store(tmp_path, "ref.duckdb")
+    import_paths(_write(tmp_path / "ref", names), ref, now=NOW, workers=0)
+    s = _store(tmp_path)
+    rep = import_paths(_write(tmp_path / "in", names), s, now=NOW, workers=1)
+    assert [f.status for f in rep.files] == ["imported"] * len(names)
+    _assert_same(_snapshot(ref), _snapshot(s))

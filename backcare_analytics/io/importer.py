@@ -220,7 +220,8 @@ def _run(
                 ):
                     try:
                         fut = pool.submit(stage, groups[nxt], ctx.patients)
-                    except BrokenProcessPool:  # staged again in this process when its turn comes
+                    except (BrokenProcessPool, OSError, RuntimeError):  # a worker could not
+                        # (re)start: the group is staged again in this process when its turn comes
                         fut = Future()
                         fut.set_exception(BrokenProcessPool("import worker unavailable"))
                     pending.append((nxt, version, fut))

@@ -15,6 +15,7 @@ import hashlib
 import os
 import typing
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -329,6 +330,10 @@ def _make_pool(ctx: _Env, n: int) -> Executor:
     mpc.set_forkserver_preload(["backcare_analytics.io.staging"])
     env = _StageEnv(ctx.settings, ctx.protocol, ctx.now, dict(ctx.shas))
     pool = ProcessPoolExecutor(n, mp_context=mpc, initializer=_worker_init, initargs=(env,))
-    for _ in range(n):  # start the workers now (about a second) while the first file is staged
-        pool.submit(os.getpid)
+    try:
+        for _ in range(n):  # start the workers now (about a second) while the first is staged
+            pool.submit(os.getpid)
+    except Exception as exc:  # no forkserver here (sandbox, socket path too long, no threads)
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise BrokenProcessPool(f"import worker could not start ({type(exc).__name__})") from exc
     return pool
