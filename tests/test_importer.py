@@ -646,3 +646,34 @@ def test_a_worker_whose_process_cannot_be_spawned_falls_back(
     rep = import_paths(_write(tmp_path / "in", names), s, now=NOW, workers=1)
     assert [f.status for f in rep.files] == ["imported"] * len(names)
     _assert_same(_snapshot(ref), _snapshot(s))
+
+
+def test_a_time_freed_by_an_edit_in_the_group_is_free_for_a_later_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """File a moves stored session S1 from 07:15 to 08:00 (a later updated_at); file b, later
+    in the same batch, logs a new session at 07:15 for the same exercise. One by one, b sees
+    the time freed; in one group it must too (b waits a round), not be refused same_time."""
+    seed = HEAD + "P001,2026-03-02T07:15:00+01:00,bridge,S1,5,15,3,2026-03-03T10:00:00Z\n"
+    a_edit = HEAD + "P001,2026-03-02T08:00:00+01:00,bridge,S1,6,15,3,2026-03-04T10:00:00Z\n"
+    b_new = HEAD + "P001,2026-03-02T07:15:00+01:00,bridge,S2,5,15,3,\n"
+
+    def run(name: str) -> tuple[Store, list[tuple[str, int, int]]]:
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "patients.csv").write_text(PATIENTS)
+        (folder / "seed.csv").write_text(seed)
+        store = _store(tmp_path, f"{name}.duckdb")
+        import_paths([folder / "patients.csv", folder / "seed.csv"], store, now=NOW)
+        (folder / "a_edit.csv").write_text(a_edit)
+        (folder / "b_new.csv").write_text(b_new)
+        rep = import_paths([folder / "a_edit.csv", folder / "b_new.csv"], store, now=NOW)
+        return store, [(f.path, f.accepted, f.rejected) for f in rep.files]
+
+    grouped, got = run("grouped")
+    monkeypatch.setattr(importer, "GROUP_MAX_FILES", 1)
+    single, want = run("single")
+    assert want == [("a_edit.csv", 1, 0), ("b_new.csv", 1, 0)]
+    assert got == want
+    assert sorted(grouped.sessions()["session_id"]) == ["S1", "S2"]
+    _assert_same(_snapshot(grouped), _snapshot(single))

@@ -179,8 +179,9 @@ def late_files(
     files: list[int] | None = None,
 ) -> set[int]:
     """Positions in ``parts`` of files sharing a record key (or, for sessions, a patient,
-    time, exercise and side) with an earlier file of ``parts``: such a file must be merged
-    after the earlier one is in the store, not in the same :func:`merge_group`.
+    time, exercise and side, including the stored time of a session an earlier file may move
+    by an edit) with an earlier file of ``parts``: such a file must be merged after the
+    earlier one is in the store, not in the same :func:`merge_group`.
 
     ``table`` is :func:`incoming_table` of ``parts`` when the caller built it already;
     ``files`` limits the question to those positions. Keys are compared by their hash (one
@@ -193,12 +194,23 @@ def late_files(
         _subset(incoming_table(kind, parts) if table is None else table, files, len(parts)),
     )
     try:
-        keys = [spec.partition, *([", ".join(spec.time_unique)] if spec.time_unique else [])]
+        keyed = [f"SELECT _f, hash({spec.partition}) AS h FROM _incoming"]
+        if spec.time_unique:
+            cols = ", ".join(spec.time_unique)
+            moved = " OR ".join(f"s.{c} IS DISTINCT FROM n.{c}" for c in spec.time_unique)
+            # A file also holds the stored time of each record it may move by an edit: a later
+            # file taking that time must wait until the edit has freed it, as one by one.
+            keyed.append(
+                f"""SELECT _f, hash({cols}) AS h FROM _incoming UNION ALL
+                SELECT n._f, hash({", ".join(f"s.{c}" for c in spec.time_unique)}) AS h
+                FROM _incoming n JOIN {spec.table} s ON {spec.same_record}
+                WHERE n.updated_at IS NOT NULL AND ({moved})"""
+            )
         sql = " UNION ".join(
-            f"""SELECT k._f FROM (SELECT _f, hash({k}) AS h FROM _incoming) k JOIN (
-                SELECT hash({k}) AS h, min(_f) AS f0 FROM _incoming GROUP BY 1
+            f"""SELECT k._f FROM ({q}) k JOIN (
+                SELECT h, min(_f) AS f0 FROM ({q}) GROUP BY 1
                 HAVING min(_f) < max(_f)) g USING (h) WHERE k._f > g.f0"""
-            for k in keys
+            for q in keyed
         )
         return {int(r[0]) for r in con.execute(sql).fetchall()}
     finally:
