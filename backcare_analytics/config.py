@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
+from functools import cache
 from importlib import resources
 from pathlib import Path
 from typing import Literal
@@ -28,6 +29,7 @@ __all__ = [
     "PROJECT_ROOT",
     "Settings",
     "get_settings",
+    "package_version",
     "shipped_dir",
 ]
 
@@ -174,3 +176,14 @@ def _number(key: str, raw: str) -> float:
 def get_settings() -> Settings:
     """The settings in force now (read from the environment on every call)."""
     return Settings.from_env()
+
+
+@cache
+def package_version() -> str:
+    """The installed version of backcare_analytics (from the package metadata)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("backcare_analytics")
+    except PackageNotFoundError:  # pragma: no cover - a bare checkout
+        return "0.0.0+unknown"

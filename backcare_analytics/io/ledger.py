@@ -8,7 +8,6 @@ Names with a leading underscore are private to the ``io`` package.
 from __future__ import annotations
 
 import json
-from functools import cache
 from typing import Any
 
 import duckdb
@@ -16,6 +15,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from backcare_analytics.config import package_version
 from backcare_analytics.io.import_report import FileReport
 from backcare_analytics.protocol import Protocol, build_prescriptions
 from backcare_analytics.store.core import CLEAN_DTYPES
@@ -96,7 +96,7 @@ def _ledger_values(
 ) -> list[Any]:
     return [seq, rep.sha256, rep.path, size, rep.format, rep.kind, rep.rows_read, rep.accepted,
             rep.rejected, rep.duplicates, rep.replaced, rep.blank_rows, status, reason,
-            json.dumps(rep.warnings), now.to_pydatetime(), _package_version()]  # fmt: skip
+            json.dumps(rep.warnings), now.to_pydatetime(), package_version()]  # fmt: skip
 
 
 def _insert_ledger(
@@ -127,16 +127,6 @@ _LEDGER_SCHEMA = pa.schema(
 
 
 _LEDGER_COLS = _LEDGER_SCHEMA.names
-
-
-@cache
-def _package_version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("backcare_analytics")
-    except PackageNotFoundError:  # pragma: no cover - a bare checkout
-        return "0.0.0+unknown"
 
 
 def _refresh_prescriptions(con: duckdb.DuckDBPyConnection, protocol: Protocol) -> None:

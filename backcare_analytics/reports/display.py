@@ -19,6 +19,8 @@ from typing import Any
 import jinja2
 from markupsafe import Markup
 
+from backcare_analytics.config import package_version
+
 __all__ = [
     "FIGURE_DPI",
     "FigureOutput",
@@ -32,17 +34,6 @@ __all__ = [
 
 #: Resolution of report figures: sharp on screen and legible in print, small in an e-mail.
 FIGURE_DPI = 110
-
-
-@cache
-def package_version() -> str:
-    """The installed version of backcare_analytics (from the package metadata)."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("backcare_analytics")
-    except PackageNotFoundError:  # pragma: no cover - a bare checkout
-        return "0.0.0+unknown"
 
 
 @cache
