@@ -48,9 +48,12 @@ import pandas as pd
 from backcare_analytics.config import CHECKOUT_ROOT
 from backcare_analytics.errors import ConfigError, InputDataError
 from backcare_analytics.safety import (
-    neutralise_formulas_reversibly,
-    private_outputs,
+    create_private_folders,
+    open_private,
+    private_folder,
     restore_formulas,
+    write_csv,
+    write_private_text,
 )
 from backcare_analytics.schemas.clean import Pain, Patients, Prescriptions, Sessions
 
@@ -93,9 +96,6 @@ _DTYPES: Mapping[str, str] = {
     "back_pain": "Int64", "leg_pain": "Int64", "flare": "boolean", "valid_from_day": "Int64",
     "valid_to_day": "Int64", "reps_max": "Int64", "per_side": "bool", "source": "str",
 }  # fmt: skip
-
-_ESCAPE = "'"
-
 
 # ---------------------------------------------------------------------------------------------
 # the key
@@ -140,9 +140,9 @@ def new_key(path: Path | str, *, store: Path | None = None, out: Path | None = N
     """
     path = Path(path).expanduser()
     _check_key_place(path, store, out)
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    create_private_folders(path.parent)
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     except FileExistsError:
         raise ConfigError(
             f"the key file {path} already exists; a study key is never overwritten (the old "
@@ -315,19 +315,6 @@ def deidentify(
 # ---------------------------------------------------------------------------------------------
 
 
-def _text_columns(df: pd.DataFrame) -> list[str]:
-    return [c for c in df.columns if _DTYPES.get(c) == "str"]
-
-
-def _write_csv(df: pd.DataFrame, path: Path) -> None:
-    """Formula triggers and leading ``'`` escaped (:mod:`backcare_analytics.safety`); an empty
-    string is written ``'`` so it differs from a missing cell (written empty)."""
-    cols = _text_columns(df)
-    safe = neutralise_formulas_reversibly(df[cols])
-    empty = {c: safe[c].mask(df[c] == "", _ESCAPE) for c in cols}
-    df.assign(**empty).to_csv(path, index=False, na_rep="", lineterminator="\r\n", encoding="utf-8")
-
-
 def _read_csv(path: Path, dtypes: Mapping[str, str]) -> pd.DataFrame:
     raw = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""], encoding="utf-8")
     out = {}
@@ -364,19 +351,23 @@ def export_research(
         "key_fingerprint": result.key_fingerprint,
         "study_day": "local calendar day minus programme start; day 0 = first programme day",
         "minute_of_day": "local wall-clock minutes after midnight (0-1439)",
-        "csv_escape": "a text cell starting with ' had one ' prepended on writing; strip it",
+        "csv_escape": (
+            "one ' was put before a text cell starting with = + - @ TAB CR LF or ', inside a "
+            "cell before = + - @ or ' following CR, LF, comma, semicolon or TAB, and an empty "
+            "string was written '; strip one ' at those places"
+        ),
         "tables": {},
     }
-    with private_outputs(out):  # pseudonymised, but still personal data: owner-only
-        for name, df in result.tables.items():
-            df.to_parquet(out / f"{name}.parquet", index=False)
-            _write_csv(df, out / f"{name}.csv")
-            manifest["tables"][name] = {  # type: ignore[index]
-                "rows": len(df),
-                "columns": {c: _DTYPES[c] for c in df.columns},
-            }
-        manifest_text = json.dumps(manifest, indent=2) + "\n"
-        (out / "manifest.json").write_text(manifest_text, encoding="utf-8")
+    private_folder(out)  # pseudonymised, but still personal data: owner-only, no links
+    for name, df in result.tables.items():
+        with open_private(out / f"{name}.parquet") as fh:
+            df.to_parquet(fh, index=False)
+        write_csv(df, out / f"{name}.csv", reversible=True)  # read_research restores it
+        manifest["tables"][name] = {  # type: ignore[index]
+            "rows": len(df),
+            "columns": {c: _DTYPES[c] for c in df.columns},
+        }
+    write_private_text(out / "manifest.json", json.dumps(manifest, indent=2) + "\n")
     return result
 
 
