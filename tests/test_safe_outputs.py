@@ -266,9 +266,12 @@ def _umask(mask: int) -> Iterator[None]:
 
 def test_folders_0700_and_files_0600_under_umask_000(store, tmp_path):
     out = tmp_path / "a" / "b" / "m"
+    store_dir = tmp_path / "data" / "store"
     with _umask(0):
         assert main(["metrics", "--store", str(store), "--out", str(out)]) == 0
-    for folder in (tmp_path / "a", tmp_path / "a" / "b", out):
+        with Store(store_dir / "new.duckdb").transaction():  # creates its folder, as data/
+            pass
+    for folder in (tmp_path / "a", tmp_path / "a" / "b", out, tmp_path / "data", store_dir):
         assert stat.S_IMODE(folder.stat().st_mode) == 0o700, folder
     files = list(out.iterdir())
     assert files and {stat.S_IMODE(f.stat().st_mode) for f in files} == {0o600}
