@@ -60,7 +60,9 @@ from backcare_analytics.schemas.clean import Pain, Patients, Prescriptions, Sess
 __all__ = [
     "ALLOWLIST",
     "KEY_BYTES",
+    "MIN_KEY_DISTINCT_BYTES",
     "ResearchExport",
+    "check_key",
     "deidentify",
     "export_research",
     "export_research_from_store",
@@ -69,9 +71,12 @@ __all__ = [
     "new_key",
     "pseudonymise",
     "read_research",
+    "weak_key_reason",
 ]
 
 KEY_BYTES = 32
+#: A key with fewer different byte values is refused (:func:`weak_key_reason`).
+MIN_KEY_DISTINCT_BYTES = 16
 PSEUDONYM_HEX = 20  # 80 bits: collision-free in practice for 10^7 subjects
 TABLES = ("patients", "sessions", "pain", "prescriptions")
 
@@ -148,8 +153,11 @@ def new_key(path: Path | str, *, store: Path | None = None, out: Path | None = N
             f"the key file {path} already exists; a study key is never overwritten (the old "
             "pseudonyms would be lost). Fix: use it as it is, or choose another path."
         ) from None
+    key = secrets.token_bytes(KEY_BYTES)
+    while weak_key_reason(key) is not None:  # chance below 4e-17; never hand out a weak key
+        key = secrets.token_bytes(KEY_BYTES)
     with os.fdopen(fd, "wb") as fh:
-        fh.write(secrets.token_bytes(KEY_BYTES))
+        fh.write(key)
     os.chmod(path, 0o600)  # whatever the umask said
     return path
 
@@ -159,7 +167,7 @@ def load_key(path: Path | str, *, store: Path | None = None, out: Path | None = 
 
     Refused: a missing file; a file inside the project's repository, inside any git work tree,
     inside the store's folder or inside the export folder; a file that group or others may read
-    or write; a key shorter than 32 bytes.
+    or write; a key shorter than 32 bytes or too regular to be secret (:func:`weak_key_reason`).
 
     Raises
     ------
@@ -181,12 +189,58 @@ def load_key(path: Path | str, *, store: Path | None = None, out: Path | None = 
             f"`chmod 600 {path}`."
         )
     key = path.read_bytes()
-    if len(key) < KEY_BYTES:
-        raise ConfigError(
-            f"the key file {path} holds {len(key)} bytes; a study key has at least {KEY_BYTES}. "
-            "Fix: create a new one with `backcare export new-key`."
-        )
+    check_key(key, f"the key file {path}")
     return key
+
+
+def weak_key_reason(key: bytes) -> str | None:
+    """Why ``key`` is too short or too regular to be a secret, or None when it is not.
+
+    Refused: fewer than :data:`KEY_BYTES` bytes; all bytes equal; a block repeated (the key
+    equals itself shifted by at most half its length: ``"password" * 4``); fewer than
+    :data:`MIN_KEY_DISTINCT_BYTES` different byte values. These are the failures the health
+    tests of NIST SP 800-90B (section 4.4: repetition count, adaptive proportion) catch in a
+    noise source, applied to the key itself; NIST SP 800-133 asks that keys come straight from
+    an approved random bit generator, as :func:`new_key`'s do. For 32 random bytes (about 30
+    distinct values expected) the chance of a refusal is below 4e-17.
+
+    >>> weak_key_reason(bytes(32)), weak_key_reason(b"password" * 4)
+    ('all its 32 bytes are the same', 'it is a block of 8 bytes repeated')
+    >>> weak_key_reason(bytes(range(32))) is None
+    True
+    """
+    if len(key) < KEY_BYTES:
+        return f"it holds {len(key)} bytes; a study key has at least {KEY_BYTES}"
+    distinct = len(set(key))
+    if distinct == 1:
+        return f"all its {len(key)} bytes are the same"
+    period = next((p for p in range(1, len(key) // 2 + 1) if key[p:] == key[:-p]), None)
+    if period is not None:
+        return f"it is a block of {period} bytes repeated"
+    if distinct < MIN_KEY_DISTINCT_BYTES:
+        return (
+            f"it holds only {distinct} different byte values (at least "
+            f"{MIN_KEY_DISTINCT_BYTES}; a random {KEY_BYTES}-byte key has about 30)"
+        )
+    return None
+
+
+def check_key(key: bytes, what: str = "the study key") -> None:
+    """Refuse a key that :func:`weak_key_reason` finds weak, with the fix; never its bytes.
+
+    Raises
+    ------
+    ConfigError
+        Naming ``what`` (e.g. the key file) and the reason.
+    """
+    reason = weak_key_reason(key)
+    if reason is not None:
+        raise ConfigError(
+            f"{what} is too weak to protect the pseudonyms: {reason}. Whoever guesses a key "
+            "can reverse every pseudonym by hashing candidate patient ids. Fix: create a new "
+            "key with `backcare export new-key PATH` (32 random bytes from the operating "
+            "system), keep it safe, and export again with it."
+        )
 
 
 def key_fingerprint(key: bytes) -> str:
@@ -269,8 +323,7 @@ def deidentify(
         with exactly the columns of :data:`ALLOWLIST`, typed as in the manifest; rows sorted by
         subject and study day.
     """
-    if len(key) < KEY_BYTES:
-        raise ConfigError(f"a study key has at least {KEY_BYTES} bytes; received {len(key)}")
+    check_key(key)
     tables: dict[str, pd.DataFrame] = {}
 
     p = patients.copy()
