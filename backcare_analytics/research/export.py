@@ -9,9 +9,10 @@ safe to share:
   ``"s" + HMAC-SHA-256(key, "patient_id" NUL id)[:20 hex]`` and ``clinician`` becomes
   ``clinician_code`` the same way under another label. The key is a per-study secret of 32 random
   bytes kept in a file outside the repository and the store's folder, readable by its owner only
-  (:func:`new_key`, :func:`load_key`). Same key, same pseudonyms (exports of one study link up);
-  another key, unrelated pseudonyms (two studies cannot be linked). A plain SHA-256/SHA-1/MD5 of a
-  patient id, which anyone can recompute by enumerating ids, never appears.
+  (:func:`new_key`, :func:`load_key`); a guessable key is refused (:func:`weak_key_reason`).
+  Same key, same pseudonyms (exports of one study link up); another key, unrelated pseudonyms
+  (two studies cannot be linked). A plain SHA-256/SHA-1/MD5 of a patient id, which anyone can
+  recompute by enumerating ids, never appears.
 * **Study days instead of calendar dates.** ``study_day`` = local calendar day minus the
   patient's programme start (day 0 is the first programme day). The time of day is kept as
   ``minute_of_day``, minutes after local midnight (0-1439), because timing consistency ("same time
