@@ -29,14 +29,15 @@ from __future__ import annotations
 
 import csv
 import os
-import re
 import secrets
 import stat
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
+from functools import partial
 from pathlib import Path
 from typing import BinaryIO
 
+import numpy as np
 import pandas as pd
 
 from backcare_analytics.errors import UnsafeOutputError
@@ -60,9 +61,11 @@ ESCAPE = "'"
 #: Characters after which a lenient reader may start a new cell: line breaks, and the
 #: delimiters spreadsheets guess (comma, semicolon, tab).
 _CELL_BREAKS = "\r\n,;\t"
-_INNER = re.compile(rf"(?<=[{_CELL_BREAKS}])(?=[=+\-@])")
-_INNER_REVERSIBLE = re.compile(rf"(?<=[{_CELL_BREAKS}])(?=[=+\-@{ESCAPE}])")
-_INNER_RESTORE = re.compile(rf"(?<=[{_CELL_BREAKS}]){ESCAPE}")
+# No look-around, so pandas runs them in pyarrow (RE2) without a per-cell Python fallback; a
+# trigger or ' is never a break, so consecutive matches cannot overlap.
+_INNER = rf"([{_CELL_BREAKS}])([=+\-@])"
+_INNER_REVERSIBLE = rf"([{_CELL_BREAKS}])([=+\-@{ESCAPE}])"
+_INNER_RESTORE = rf"([{_CELL_BREAKS}]){ESCAPE}"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -91,7 +94,7 @@ def _escaped_text(text: pd.Series, *, reversible: bool) -> pd.Series:
     """``text`` (strings or missing) with a ``'`` before every trigger at a cell start, inside
     the cell after a break, and (``reversible``) before a ``'`` at those places too."""
     inner = _INNER_REVERSIBLE if reversible else _INNER
-    out = text.str.replace(inner, ESCAPE, regex=True)
+    out = text.str.replace(inner, rf"\1{ESCAPE}\2", regex=True)
     starts = (*FORMULA_TRIGGERS, ESCAPE) if reversible else FORMULA_TRIGGERS
     lead = out.notna() & out.str.startswith(starts)
     out = out.mask(lead, ESCAPE + out)
@@ -100,18 +103,35 @@ def _escaped_text(text: pd.Series, *, reversible: bool) -> pd.Series:
     return out
 
 
+def _restored_text(text: pd.Series) -> pd.Series:
+    """The inverse of ``_escaped_text(text, reversible=True)``."""
+    lead = text.notna() & text.str.startswith(ESCAPE)
+    return text.mask(lead, text.str[1:]).str.replace(_INNER_RESTORE, r"\1", regex=True)
+
+
+def _per_distinct(col: pd.Series, transform: Callable[[pd.Series], pd.Series]) -> pd.Series | None:
+    """``col`` with ``transform`` applied to its text cells, computed once per distinct value
+    (ids and codes repeat across millions of rows); None when no cell changes."""
+    text = _as_text(col)
+    codes, uniques = pd.factorize(text)  # missing -> code -1
+    distinct = pd.Series(uniques, dtype="str")
+    new = transform(distinct)
+    changed = (new != distinct).to_numpy(dtype=bool, na_value=False)
+    if not changed.any():
+        return None
+    hit = (codes >= 0) & changed[np.maximum(codes, 0)]
+    values = pd.Series(new.to_numpy(dtype=object)[np.maximum(codes, 0)], index=col.index)
+    base = col.astype(object) if isinstance(col.dtype, pd.CategoricalDtype) else col
+    return base.mask(hit, values)
+
+
 def _neutralise(df: pd.DataFrame, *, reversible: bool) -> pd.DataFrame:
     result = df.copy()
     for name in df.columns:
-        col = df[name]
-        if not _is_text(col):
-            continue
-        text = _as_text(col)
-        escaped = _escaped_text(text, reversible=reversible)
-        changed = text.notna() & (escaped != text)
-        if changed.any():
-            base = col.astype(object) if isinstance(col.dtype, pd.CategoricalDtype) else col
-            result[name] = base.mask(changed, escaped)
+        if _is_text(df[name]):
+            new = _per_distinct(df[name], partial(_escaped_text, reversible=reversible))
+            if new is not None:
+                result[name] = new
     # Column headers are cells too.
     names = pd.Series([str(c) for c in df.columns], dtype="str")
     headers = _escaped_text(names, reversible=False).tolist()
@@ -155,14 +175,10 @@ def restore_formulas(df: pd.DataFrame) -> pd.DataFrame:
     every text cell that has one, then one ``'`` after each CR, LF, ``,``, ``;`` or tab."""
     out = df.copy()
     for name in df.columns:
-        col = df[name]
-        if _is_text(col):
-            text = _as_text(col)
-            lead = text.notna() & text.str.startswith(ESCAPE)
-            restored = text.mask(lead, text.str[1:]).str.replace(_INNER_RESTORE, "", regex=True)
-            changed = text.notna() & (restored != text)
-            if changed.any():
-                out[name] = col.mask(changed, restored)
+        if _is_text(df[name]):
+            new = _per_distinct(df[name], _restored_text)
+            if new is not None:
+                out[name] = new
     return out
 
 
