@@ -61,8 +61,8 @@ class StoreBusyError(StoreError):
 
 
 class UnsafeOutputError(ConfigError):
-    """An output folder is a symlink, or others may write it (or a folder above it); nothing was
-    written. The message says which folder and how to fix it."""
+    """An output folder is a symlink, others may write it (or a folder above it), or it cannot
+    be created; nothing was written. The message says which folder and how to fix it."""
 
 
 class BackcareWarning(UserWarning):

@@ -289,8 +289,15 @@ def _open_output_folder(folder: Path) -> int:
 @contextmanager
 def _checked_folder(folder: Path) -> Iterator[int]:
     folder = Path(os.path.abspath(folder))
-    create_private_folders(folder)
-    _refuse_open_ancestors(folder)
+    try:
+        create_private_folders(folder)
+        _refuse_open_ancestors(folder)
+    except OSError as exc:  # e.g. a file or a dangling link where a folder should be
+        raise UnsafeOutputError(
+            f"the output folder {folder} cannot be created or checked ({exc.strerror}: "
+            f"{exc.filename}). Fix: pass a folder you may write, with no file or broken link "
+            "in its path."
+        ) from None
     fd = _open_output_folder(folder)
     try:
         yield fd

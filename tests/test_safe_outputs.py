@@ -339,3 +339,12 @@ def test_report_refuses_a_linked_folder_before_rendering(store, tmp_path, capsys
     assert main(args) == 1
     assert "is a symlink" in capsys.readouterr().err
     assert list(elsewhere.iterdir()) == []
+
+
+def test_an_output_path_through_a_file_or_a_dangling_link_is_a_clear_error(tmp_path, capsys):
+    (tmp_path / "file").write_text("x")
+    (tmp_path / "dangling").symlink_to(tmp_path / "missing")
+    for out in (tmp_path / "file" / "m", tmp_path / "dangling" / "m", tmp_path / "dangling"):
+        with pytest.raises(UnsafeOutputError, match="Fix:"):
+            safety.private_folder(out)
+    assert not (tmp_path / "missing").exists()
