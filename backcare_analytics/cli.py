@@ -232,7 +232,11 @@ app.add_typer(report_app, name="report")
 WeekOption = Annotated[str, typer.Option("--week", help="YYYY-Www, or 'latest' (default).")]
 FormatOption = Annotated[str, typer.Option("--format", help="html, pdf or html,pdf.")]
 OutOption = Annotated[
-    Path | None, typer.Option("--out", help="Parent folder (default: reports/); files in a folder named after the week (2026-W15/).")
+    Path | None,
+    typer.Option(
+        "--out",
+        help="Parent folder (default: reports/); files in a folder named after the week (2026-W15/).",
+    ),
 ]
 JobsOption = Annotated[
     int | None, typer.Option("--jobs", min=1, max=64, help="Warm kernels (default: one per core).")
@@ -325,7 +329,7 @@ def metrics_(
     from backcare_analytics.metrics.params import Window
     from backcare_analytics.metrics.quality import reject_counts
     from backcare_analytics.metrics.run import metric_tables_from_store
-    from backcare_analytics.safety import private_outputs, write_csv
+    from backcare_analytics.safety import open_private, private_folder, write_csv
 
     try:
         window = Window.iso_week(week) if week else None
@@ -334,6 +338,7 @@ def metrics_(
     st = _open_store(store)
     if not st.exists():
         raise _fail(f"{st.path}: no store there; fix: run `backcare import` first or pass --store")
+    private_folder(out)  # metric tables hold patient data: owner-only, never through a link
     ids = list(dict.fromkeys(patient)) if patient else None
     patients = st.patients()
     if ids is not None:
@@ -350,10 +355,10 @@ def metrics_(
         window=window,
         skipped=skipped,
     )
-    with private_outputs(out):  # metric tables hold patient data: owner-only
-        for name, table in tables.items():
-            write_csv(table, out / f"{name}.csv")
-            table.to_parquet(out / f"{name}.parquet", index=False)
+    for name, table in tables.items():
+        write_csv(table, out / f"{name}.csv")
+        with open_private(out / f"{name}.parquet") as fh:
+            table.to_parquet(fh, index=False)
     typer.echo(
         f"wrote {len(tables)} tables for {len(patients)} patients"
         f"{' (' + window.label + ')' if window else ''} to {out} as CSV and Parquet: "

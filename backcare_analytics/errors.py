@@ -19,6 +19,7 @@ __all__ = [
     "SchemaValidationError",
     "StoreBusyError",
     "StoreError",
+    "UnsafeOutputError",
     "ValidationDisabledError",
 ]
 
@@ -57,6 +58,11 @@ class StoreError(BackcareError, RuntimeError):
 
 class StoreBusyError(StoreError):
     """Another process holds the store for writing; nothing was changed."""
+
+
+class UnsafeOutputError(ConfigError):
+    """An output folder is a symlink, others may write it (or a folder above it), or it cannot
+    be created; nothing was written. The message says which folder and how to fix it."""
 
 
 class BackcareWarning(UserWarning):

@@ -1,39 +1,76 @@
-"""Output safety: text that a spreadsheet would run as a formula is neutralised before it is
-written to CSV (CSV/formula injection, OWASP).
+"""Output safety: CSV cells a spreadsheet would run as formulas are neutralised, and every output
+file is written owner-only, by temporary file and atomic rename, never through a symlink.
 
-A cell is a trigger when its text starts with ``=``, ``+``, ``-``, ``@``, a tab, a carriage
-return or a line feed; it is written with a leading ``'`` so a spreadsheet shows it as text.
-Only text columns are touched: numbers (``-3``) stay numbers, and the input frame is never
-changed.
+**Formulas (CSV injection, OWASP).** A cell is a trigger when its text starts with ``=``, ``+``,
+``-``, ``@``, a tab, a carriage return or a line feed; it is written with a leading ``'`` so a
+spreadsheet shows it as text. Inside a cell, a ``'`` is also put after a line break (CR, LF) or a
+``,``, ``;`` or tab that is followed by ``=``, ``+``, ``-`` or ``@``: those are where a reader
+that splits rows at a bare CR, or guesses another delimiter (a spreadsheet set to a Dutch or
+German locale splits at ``;``), would start a new cell. :func:`write_csv` also quotes every field
+holding a CR, LF, comma or ``"`` (CRLF row ends, RFC 4180). Only text columns are touched:
+numbers (``-3``) stay numbers, and the input frame is never changed.
 
->>> df = pd.DataFrame({"note": ["=1+2", "fine", None, "-x", "@SUM(A1)"], "n": [-1, 2, 3, 4, 5]})
+>>> df = pd.DataFrame({"note": ["=1+2", "fine", None, "-x", "S1\\r=2+5"], "n": [-1, 2, 3, 4, 5]})
 >>> neutralise_formulas(df)["note"].tolist()
-["'=1+2", 'fine', nan, "'-x", "'@SUM(A1)"]
+["'=1+2", 'fine', nan, "'-x", "S1\\r'=2+5"]
 >>> neutralise_formulas(df)["n"].tolist()
 [-1, 2, 3, 4, 5]
+
+**Files and folders (symlink and permission attacks).** Output folders are created ``0o700``;
+an existing output folder must be a real folder (a symlink is refused, never followed or
+chmodded) owned by the user, and one that group or others may write is made ``0o700`` when it is
+the user's, refused otherwise; an ancestor that anyone may write without the sticky bit is
+refused. Files are written to a new temporary file in the same folder (``O_CREAT | O_EXCL |
+O_NOFOLLOW``, ``0o600``) and renamed over the final name (``os.replace``): a symlink planted at
+that name is replaced by the file, its target is never opened, and readers never see half a file.
 """
 
 from __future__ import annotations
 
+import csv
 import os
-from collections.abc import Iterator
-from contextlib import contextmanager
+import secrets
+import stat
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from functools import partial
 from pathlib import Path
+from typing import BinaryIO
 
+import numpy as np
 import pandas as pd
+
+from backcare_analytics.errors import UnsafeOutputError
 
 __all__ = [
     "FORMULA_TRIGGERS",
+    "create_private_folders",
     "neutralise_formulas",
     "neutralise_formulas_reversibly",
-    "private_outputs",
+    "open_private",
+    "private_folder",
     "restore_formulas",
     "write_csv",
+    "write_private_bytes",
+    "write_private_text",
 ]
 
 #: First characters that make a spreadsheet treat a cell as a formula (OWASP CSV injection).
 FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r", "\n")
 ESCAPE = "'"
+#: Characters after which a lenient reader may start a new cell: line breaks, and the
+#: delimiters spreadsheets guess (comma, semicolon, tab).
+_CELL_BREAKS = "\r\n,;\t"
+# No look-around, so pandas runs them in pyarrow (RE2) without a per-cell Python fallback; a
+# trigger or ' is never a break, so consecutive matches cannot overlap.
+_INNER = rf"([{_CELL_BREAKS}])([=+\-@])"
+_INNER_REVERSIBLE = rf"([{_CELL_BREAKS}])([=+\-@{ESCAPE}])"
+_INNER_RESTORE = rf"([{_CELL_BREAKS}]){ESCAPE}"
+
+
+# ---------------------------------------------------------------------------------------------
+# formulas
+# ---------------------------------------------------------------------------------------------
 
 
 def _is_text(col: pd.Series) -> bool:
@@ -53,102 +90,279 @@ def _as_text(col: pd.Series) -> pd.Series:
     return col
 
 
-def _neutralise_name(name: object) -> object:
-    return ESCAPE + name if isinstance(name, str) and name.startswith(FORMULA_TRIGGERS) else name
+def _escaped_text(text: pd.Series, *, reversible: bool) -> pd.Series:
+    """``text`` (strings or missing) with a ``'`` before every trigger at a cell start, inside
+    the cell after a break, and (``reversible``) before a ``'`` at those places too."""
+    inner = _INNER_REVERSIBLE if reversible else _INNER
+    out = text.str.replace(inner, rf"\1{ESCAPE}\2", regex=True)
+    starts = (*FORMULA_TRIGGERS, ESCAPE) if reversible else FORMULA_TRIGGERS
+    lead = out.notna() & out.str.startswith(starts)
+    out = out.mask(lead, ESCAPE + out)
+    if reversible:
+        out = out.mask(out == "", ESCAPE)  # an empty string differs from a missing cell
+    return out
+
+
+def _restored_text(text: pd.Series) -> pd.Series:
+    """The inverse of ``_escaped_text(text, reversible=True)``."""
+    lead = text.notna() & text.str.startswith(ESCAPE)
+    return text.mask(lead, text.str[1:]).str.replace(_INNER_RESTORE, r"\1", regex=True)
+
+
+def _per_distinct(col: pd.Series, transform: Callable[[pd.Series], pd.Series]) -> pd.Series | None:
+    """``col`` with ``transform`` applied to its text cells, computed once per distinct value
+    (ids and codes repeat across millions of rows); None when no cell changes."""
+    text = _as_text(col)
+    codes, uniques = pd.factorize(text)  # missing -> code -1
+    distinct = pd.Series(uniques, dtype="str")
+    new = transform(distinct)
+    changed = (new != distinct).to_numpy(dtype=bool, na_value=False)
+    if not changed.any():
+        return None
+    hit = (codes >= 0) & changed[np.maximum(codes, 0)]
+    values = pd.Series(new.to_numpy(dtype=object)[np.maximum(codes, 0)], index=col.index)
+    base = col.astype(object) if isinstance(col.dtype, pd.CategoricalDtype) else col
+    return base.mask(hit, values)
+
+
+def _neutralise(df: pd.DataFrame, *, reversible: bool) -> pd.DataFrame:
+    result = df.copy()
+    for name in df.columns:
+        if _is_text(df[name]):
+            new = _per_distinct(df[name], partial(_escaped_text, reversible=reversible))
+            if new is not None:
+                result[name] = new
+    # Column headers are cells too.
+    names = pd.Series([str(c) for c in df.columns], dtype="str")
+    headers = _escaped_text(names, reversible=False).tolist()
+    return result.set_axis(
+        [h if isinstance(c, str) else c for c, h in zip(df.columns, headers, strict=True)],
+        axis=1,
+    )
 
 
 def neutralise_formulas(df: pd.DataFrame) -> pd.DataFrame:
-    """A copy of ``df`` whose text cells starting with a formula trigger carry a leading ``'``.
+    """A copy of ``df`` whose text cells cannot start a formula in a spreadsheet.
+
+    A ``'`` is put before a cell starting with one of :data:`FORMULA_TRIGGERS`, and inside a
+    cell before ``= + - @`` following a CR, LF, ``,``, ``;`` or tab. Headers likewise.
 
     Returns
     -------
     pandas.DataFrame
-        Same columns, dtypes and index; only text cells that start with one of
-        ``FORMULA_TRIGGERS`` change. Object columns are converted cell by cell only where a
-        cell is a string.
+        Same columns, dtypes and index; only text cells that need it change. Object columns
+        are converted cell by cell only where a cell is a string.
     """
-    out = {}
-    for name in df.columns:
-        col = df[name]
-        if not _is_text(col):
-            continue
-        text = _as_text(col)
-        first = text.str[:1]
-        needs = text.notna() & first.isin(FORMULA_TRIGGERS)
-        if needs.any():
-            base = col.astype(object) if isinstance(col.dtype, pd.CategoricalDtype) else col
-            out[name] = base.mask(needs, ESCAPE + text)
-    result = df.copy()
-    for name, col in out.items():
-        result[name] = col
-    # Column headers are cells too.
-    return result.rename(columns=_neutralise_name)
-
-
-def write_csv(df: pd.DataFrame, path: Path | str) -> Path:
-    """Write ``df`` as UTF-8 CSV without its index, formulas neutralised, owner-only."""
-    path = Path(path)
-    with private_outputs(path.parent):
-        neutralise_formulas(df).to_csv(path, index=False, encoding="utf-8")
-    return path
-
-
-@contextmanager
-def private_outputs(folder: Path | str) -> Iterator[Path]:
-    """Create ``folder`` (and missing parents) readable by the owner only, and make every file
-    written inside the block owner-only too (``0o700`` folders, ``0o600`` files): metric tables
-    and exports hold patient data.
-
-    >>> import tempfile
-    >>> with tempfile.TemporaryDirectory() as tmp, private_outputs(Path(tmp) / "out") as out:
-    ...     _ = (out / "t.csv").write_text("x")
-    ...     oct(out.stat().st_mode & 0o777), oct((out / "t.csv").stat().st_mode & 0o777)
-    ('0o700', '0o600')
-    """
-    folder = Path(folder)
-    missing = [p for p in (folder, *folder.parents) if not p.exists()]
-    folder.mkdir(parents=True, exist_ok=True)
-    for created in missing:
-        created.chmod(0o700)
-    before = {p for p in folder.iterdir() if p.is_file()}
-    old_umask = os.umask(0o077)
-    try:
-        yield folder
-    finally:
-        os.umask(old_umask)
-        for p in folder.iterdir():
-            if p.is_file() and (p not in before or p.stat().st_mode & 0o077):
-                p.chmod(0o600)
+    return _neutralise(df, reversible=False)
 
 
 def neutralise_formulas_reversibly(df: pd.DataFrame) -> pd.DataFrame:
-    """:func:`neutralise_formulas`, and text cells already starting with ``'`` get one more, so
-    :func:`restore_formulas` gives back every original cell exactly (research exports).
+    """:func:`neutralise_formulas`, made exactly reversible by :func:`restore_formulas`
+    (research exports): a ``'`` already at one of those places gets one more, and an empty
+    string is written ``'`` so that it differs from a missing cell in CSV.
 
-    >>> df = pd.DataFrame({"t": ["=1", "'quoted", "ok", None]})
+    >>> df = pd.DataFrame({"t": ["=1", "'quoted", "ok", None, "", "a\\n-b"]})
+    >>> neutralise_formulas_reversibly(df)["t"].tolist()
+    ["'=1", "''quoted", 'ok', nan, "'", "a\\n'-b"]
     >>> restore_formulas(neutralise_formulas_reversibly(df)).equals(df)
     True
     """
-    out = neutralise_formulas(df)
-    for name in df.columns:
-        col = df[name]
-        if _is_text(col):
-            text = _as_text(col)
-            quoted = text.notna() & text.str.startswith(ESCAPE)
-            if quoted.any():
-                out[name] = out[name].mask(quoted, ESCAPE + text)
-    return out
+    return _neutralise(df, reversible=True)
 
 
 def restore_formulas(df: pd.DataFrame) -> pd.DataFrame:
     """The inverse of :func:`neutralise_formulas_reversibly`: one leading ``'`` is removed from
-    every text cell that has one."""
+    every text cell that has one, then one ``'`` after each CR, LF, ``,``, ``;`` or tab."""
     out = df.copy()
     for name in df.columns:
-        col = df[name]
-        if _is_text(col):
-            text = col.where(col.map(lambda v: isinstance(v, str))) if col.dtype == object else col
-            escaped = text.notna() & text.str.startswith(ESCAPE)
-            if escaped.any():
-                out[name] = col.mask(escaped, text.str[1:])
+        if _is_text(df[name]):
+            new = _per_distinct(df[name], _restored_text)
+            if new is not None:
+                out[name] = new
     return out
+
+
+def write_csv(df: pd.DataFrame, path: Path | str, *, reversible: bool = False) -> Path:
+    """Write ``df`` as UTF-8 CSV without its index: formulas neutralised, owner-only.
+
+    The one CSV writer of the package. Rows end in CRLF (RFC 4180), so every field holding a CR,
+    LF, comma or ``"`` is quoted and a bare CR inside a cell never ends a row. Missing values
+    are written empty. The file is written by :func:`open_private` (temporary file, atomic
+    rename, ``0o600``, symlinks never followed).
+
+    Parameters
+    ----------
+    reversible
+        Neutralise with :func:`neutralise_formulas_reversibly` so that
+        :func:`restore_formulas` gives back every text cell exactly (research exports);
+        otherwise with :func:`neutralise_formulas` (tables for people).
+
+    Returns
+    -------
+    Path
+        ``path``.
+    """
+    path = Path(path)
+    safe = _neutralise(df, reversible=reversible)
+    with open_private(path) as fh:
+        safe.to_csv(
+            fh,
+            index=False,
+            na_rep="",
+            lineterminator="\r\n",
+            quoting=csv.QUOTE_MINIMAL,
+            encoding="utf-8",
+        )
+    return path
+
+
+# ---------------------------------------------------------------------------------------------
+# files and folders
+# ---------------------------------------------------------------------------------------------
+
+_FOLDER_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_NEW_FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def create_private_folders(folder: Path | str) -> list[Path]:
+    """Create ``folder`` and its missing parents, each ``0o700`` whatever the umask.
+
+    Existing folders are left as they are (see :func:`private_folder` for the checks an output
+    folder gets).
+
+    Returns
+    -------
+    list of Path
+        The folders created, outermost first.
+    """
+    folder = Path(os.path.abspath(folder))
+    missing = [p for p in (folder, *folder.parents) if not os.path.lexists(p)]
+    created = []
+    for p in reversed(missing):
+        try:
+            os.mkdir(p, 0o700)  # the umask can only take bits away from 0o700
+        except FileExistsError:
+            continue  # made meanwhile by someone else: checked like any existing folder
+        created.append(p)
+    return created
+
+
+def _refuse_open_ancestors(folder: Path) -> None:
+    """Refuse when anyone may rename folders above ``folder`` (world-writable, no sticky bit)."""
+    for parent in folder.parents:
+        mode = os.stat(parent).st_mode
+        if mode & stat.S_IWOTH and not mode & stat.S_ISVTX:
+            raise UnsafeOutputError(
+                f"{folder}: the folder {parent} above it may be written by anyone (mode "
+                f"{stat.S_IMODE(mode):04o}), so its contents could be swapped. Fix: "
+                f"`chmod o-w {parent}`, or choose an output folder elsewhere."
+            )
+
+
+def _open_output_folder(folder: Path) -> int:
+    """A descriptor of the real folder ``folder`` (never a symlink), made owner-only if others
+    may write it and it is ours; refused otherwise."""
+    try:
+        fd = os.open(folder, _FOLDER_FLAGS)
+    except OSError as exc:
+        what = "is a symlink" if os.path.islink(folder) else f"cannot be opened ({exc.strerror})"
+        raise UnsafeOutputError(
+            f"the output folder {folder} {what}; output is never written through a link. "
+            "Fix: remove it or pass a real folder you own."
+        ) from None
+    try:
+        st = os.fstat(fd)
+        if st.st_mode & 0o022:
+            if st.st_uid != os.geteuid():
+                raise UnsafeOutputError(
+                    f"the output folder {folder} may be written by others and is not yours "
+                    f"(mode {stat.S_IMODE(st.st_mode):04o}, uid {st.st_uid}). Fix: pass a "
+                    "folder you own, e.g. a new one, which is created owner-only."
+                )
+            os.fchmod(fd, 0o700)  # on the descriptor: never through a link
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+@contextmanager
+def _checked_folder(folder: Path) -> Iterator[int]:
+    folder = Path(os.path.abspath(folder))
+    try:
+        create_private_folders(folder)
+        _refuse_open_ancestors(folder)
+    except OSError as exc:  # e.g. a file or a dangling link where a folder should be
+        raise UnsafeOutputError(
+            f"the output folder {folder} cannot be created or checked ({exc.strerror}: "
+            f"{exc.filename}). Fix: pass a folder you may write, with no file or broken link "
+            "in its path."
+        ) from None
+    fd = _open_output_folder(folder)
+    try:
+        yield fd
+    finally:
+        os.close(fd)
+
+
+def private_folder(folder: Path | str) -> Path:
+    """Create or check an output folder for patient data.
+
+    Missing folders are created ``0o700``. The folder must be a real folder, not a symlink; if
+    group or others may write it, it is made ``0o700`` when it is yours and refused otherwise;
+    a folder above it that anyone may write (without the sticky bit, like ``/tmp`` has) is
+    refused.
+
+    Raises
+    ------
+    UnsafeOutputError
+        With the reason and the fix.
+
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     out = private_folder(Path(tmp) / "a" / "b")
+    ...     oct(out.stat().st_mode & 0o777), oct(out.parent.stat().st_mode & 0o777)
+    ('0o700', '0o700')
+    """
+    with _checked_folder(Path(folder)):
+        pass
+    return Path(folder)
+
+
+@contextmanager
+def open_private(path: Path | str) -> Iterator[BinaryIO]:
+    """A binary file object whose bytes become ``path`` when the block ends without error.
+
+    For libraries that write to a file object (``DataFrame.to_parquet(fh)``, ``to_csv(fh)``,
+    WeasyPrint's ``write_pdf(target=fh)``, ``Figure.savefig(fh)``). The folder is checked as by
+    :func:`private_folder`; the bytes go to a new temporary file there (``0o600``, created
+    exclusively, never through a link) that is renamed over ``path`` at the end, replacing a
+    file or a symlink of that name (the link's target is never touched). On error the temporary
+    file is removed and ``path`` is left as it was.
+    """
+    path = Path(path)
+    with _checked_folder(path.parent) as folder_fd:
+        tmp = f".{path.name[:64]}.{secrets.token_hex(8)}.tmp"
+        fd = os.open(tmp, _NEW_FILE_FLAGS, 0o600, dir_fd=folder_fd)
+        try:
+            os.fchmod(fd, 0o600)
+            with os.fdopen(fd, "wb") as fh:
+                yield fh
+            os.replace(tmp, path.name, src_dir_fd=folder_fd, dst_dir_fd=folder_fd)
+        except BaseException:
+            with suppress(FileNotFoundError):
+                os.unlink(tmp, dir_fd=folder_fd)
+            raise
+
+
+def write_private_bytes(path: Path | str, data: bytes) -> Path:
+    """Write ``data`` to ``path`` owner-only, atomically, never through a symlink
+    (:func:`open_private`)."""
+    with open_private(path) as fh:
+        fh.write(data)
+    return Path(path)
+
+
+def write_private_text(path: Path | str, text: str) -> Path:
+    """Write ``text`` as UTF-8 to ``path`` as :func:`write_private_bytes` does."""
+    return write_private_bytes(path, text.encode("utf-8"))

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from backcare_analytics.config import PROJECT_ROOT
 from backcare_analytics.errors import ConfigError
 from backcare_analytics.research import export as ex
+from backcare_analytics.safety import write_csv
 
 KEY_A = bytes(range(32))
 KEY_B = bytes(range(1, 33))
@@ -223,7 +224,7 @@ def test_csv_text_cells_round_trip_and_never_start_a_formula(tmp_path_factory, r
         }
     )
     path = folder / "t.csv"
-    ex._write_csv(df, path)
+    write_csv(df, path, reversible=True)
     raw = pd.read_csv(path, dtype=str, keep_default_na=False)
     for cell in raw.to_numpy().ravel():
         assert not cell.startswith(("=", "+", "-", "@", "\t", "\r", "\n"))
@@ -363,12 +364,12 @@ def test_cli_refuses_a_key_beside_the_store(imported_store, tmp_path, capsys):
 
 
 def test_outputs_are_owner_only(tmp_path):
-    from backcare_analytics.safety import private_outputs, write_csv
+    from backcare_analytics.safety import open_private
 
     out = tmp_path / "a" / "b"
     write_csv(pd.DataFrame({"note": ["=1+1"]}), out / "t.csv")
-    with private_outputs(out):
-        pd.DataFrame({"x": [1]}).to_parquet(out / "t.parquet")
+    with open_private(out / "t.parquet") as fh:
+        pd.DataFrame({"x": [1]}).to_parquet(fh)
     for folder in (tmp_path / "a", out):
         assert folder.stat().st_mode & 0o777 == 0o700
     for name in ("t.csv", "t.parquet"):

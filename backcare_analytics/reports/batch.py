@@ -20,6 +20,7 @@ from backcare_analytics.reports.render import (
     render_tasks,
     weekly_task,
 )
+from backcare_analytics.safety import private_folder
 
 __all__ = ["BatchSummary", "parse_formats", "render_week", "run_demo", "week_patients"]
 
@@ -99,7 +100,8 @@ def render_week(
     formats
         ``("html",)``, ``("pdf",)`` or both.
     out
-        Parent folder; files go to ``out/<week>/`` (owner-only).
+        Parent folder; files go to ``out/<week>/`` (created owner-only; a symlink or a folder
+        others may write is refused, see :func:`backcare_analytics.safety.private_folder`).
     jobs
         Warm kernels side by side (default: one per core).
     weekly, clinic
@@ -116,6 +118,8 @@ def render_week(
     ids = list(patients) if patients else (week_patients(store, label) if weekly else [])
     for pid in ids:
         patient_file_name(pid)  # refuses a malformed id before anything runs
+    for folder in (Path(out), Path(out) / label):  # owner-only, never through a link
+        private_folder(folder)  # refused before anything runs
     tasks: list[RenderTask] = []
     if weekly:
         tasks += [weekly_task(pid, label, store, out, formats) for pid in ids]
@@ -152,8 +156,7 @@ def run_demo(out: Path = Path("build/demo"), *, formats: Sequence[str] = ("html"
     from backcare_analytics.io.importer import import_paths
     from backcare_analytics.store import Store
 
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True, mode=0o700)
+    out = private_folder(out)
     clinic = get_settings().examples_dir / "clinic"
     lines: list[str] = []
     if not (clinic / "exports").is_dir():

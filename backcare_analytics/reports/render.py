@@ -10,7 +10,9 @@ outputs are assembled into our own autoescaping page (:mod:`~backcare_analytics.
 so nbconvert is never imported. ``jobs`` workers run side by side (default: one per core).
 
 A patient whose notebook fails is reported with the cell and the error, and the batch goes on.
-Output files are readable by their owner only (``0o600``) and named from validated ids only.
+Output files are readable by their owner only (``0o600``), written by temporary file and atomic
+rename, never through a symlink (:mod:`backcare_analytics.safety`), and named from validated ids
+only.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from backcare_analytics.config import PROJECT_ROOT, shipped_dir
+from backcare_analytics.safety import write_private_bytes, write_private_text
 from backcare_analytics.schemas.clean import PATIENT_ID_PATTERN
 
 __all__ = [
@@ -44,7 +47,6 @@ __all__ = [
     "patient_file_name",
     "render_tasks",
     "weekly_task",
-    "write_private",
 ]
 
 #: Where the report templates live (jupytext percent ``.py`` files; the paired ``.ipynb`` are
@@ -151,20 +153,6 @@ def clinic_task(
         formats=tuple(formats),
         label="clinic overview",
     )
-
-
-def write_private(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` readable and writable by the owner only (``0o600``)."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "wb") as fh:
-            fd = -1
-            fh.write(data)
-    finally:
-        if fd >= 0:
-            os.close(fd)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -328,14 +316,14 @@ def run_task(kernel: WarmKernel, task: RenderTask) -> RenderResult:
     paths = []
     if "html" in task.formats:
         path = out / f"{task.stem}.html"
-        write_private(path, html.encode("utf-8"))
+        write_private_text(path, html)
         paths.append(str(path))
     t2 = time.perf_counter()
     if "pdf" in task.formats:
         from backcare_analytics.reports.pdf import html_to_pdf
 
         path = out / f"{task.stem}.pdf"
-        write_private(path, html_to_pdf(html))
+        write_private_bytes(path, html_to_pdf(html))
         paths.append(str(path))
     t3 = time.perf_counter()
     return RenderResult(

@@ -38,6 +38,7 @@ import pandas as pd
 from backcare_analytics.errors import InputDataError
 from backcare_analytics.metrics.params import Window
 from backcare_analytics.research.cohort import CohortPolicy, cohort_metrics
+from backcare_analytics.safety import open_private, write_private_text
 
 __all__ = [
     "BucketFn",
@@ -115,19 +116,15 @@ def write_buckets(tables: Mapping[str, pd.DataFrame], folder: Path | str, n_buck
     for name, df in tables.items():
         if PATIENT_ID not in df.columns:
             raise InputDataError(f"table {name!r} has no {PATIENT_ID} column; cannot bucket it")
-        (folder / name).mkdir(parents=True, exist_ok=True)
         bucket = patient_bucket(df[PATIENT_ID], n_buckets).to_numpy()
         order = np.argsort(bucket, kind="stable")
         sorted_b = bucket[order]
         bounds = np.searchsorted(sorted_b, np.arange(n_buckets + 1))
         for k in range(n_buckets):
             rows = order[bounds[k] : bounds[k + 1]]
-            df.iloc[np.sort(rows)].to_parquet(
-                _part(folder, name, k), index=False, compression="zstd"
-            )
-    (folder / "_buckets.txt").write_text(
-        f"{n_buckets}\n" + "\n".join(tables) + "\n", encoding="utf-8"
-    )
+            with open_private(_part(folder, name, k)) as fh:
+                df.iloc[np.sort(rows)].to_parquet(fh, index=False, compression="zstd")
+    write_private_text(folder / "_buckets.txt", f"{n_buckets}\n" + "\n".join(tables) + "\n")
     return folder
 
 
@@ -158,8 +155,8 @@ def _run_one_to_files(folder: str, k: int, fn: BucketFn, out: str) -> dict[str, 
     row counts only, so nothing large travels back to the client."""
     result = _run_one(folder, k, fn)
     for name, frame in result.items():
-        _part(Path(out), name, k).parent.mkdir(parents=True, exist_ok=True)
-        frame.to_parquet(_part(Path(out), name, k), index=False, compression="zstd")
+        with open_private(_part(Path(out), name, k)) as fh:
+            frame.to_parquet(fh, index=False, compression="zstd")
     return {name: len(frame) for name, frame in result.items()}
 
 
@@ -235,7 +232,7 @@ def _run_to_files(
             client.gather(client.compute(tasks)) if client is not None else dask.compute(*tasks)
         )
     names = list(counts[0]) if counts else []
-    (out / "_buckets.txt").write_text(f"{n}\n" + "\n".join(names) + "\n", encoding="utf-8")
+    write_private_text(out / "_buckets.txt", f"{n}\n" + "\n".join(names) + "\n")
     return {name: int(sum(c[name] for c in counts)) for name in names}
 
 

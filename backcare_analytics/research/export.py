@@ -9,9 +9,10 @@ safe to share:
   ``"s" + HMAC-SHA-256(key, "patient_id" NUL id)[:20 hex]`` and ``clinician`` becomes
   ``clinician_code`` the same way under another label. The key is a per-study secret of 32 random
   bytes kept in a file outside the repository and the store's folder, readable by its owner only
-  (:func:`new_key`, :func:`load_key`). Same key, same pseudonyms (exports of one study link up);
-  another key, unrelated pseudonyms (two studies cannot be linked). A plain SHA-256/SHA-1/MD5 of a
-  patient id, which anyone can recompute by enumerating ids, never appears.
+  (:func:`new_key`, :func:`load_key`); a guessable key is refused (:func:`weak_key_reason`).
+  Same key, same pseudonyms (exports of one study link up); another key, unrelated pseudonyms
+  (two studies cannot be linked). A plain SHA-256/SHA-1/MD5 of a patient id, which anyone can
+  recompute by enumerating ids, never appears.
 * **Study days instead of calendar dates.** ``study_day`` = local calendar day minus the
   patient's programme start (day 0 is the first programme day). The time of day is kept as
   ``minute_of_day``, minutes after local midnight (0-1439), because timing consistency ("same time
@@ -48,16 +49,21 @@ import pandas as pd
 from backcare_analytics.config import CHECKOUT_ROOT
 from backcare_analytics.errors import ConfigError, InputDataError
 from backcare_analytics.safety import (
-    neutralise_formulas_reversibly,
-    private_outputs,
+    create_private_folders,
+    open_private,
+    private_folder,
     restore_formulas,
+    write_csv,
+    write_private_text,
 )
 from backcare_analytics.schemas.clean import Pain, Patients, Prescriptions, Sessions
 
 __all__ = [
     "ALLOWLIST",
     "KEY_BYTES",
+    "MIN_KEY_DISTINCT_BYTES",
     "ResearchExport",
+    "check_key",
     "deidentify",
     "export_research",
     "export_research_from_store",
@@ -66,9 +72,12 @@ __all__ = [
     "new_key",
     "pseudonymise",
     "read_research",
+    "weak_key_reason",
 ]
 
 KEY_BYTES = 32
+#: A key with fewer different byte values is refused (:func:`weak_key_reason`).
+MIN_KEY_DISTINCT_BYTES = 16
 PSEUDONYM_HEX = 20  # 80 bits: collision-free in practice for 10^7 subjects
 TABLES = ("patients", "sessions", "pain", "prescriptions")
 
@@ -93,9 +102,6 @@ _DTYPES: Mapping[str, str] = {
     "back_pain": "Int64", "leg_pain": "Int64", "flare": "boolean", "valid_from_day": "Int64",
     "valid_to_day": "Int64", "reps_max": "Int64", "per_side": "bool", "source": "str",
 }  # fmt: skip
-
-_ESCAPE = "'"
-
 
 # ---------------------------------------------------------------------------------------------
 # the key
@@ -140,16 +146,19 @@ def new_key(path: Path | str, *, store: Path | None = None, out: Path | None = N
     """
     path = Path(path).expanduser()
     _check_key_place(path, store, out)
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    create_private_folders(path.parent)
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     except FileExistsError:
         raise ConfigError(
             f"the key file {path} already exists; a study key is never overwritten (the old "
             "pseudonyms would be lost). Fix: use it as it is, or choose another path."
         ) from None
+    key = secrets.token_bytes(KEY_BYTES)
+    while weak_key_reason(key) is not None:  # chance below 4e-17; never hand out a weak key
+        key = secrets.token_bytes(KEY_BYTES)
     with os.fdopen(fd, "wb") as fh:
-        fh.write(secrets.token_bytes(KEY_BYTES))
+        fh.write(key)
     os.chmod(path, 0o600)  # whatever the umask said
     return path
 
@@ -159,7 +168,7 @@ def load_key(path: Path | str, *, store: Path | None = None, out: Path | None = 
 
     Refused: a missing file; a file inside the project's repository, inside any git work tree,
     inside the store's folder or inside the export folder; a file that group or others may read
-    or write; a key shorter than 32 bytes.
+    or write; a key shorter than 32 bytes or too regular to be secret (:func:`weak_key_reason`).
 
     Raises
     ------
@@ -181,12 +190,58 @@ def load_key(path: Path | str, *, store: Path | None = None, out: Path | None = 
             f"`chmod 600 {path}`."
         )
     key = path.read_bytes()
-    if len(key) < KEY_BYTES:
-        raise ConfigError(
-            f"the key file {path} holds {len(key)} bytes; a study key has at least {KEY_BYTES}. "
-            "Fix: create a new one with `backcare export new-key`."
-        )
+    check_key(key, f"the key file {path}")
     return key
+
+
+def weak_key_reason(key: bytes) -> str | None:
+    """Why ``key`` is too short or too regular to be a secret, or None when it is not.
+
+    Refused: fewer than :data:`KEY_BYTES` bytes; all bytes equal; a block repeated (the key
+    equals itself shifted by at most half its length: ``"password" * 4``); fewer than
+    :data:`MIN_KEY_DISTINCT_BYTES` different byte values. These are the failures the health
+    tests of NIST SP 800-90B (section 4.4: repetition count, adaptive proportion) catch in a
+    noise source, applied to the key itself; NIST SP 800-133 asks that keys come straight from
+    an approved random bit generator, as :func:`new_key`'s do. For 32 random bytes (about 30
+    distinct values expected) the chance of a refusal is below 4e-17.
+
+    >>> weak_key_reason(bytes(32)), weak_key_reason(b"password" * 4)
+    ('all its 32 bytes are the same', 'it is a block of 8 bytes repeated')
+    >>> weak_key_reason(bytes(range(32))) is None
+    True
+    """
+    if len(key) < KEY_BYTES:
+        return f"it holds {len(key)} bytes; a study key has at least {KEY_BYTES}"
+    distinct = len(set(key))
+    if distinct == 1:
+        return f"all its {len(key)} bytes are the same"
+    period = next((p for p in range(1, len(key) // 2 + 1) if key[p:] == key[:-p]), None)
+    if period is not None:
+        return f"it is a block of {period} bytes repeated"
+    if distinct < MIN_KEY_DISTINCT_BYTES:
+        return (
+            f"it holds only {distinct} different byte values (at least "
+            f"{MIN_KEY_DISTINCT_BYTES}; a random {KEY_BYTES}-byte key has about 30)"
+        )
+    return None
+
+
+def check_key(key: bytes, what: str = "the study key") -> None:
+    """Refuse a key that :func:`weak_key_reason` finds weak, with the fix; never its bytes.
+
+    Raises
+    ------
+    ConfigError
+        Naming ``what`` (e.g. the key file) and the reason.
+    """
+    reason = weak_key_reason(key)
+    if reason is not None:
+        raise ConfigError(
+            f"{what} is too weak to protect the pseudonyms: {reason}. Whoever guesses a key "
+            "can reverse every pseudonym by hashing candidate patient ids. Fix: create a new "
+            "key with `backcare export new-key PATH` (32 random bytes from the operating "
+            "system), keep it safe, and export again with it."
+        )
 
 
 def key_fingerprint(key: bytes) -> str:
@@ -269,8 +324,7 @@ def deidentify(
         with exactly the columns of :data:`ALLOWLIST`, typed as in the manifest; rows sorted by
         subject and study day.
     """
-    if len(key) < KEY_BYTES:
-        raise ConfigError(f"a study key has at least {KEY_BYTES} bytes; received {len(key)}")
+    check_key(key)
     tables: dict[str, pd.DataFrame] = {}
 
     p = patients.copy()
@@ -315,19 +369,6 @@ def deidentify(
 # ---------------------------------------------------------------------------------------------
 
 
-def _text_columns(df: pd.DataFrame) -> list[str]:
-    return [c for c in df.columns if _DTYPES.get(c) == "str"]
-
-
-def _write_csv(df: pd.DataFrame, path: Path) -> None:
-    """Formula triggers and leading ``'`` escaped (:mod:`backcare_analytics.safety`); an empty
-    string is written ``'`` so it differs from a missing cell (written empty)."""
-    cols = _text_columns(df)
-    safe = neutralise_formulas_reversibly(df[cols])
-    empty = {c: safe[c].mask(df[c] == "", _ESCAPE) for c in cols}
-    df.assign(**empty).to_csv(path, index=False, na_rep="", lineterminator="\r\n", encoding="utf-8")
-
-
 def _read_csv(path: Path, dtypes: Mapping[str, str]) -> pd.DataFrame:
     raw = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""], encoding="utf-8")
     out = {}
@@ -364,19 +405,23 @@ def export_research(
         "key_fingerprint": result.key_fingerprint,
         "study_day": "local calendar day minus programme start; day 0 = first programme day",
         "minute_of_day": "local wall-clock minutes after midnight (0-1439)",
-        "csv_escape": "a text cell starting with ' had one ' prepended on writing; strip it",
+        "csv_escape": (
+            "one ' was put before a text cell starting with = + - @ TAB CR LF or ', inside a "
+            "cell before = + - @ or ' following CR, LF, comma, semicolon or TAB, and an empty "
+            "string was written '; strip one ' at those places"
+        ),
         "tables": {},
     }
-    with private_outputs(out):  # pseudonymised, but still personal data: owner-only
-        for name, df in result.tables.items():
-            df.to_parquet(out / f"{name}.parquet", index=False)
-            _write_csv(df, out / f"{name}.csv")
-            manifest["tables"][name] = {  # type: ignore[index]
-                "rows": len(df),
-                "columns": {c: _DTYPES[c] for c in df.columns},
-            }
-        manifest_text = json.dumps(manifest, indent=2) + "\n"
-        (out / "manifest.json").write_text(manifest_text, encoding="utf-8")
+    private_folder(out)  # pseudonymised, but still personal data: owner-only, no links
+    for name, df in result.tables.items():
+        with open_private(out / f"{name}.parquet") as fh:
+            df.to_parquet(fh, index=False)
+        write_csv(df, out / f"{name}.csv", reversible=True)  # read_research restores it
+        manifest["tables"][name] = {  # type: ignore[index]
+            "rows": len(df),
+            "columns": {c: _DTYPES[c] for c in df.columns},
+        }
+    write_private_text(out / "manifest.json", json.dumps(manifest, indent=2) + "\n")
     return result
 
 

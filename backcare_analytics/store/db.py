@@ -17,6 +17,7 @@ from pathlib import Path
 import duckdb
 
 from backcare_analytics.errors import StoreBusyError, StoreError
+from backcare_analytics.safety import create_private_folders
 
 __all__ = ["DDL", "SCHEMA_VERSION", "connect", "create_tables", "is_lock_error"]
 
@@ -113,7 +114,7 @@ def connect(
             )
         con = _open(path, True, timeout_s)
     else:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        create_private_folders(path.parent)  # data/ and parents: 0o700 whatever the umask
         with owner_only_umask():  # the WAL is created during writes: keep the mask until closed
             con = _open(path, False, timeout_s)
             try:

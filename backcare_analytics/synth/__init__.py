@@ -29,6 +29,7 @@ import pandas as pd
 
 from backcare_analytics.errors import InputDataError
 from backcare_analytics.protocol import build_prescriptions
+from backcare_analytics.safety import write_private_bytes
 from backcare_analytics.synth.config import SynthConfig
 from backcare_analytics.synth.exports import BAD_KINDS, build_export_rows, draw_profiles
 from backcare_analytics.synth.render import render_kind
@@ -316,7 +317,8 @@ def truth_json(truth: dict[str, Any]) -> bytes:
 def generate_clinic(cfg: SynthConfig, out: Path | str) -> ClinicSummary:
     """Simulate a clinic and write its exports and ``ground_truth.json`` under ``out``.
 
-    Existing files of the same names are overwritten; nothing else in ``out`` is touched.
+    Existing files of the same names are replaced (by atomic rename; files 0600, new folders
+    0700, as every output of the package); nothing else in ``out`` is touched.
 
     Returns
     -------
@@ -326,10 +328,9 @@ def generate_clinic(cfg: SynthConfig, out: Path | str) -> ClinicSummary:
     """
     clinic = simulate(cfg)
     out = Path(out)
-    (out / EXPORTS_DIR).mkdir(parents=True, exist_ok=True)
-    for name, data in clinic.files.items():
-        (out / name).write_bytes(data)
-    (out / TRUTH_FILE).write_bytes(truth_json(clinic.truth))
+    for name, data in clinic.files.items():  # owner-only, by rename, like every output
+        write_private_bytes(out / name, data)
+    write_private_bytes(out / TRUTH_FILE, truth_json(clinic.truth))
     return clinic.summary
 
 
