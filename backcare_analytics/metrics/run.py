@@ -77,16 +77,11 @@ def metric_tables(
 
     Examples
     --------
-    >>> import backcare_analytics as bca
-    >>> pts = pd.DataFrame({"patient_id": ["P1"], "timezone": ["UTC"],
-    ...     "programme_start": [pd.Timestamp("2026-03-02")], "clinician": [None]})
-    >>> empty_s = pd.DataFrame({c: pd.Series(dtype=t) for c, t in {"patient_id": "str",
-    ...     "day": "datetime64[us]", "exercise_id": "str", "side": "str", "sets": "Int64",
-    ...     "reps": "Int64", "hold_s": "Float64", "performed_at": "datetime64[us, UTC]"}.items()})
-    >>> empty_p = pd.DataFrame({"patient_id": pd.Series(dtype="str"),
-    ...     "day": pd.Series(dtype="datetime64[us]")})
-    >>> list(metric_tables(empty_s, empty_p, pts, bca.build_prescriptions(pts)))[:3]
-    ['adherence_daily', 'adherence_summary', 'adherence_weekly']
+    >>> from backcare_analytics.synth import SynthConfig, simulate
+    >>> c = simulate(SynthConfig(patients=2, weeks=2, seed=1))
+    >>> tables = metric_tables(c.sessions, c.pain, c.patients, c.prescriptions)
+    >>> list(tables)[:3], len(tables)
+    (['adherence_daily', 'adherence_summary', 'adherence_weekly'], 18)
     """
     inputs = MetricInputs(
         sessions=sessions,
