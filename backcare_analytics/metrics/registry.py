@@ -38,7 +38,7 @@ import pandas as pd
 import pandera.pandas as pa
 
 from backcare_analytics.errors import BackcareError
-from backcare_analytics.metrics.adherence import adherence_daily
+from backcare_analytics.metrics.adherence import AdherencePolicy, adherence_daily
 from backcare_analytics.metrics.pain import pain_daily, pain_summary
 from backcare_analytics.metrics.params import Window
 from backcare_analytics.metrics.persistence import gap_histogram, persistence
@@ -185,7 +185,7 @@ def rollup_step(
     daily = (
         adherence_daily
         if window is None
-        else adherence_daily[window.contains(adherence_daily["day"])]
+        else adherence_daily[window.contains(adherence_daily[AdherenceDaily.day])]
     )
     one: dict[str, Callable[[], pd.DataFrame]] = {
         "adherence_summary": lambda: adherence_summary(adherence_daily, pain, window=window),
@@ -204,7 +204,7 @@ def timing_step(
     *,
     window: Window | None,
     parts: frozenset[str],
-    policy: Any = None,
+    policy: AdherencePolicy | None = None,
 ) -> dict[str, pd.DataFrame]:
     """The timing tables named in ``parts``: both from one pass of the first-session times
     (:func:`timing_tables`) when both are wanted, else the one by its own function."""

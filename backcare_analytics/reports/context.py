@@ -178,7 +178,7 @@ def _compute(store_path: Path, label: str, policy: ReportPolicy) -> WeekData:
         "sessions": inputs.sessions,
         "pain": inputs.pain,
         "reject_counts": inputs.rejects,
-        **compute(inputs, windows, windows=windows, policies=policies, options=WEEK_OPTIONS),
+        **compute(inputs, windows.keys(), windows=windows, policies=policies, options=WEEK_OPTIONS),
     }
     flags = week_flags(frames, patients, week, policy)
     overview = attention_table(frames, patients, flags, week)
