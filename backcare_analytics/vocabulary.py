@@ -1,5 +1,5 @@
 """The words of the results: verdict classes, the weekly report's flags, their labels and
-severities, and the full-routine pseudo-exercise.
+severities, the adherence status of a day, and the full-routine pseudo-exercise.
 
 This is the one home of these words. Metrics write them, result schemas check them, reports and
 plots label them, and docs/metrics.md and docs/reports.md list them; each of those reads them
@@ -19,6 +19,12 @@ from typing import Final
 
 __all__ = [
     "ATTENTION_VERDICTS",
+    "DAY_MET",
+    "DAY_MISSED",
+    "DAY_NO_LOG",
+    "DAY_PARTIAL",
+    "DAY_STATUSES",
+    "DAY_STATUS_LABELS",
     "FLAG_LABELS",
     "FLAG_SEVERITIES",
     "FLAG_SEVERITY",
@@ -102,4 +108,21 @@ FLAG_SEVERITY: Final[dict[str, str]] = {
     "dropout_risk": WARN,
     "missed_days": WARN,
     "ready_to_progress": GOOD,
+}
+
+#: The adherence status of one exercise on one day, as the report's heatmap shows it: the dose
+#: was met, partly done, not done although the patient logged that day, or nothing was logged
+#: at all (a day without any log is not a missed exercise).
+DAY_MET: Final = "met"
+DAY_PARTIAL: Final = "partial"
+DAY_MISSED: Final = "missed"
+DAY_NO_LOG: Final = "no_log"
+#: Every day status, in the order of the heatmap's legend.
+DAY_STATUSES: Final = (DAY_MET, DAY_PARTIAL, DAY_MISSED, DAY_NO_LOG)
+#: How the heatmap's legend names each day status.
+DAY_STATUS_LABELS: Final[dict[str, str]] = {
+    DAY_MET: "met (dose ≥ 80 %)",
+    DAY_PARTIAL: "partial",
+    DAY_MISSED: "missed",
+    DAY_NO_LOG: "no log that day",
 }

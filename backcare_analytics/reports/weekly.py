@@ -19,6 +19,10 @@ from backcare_analytics.reports.display import HtmlFragment, package_version, re
 from backcare_analytics.schemas.clean import PATIENT_ID_PATTERN
 from backcare_analytics.vocabulary import (
     ATTENTION_VERDICTS,
+    DAY_MET,
+    DAY_MISSED,
+    DAY_NO_LOG,
+    DAY_PARTIAL,
     FLAG_LABELS,
     NO_VERDICT,
     ROUTINE,
@@ -88,9 +92,9 @@ class PatientWeek:
         d = d[self.data.history.contains(d["day"])] if not d.empty else d
         if d.empty:
             return pd.DataFrame({"exercise_id": [], "day": [], "status": []})
-        status = pd.Series("missed", index=d.index, dtype="str")
-        status = status.mask(d["done"] & ~d["met"], "partial").mask(d["met"], "met")
-        status = status.mask(~d["logged"], "no_log")
+        status = pd.Series(DAY_MISSED, index=d.index, dtype="str")
+        status = status.mask(d["done"] & ~d["met"], DAY_PARTIAL).mask(d["met"], DAY_MET)
+        status = status.mask(~d["logged"], DAY_NO_LOG)
         return pd.DataFrame(
             {"exercise_id": d["exercise_id"], "day": d["day"], "status": status}
         ).reset_index(drop=True)
