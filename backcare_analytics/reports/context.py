@@ -1,9 +1,11 @@
 """A week's data, loaded and computed once per process, then sliced per patient.
 
 A report kernel renders many patients of the same week. :func:`load_week` reads the store once
-(short-lived read-only connections), runs every metric family vectorised over all patients, and
+(short-lived read-only connections), computes the metric tables the reports show from the metric
+registry (each over the span :func:`week_windows` names) vectorised over all patients, and
 memoises the result keyed by the store file, its modification time and the week, so the
-second patient's notebook only slices (:meth:`WeekData.patient`), draws and exports.
+second patient's notebook only slices
+(:meth:`~backcare_analytics.reports.weekly.PatientWeek.from_week`), draws and exports.
 """
 
 from __future__ import annotations
