@@ -81,3 +81,10 @@ def test_the_report_and_backcare_metrics_attribute_refused_rows_alike(
     from_metrics = _quarantined(pd.read_parquet(out / "quality_flags.parquet"))
     assert {p: d.split(" ")[0] for p, d in from_metrics.items()} == {"P1": "2", "P2": "1"}
     assert _quarantined(week.frames["quality_flags"]) == from_metrics
+
+
+def test_the_week_data_refuses_a_frame_it_does_not_have(store: Path) -> None:
+    week = load_week(store, "2026-W10")
+    assert len(week.frame("quality_flags")) == len(week.frames["quality_flags"])
+    with pytest.raises(KeyError, match=r"no frame 'timing'.*timing_consistency"):
+        week.frame("timing")  # the name before the registry: an error, not an empty table

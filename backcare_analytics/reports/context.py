@@ -138,8 +138,20 @@ class WeekData:
         return self.week.label
 
     def frame(self, name: str) -> pd.DataFrame:
-        """A clinic-wide frame by name (empty when the week has no such frame)."""
-        return self.frames.get(name, pd.DataFrame())
+        """A clinic-wide frame by name: a metric table of :func:`week_windows`, or the
+        ``sessions``, ``pain`` or ``reject_counts`` input.
+
+        Raises
+        ------
+        KeyError
+            No frame of that name (a misspelt or renamed table is never an empty table).
+        """
+        try:
+            return self.frames[name]
+        except KeyError:
+            raise KeyError(
+                f"the week data has no frame {name!r}; it has: {', '.join(self.frames)}"
+            ) from None
 
 
 def _sha_short(path: Path) -> str:
