@@ -346,14 +346,8 @@ def metrics_(
         if unknown:
             raise _fail(f"--patient: {len(unknown)} id(s) not registered in the store")
         patients = patients[patients["patient_id"].isin(ids)].reset_index(drop=True)
-    skipped: list[str] = []
     tables = metric_tables_from_store(
-        st,
-        ids,
-        jobs=jobs,
-        rejects=reject_counts(st.rejects()),
-        window=window,
-        skipped=skipped,
+        st, ids, jobs=jobs, rejects=reject_counts(st.rejects()), window=window
     )
     for name, table in tables.items():
         write_csv(table, out / f"{name}.csv")
@@ -364,8 +358,6 @@ def metrics_(
         f"{' (' + window.label + ')' if window else ''} to {out} as CSV and Parquet: "
         + ", ".join(tables)
     )
-    for note in skipped:
-        typer.echo(f"backcare: note: not written: {note}", err=True)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -4,12 +4,11 @@ Clean frames are generated with vectorised numpy (about 12 M session rows and 1.
 not via the export files) in a child process and written to Parquet under
 ``benchmarks/results/cache/`` (reused by later runs), so the generator's temporaries do not count
 in this process's peak memory; they are loaded as a store query would return them. Then every
-metric runs once, warm (a small run first), through :func:`backcare_analytics.metrics.run.metric_calls`
-(the same calls ``backcare metrics`` makes), keeping only the tables a later metric needs, as
+metric runs once, warm (a small run first), through the metric registry's steps
+(:func:`backcare_analytics.metrics.registry.plan_steps`, the same calls ``backcare metrics`` makes), keeping only the tables a later metric needs, as
 the CLI writes each table and lets it go. Prints wall and CPU (user + system) time per metric,
 the totals, peak RSS (and the RSS of the loaded frames alone), the load average, and writes JSON
-to ``benchmarks/results/bench_metrics.json``. The pain/tolerance/progression/verdict families
-are included when their modules import; the output says which ran.
+to ``benchmarks/results/bench_metrics.json``.
 
 The parallel mode (``--jobs 2``) runs :func:`backcare_analytics.metrics.run.metric_tables_parallel`
 as ``backcare metrics --jobs 2`` does: each worker process reads one patient range from the
@@ -25,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import inspect
 import json
 import os
 import resource
@@ -39,7 +37,8 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
-from backcare_analytics.metrics.run import metric_calls, metric_tables_parallel
+from backcare_analytics.metrics.registry import METRICS, MetricInputs, plan_steps, run_step
+from backcare_analytics.metrics.run import metric_tables_parallel
 from backcare_analytics.protocol import build_prescriptions, load_protocol
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -201,36 +200,22 @@ def _generate(folder: Path, patients: int, weeks: int) -> None:
         frame.to_parquet(folder / f"{name}.parquet", index=False, row_group_size=250_000)
 
 
-def _needed_later(calls: list[tuple[str, Any]]) -> set[str]:
-    """Table names that a later call takes as a parameter (kept; the rest are let go)."""
-    from backcare_analytics.metrics import run as runner
-
-    names = {"adherence_daily"}
-    for family in runner.OTHER_FAMILIES:
-        try:
-            module = __import__(f"backcare_analytics.metrics.{family}", fromlist=["_"])
-        except Exception:  # a missing family needs nothing
-            continue
-        for fname in getattr(module, "__all__", ()):
-            fn = getattr(module, fname, None)
-            if inspect.isfunction(fn):
-                names |= set(inspect.signature(fn).parameters)
-    return names
+def _needed_later() -> set[str]:
+    """Table names that a later metric needs (kept; the rest are let go)."""
+    return {need for spec in METRICS for need in spec.needs}
 
 
 def _run_once(frames: dict[str, pd.DataFrame], acc: dict[str, Any]) -> None:
     """Every metric on one set of frames, adding wall/CPU/rows and the peak to ``acc``."""
-    calls, missing = metric_calls(
-        frames["sessions"], frames["pain"], frames["patients"], frames["prescriptions"]
-    )
-    acc["not_included"] = missing
-    keep = _needed_later(calls)
+    inputs = MetricInputs(**{n: frames[n] for n in FRAMES}, protocol=load_protocol())
+    keep = _needed_later()
     tables: dict[str, Any] = {}
-    for name, call in calls:
+    for step in plan_steps():
+        name = step.name
         _reset_peak()
         t, c = time.perf_counter(), _cpu_s()
         try:
-            out = call(tables)
+            produced = run_step(step, inputs, tables)
         except Exception as exc:  # report, keep timing the others
             acc["failed"].append(f"{name}: {type(exc).__name__}: {str(exc)[:200]}")
             continue
@@ -239,11 +224,10 @@ def _run_once(frames: dict[str, pd.DataFrame], acc: dict[str, Any]) -> None:
         acc["peak_rss_during_mib"][name] = max(
             acc["peak_rss_during_mib"].get(name, 0.0), _peak_mib()
         )
-        produced = out if isinstance(out, dict) else {name: out}
         rows = sum(len(v) for v in produced.values())
         acc["rows_out"][name] = acc["rows_out"].get(name, 0) + rows
         tables.update({k: v for k, v in produced.items() if k in keep})
-        del out, produced
+        del produced
         gc.collect()
 
 
@@ -255,7 +239,7 @@ def run(patients: int, weeks: int, partitions: int = 1, *, verbose: bool = True)
     ids = np.sort(ids.to_numpy(dtype=object))
     bounds = [(chunk[0], chunk[-1]) for chunk in np.array_split(ids, partitions) if len(chunk)]
     acc: dict[str, Any] = {"wall_s": {}, "cpu_s": {}, "rows_out": {}, "peak_rss_during_mib": {},
-                           "failed": [], "not_included": []}  # fmt: skip
+                           "failed": []}  # fmt: skip
     load_s, session_rows, diary_rows, rss_frames = 0.0, 0, 0, 0.0
     t_all, c_all = time.perf_counter(), _cpu_s()
     for bound in bounds:
@@ -326,12 +310,10 @@ def run_parallel(
     load_before = os.getloadavg()
     t0, c0 = time.perf_counter(), _cpu_s()
     as_of = pd.read_parquet(folder / "sessions.parquet", columns=["day"])["day"].max()
-    skipped: list[str] = []
     stats = metric_tables_parallel(
         loaders,
         jobs=jobs,
         as_of=as_of,
-        skipped=skipped,
         reduce=_worker_stats,
         tasks_per_worker=tasks_per_worker,
     )
@@ -359,7 +341,6 @@ def run_parallel(
         "worker_peak_rss_mib": [round(s["peak_rss_mib"], 1) for s in stats],
         "worker_cpu_s": [round(s["cpu_s"], 2) for s in stats],
         "rows_out": rows,
-        "skipped": skipped,
         "load_avg_before": load_before,
         "load_avg_after": os.getloadavg(),
         "cpus": os.cpu_count(),
@@ -432,8 +413,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         )  # fmt: skip
         res = json.loads(out.read_text())
         print(_summary_parallel(res))
-        for line in res["skipped"]:
-            print("skipped:", line)
         results[f"jobs_{args.jobs}"] = res
     for parts in args.partitions:
         print(f"{args.patients} patients x {args.weeks} weeks, {parts} partition(s); "
@@ -450,10 +429,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         print(_summary(res))
         for line in res["failed"]:
             print("failed:", line)
-        if res["not_included"]:
-            print(
-                "not included (module missing or not importable):", ", ".join(res["not_included"])
-            )
         results[f"partitions_{parts}"] = res
     (RESULTS / "bench_metrics.json").write_text(json.dumps(results, indent=2, default=str))
     return results

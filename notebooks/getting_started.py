@@ -47,14 +47,15 @@ db.pain(patient_ids=[patient_id]).tail(10)
 
 # %% [markdown]
 # ## 2. The week's metrics
-# `load_week` computes every metric for every patient once (vectorised), then `patient`
+# `load_week` computes every metric for every patient once (vectorised), then `PatientWeek`
 # slices out one patient. The same objects feed the rendered report.
 
 # %%
 from backcare_analytics.reports.context import load_week
+from backcare_analytics.reports.weekly import PatientWeek
 
 data = load_week(store, week)
-pw = data.patient(patient_id)
+pw = PatientWeek.from_week(data, patient_id)
 data.label, pw.verdict, pw.reason
 
 # %% [markdown]
@@ -64,7 +65,7 @@ data.label, pw.verdict, pw.reason
 pw.frame("adherence_daily").tail(14)
 
 # %%
-pw.frame("adherence_week")
+pw.frame("adherence_summary")
 
 # %% [markdown]
 # Pain: daily values with the trailing mean and flare days, and the summary
@@ -80,7 +81,7 @@ pw.frame("pain_summary").T
 # Timing consistency, persistence and this week's flags:
 
 # %%
-pw.frame("timing")
+pw.frame("timing_consistency")
 
 # %%
 pw.frame("persistence")

@@ -18,7 +18,6 @@ def demo_store(store_path: Path) -> Path:
     """The demo clinic's clean tables in a new store, with :data:`PAYLOAD` as the note of the
     first patient's last session row and diary entry of the latest complete week (the importer
     has its own tests)."""
-    from backcare_analytics.store import Store
     from backcare_analytics.synth import SynthConfig, simulate
 
     clinic = simulate(SynthConfig())
@@ -35,6 +34,14 @@ def demo_store(store_path: Path) -> Path:
         f = frames[name]
         rows = f.index[(f["patient_id"] == first) & (f["day"] <= end)]
         f.loc[rows[-1], "note"] = PAYLOAD
+    return frames_store(store_path, frames)
+
+
+def frames_store(store_path: Path, frames: dict[str, pd.DataFrame]) -> Path:
+    """A new store holding the clean ``patients``, ``sessions`` and ``pain`` frames as they
+    are, and one import-ledger row naming the first session row's source file."""
+    from backcare_analytics.store import Store
+
     columns = {
         "patients": "patient_id, timezone, programme_start, clinician",
         "sessions": "patient_id, session_id, performed_at, day, exercise_id, side, sets, reps, "

@@ -124,19 +124,14 @@ def test_partitions_in_two_processes_equal_the_single_process_run(clinic) -> Non
     )
     f = {**f, "sessions": f["sessions"][~early].reset_index(drop=True)}
     rejects = pd.DataFrame({"patient_id": pd.Series([ids[3]], dtype="str"), "n_rejected": [2]})
-    skipped_one: list[str] = []
-    whole = run.metric_tables(*(f[n] for n in run.FRAMES), rejects=rejects, skipped=skipped_one)
+    whole = run.metric_tables(*(f[n] for n in run.FRAMES), rejects=rejects)
     assert {"adherence_daily", "persistence", "gap_histogram", "weekly_verdict"} <= set(whole)
     as_of = f["sessions"]["day"].max()
     loaders = [run.FramesPartition(f, tuple(r)) for r in run.patient_ranges(ids, 3)]
     assert len(loaders) == 3
-    skipped_par: list[str] = []
-    par = run.metric_tables_parallel(
-        loaders, jobs=2, rejects=rejects, as_of=as_of, skipped=skipped_par
-    )
+    par = run.metric_tables_parallel(loaders, jobs=2, rejects=rejects, as_of=as_of)
     assert isinstance(par, dict)
     _assert_same_tables(whole, par)
-    assert skipped_par == skipped_one
     week = m.Window.iso_week("2026-W04")  # with a window, as_of is not needed
     serial = run.metric_tables_parallel(loaders, jobs=1, window=week)
     _assert_same_tables(run.metric_tables(*(f[n] for n in run.FRAMES), window=week), serial)

@@ -12,8 +12,8 @@ import _report_clinic as clinic
 import pytest
 
 from backcare_analytics.reports.batch import BatchSummary, render_week
-from backcare_analytics.reports.context import VERDICT_LABELS, load_week
-from backcare_analytics.reports.flags import FLAG_LABELS
+from backcare_analytics.reports.context import load_week
+from backcare_analytics.vocabulary import FLAG_LABELS, VERDICT_LABELS
 
 pytestmark = pytest.mark.slow
 PATIENTS = [f"DEMO-{i:03d}" for i in range(1, 13)]

@@ -8,10 +8,11 @@ import pytest
 
 from backcare_analytics.errors import SchemaValidationError
 from backcare_analytics.metrics.params import Window
-from backcare_analytics.reports.context import ReportPolicy
-from backcare_analytics.reports.flags import FLAG_LABELS, attention_table, week_flags
+from backcare_analytics.reports.flags import attention_table, week_flags
+from backcare_analytics.reports.policy import ReportPolicy
 from backcare_analytics.schemas import validate
 from backcare_analytics.schemas.results import WEEK_FLAGS, WeekFlags
+from backcare_analytics.vocabulary import FLAG_LABELS
 
 WEEK = Window.iso_week("2026-W15")  # Mon 6 Apr - Sun 12 Apr 2026
 DAY = pd.Timestamp("2026-04-06")
@@ -78,7 +79,7 @@ def test_each_rule_on_hand_counted_cases() -> None:
     patients = _patients("A", "B", "C")
     frames = {
         # A logged 6 of 7 days (1 missed: below the threshold of 2); B 4 of 7 (3 missed).
-        "adherence_week": _routine([("A", 7, 6, 6 / 7), ("B", 7, 4, 4 / 7), ("C", 7, 0, 0.0)]),
+        "adherence_summary": _routine([("A", 7, 6, 6 / 7), ("B", 7, 4, 4 / 7), ("C", 7, 0, 0.0)]),
         # C's last session was 9 days before the week's Sunday: dropout risk (>= 7).
         "sessions": _sessions(
             {"A": WEEK.end, "B": WEEK.end - pd.Timedelta(days=6), "C": DAY - pd.Timedelta(days=3)}
@@ -124,7 +125,7 @@ def test_attention_order_review_first_then_more_warnings() -> None:
             "severity": pd.Series(["warn", "warn", "good"], dtype="str"),
         }
     )
-    table = attention_table({"verdict": verdict}, patients, flags, WEEK)
+    table = attention_table({"weekly_verdict": verdict}, patients, flags, WEEK)
     # review with 2 warnings, review with none, no verdict (insufficient data), progressing.
     assert table["patient_id"].tolist() == ["P3", "P2", "P4", "P1"]
     assert table["n_warn"].tolist() == [2, 0, 0, 0]

@@ -1,11 +1,9 @@
 """Every metric table at once, for the CLI, the benchmark and batch reports.
 
-:func:`metric_tables` runs the adherence, persistence, timing and quality metrics, then the
-pain, tolerance, progression and verdict families when their modules are present: each public
-function of those modules whose required parameters can be filled -- from the input frames
-(``sessions``, ``pain``, ``patients``, ``prescriptions``, ``protocol``, ``window``) or from a
-table computed before it (a parameter named like an earlier table) -- is called once, and its
-frame is kept under the function's name.
+:func:`metric_tables` computes every table of the metric registry
+(:data:`backcare_analytics.metrics.registry.METRICS`) over one window: adherence, persistence,
+timing, quality, pain, tolerance, progression and the verdict, each table under its registry
+name, in registry order. A table that cannot be computed raises; none is left out silently.
 
 :func:`metric_tables_parallel` runs :func:`metric_tables` on whole-patient partitions in worker
 processes, each loading only its own patients (:class:`StorePartition` from the DuckDB store,
@@ -15,8 +13,6 @@ processes, each loading only its own patients (:class:`StorePartition` from the 
 
 from __future__ import annotations
 
-import importlib
-import inspect
 import multiprocessing as mp
 import os
 from collections.abc import Callable, Sequence
@@ -27,118 +23,23 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from backcare_analytics.metrics.adherence import adherence_daily
 from backcare_analytics.metrics.params import Window
-from backcare_analytics.metrics.persistence import gap_histogram, persistence
-from backcare_analytics.metrics.quality import quality_flags
-from backcare_analytics.metrics.rollups import adherence_rollups
-from backcare_analytics.metrics.timing import timing_tables
+from backcare_analytics.metrics.registry import MetricInputs, compute
 from backcare_analytics.protocol import Protocol, load_protocol
 
 if TYPE_CHECKING:
     from backcare_analytics.store import Store
 
 __all__ = [
-    "OTHER_FAMILIES",
     "MIN_PARTITION_PATIENTS",
     "FramesPartition",
     "StorePartition",
     "default_jobs",
-    "metric_calls",
     "metric_tables",
     "metric_tables_from_store",
     "metric_tables_parallel",
     "patient_ranges",
 ]
-
-#: Metric modules written by others, run when present, in this order.
-OTHER_FAMILIES = ("pain", "tolerance", "progression", "verdict")
-#: How many of the calls are this module's own (adherence, persistence, timing, quality).
-_N_OWN = 6
-
-
-class _Unfillable(Exception):
-    """A function of another family needs an input this runner does not have."""
-
-
-def _fillable(fn: Callable[..., Any], available: dict[str, Any]) -> dict[str, Any] | None:
-    """Keyword arguments for ``fn`` from ``available``; ``None`` when a required one is missing."""
-    kwargs: dict[str, Any] = {}
-    for name, prm in inspect.signature(fn).parameters.items():
-        if prm.kind in (prm.VAR_POSITIONAL, prm.VAR_KEYWORD):
-            continue
-        if name in available and available[name] is not None:
-            kwargs[name] = available[name]
-        elif prm.default is inspect.Parameter.empty:
-            return None
-    return kwargs
-
-
-def metric_calls(
-    sessions: pd.DataFrame,
-    pain: pd.DataFrame,
-    patients: pd.DataFrame,
-    prescriptions: pd.DataFrame,
-    *,
-    rejects: pd.DataFrame | None = None,
-    window: Window | None = None,
-    protocol: Protocol | None = None,
-    as_of: pd.Timestamp | None = None,
-) -> tuple[list[tuple[str, Callable[[dict[str, Any]], Any]]], list[str]]:
-    """The (table name, call) pairs :func:`metric_tables` runs, and what it leaves out.
-
-    Each call takes the dict of tables computed so far (later calls may need earlier tables)
-    and returns a table, or a dict of tables (``adherence_rollups``).
-    The second element lists the other families' modules that are missing or fail to import.
-    ``as_of`` is the as-of day of ``persistence`` and ``gap_histogram`` without a window
-    (``None``: the last day logged in ``sessions``).
-    """
-    protocol = protocol or load_protocol()
-    s, p, pts, rx, w = sessions, pain, patients, prescriptions, window
-    own: list[tuple[str, Callable[[dict[str, Any]], Any]]] = [
-        ("adherence_daily", lambda t: adherence_daily(s, rx, pts, window=w)),
-        ("adherence_rollups", lambda t: adherence_rollups(t["adherence_daily"], p, window=w)),
-        ("persistence", lambda t: persistence(s, pts, window=w, as_of=as_of)),
-        ("gap_histogram", lambda t: gap_histogram(s, pts, window=w, as_of=as_of)),
-        ("timing_tables", lambda t: timing_tables(s, pts, window=w)),
-        (
-            "quality_flags",
-            lambda t: quality_flags(s, p, pts, rx, rejects=rejects, window=w),
-        ),
-    ]
-    inputs = {
-        "sessions": s,
-        "pain": p,
-        "patients": pts,
-        "prescriptions": rx,
-        "protocol": protocol,
-        "window": w,
-    }
-    missing: list[str] = []
-    for family in OTHER_FAMILIES:
-        try:
-            module = importlib.import_module(f"backcare_analytics.metrics.{family}")
-        except Exception:  # a half-written module must not stop the others
-            missing.append(family)
-            continue
-        for name in getattr(module, "__all__", ()):
-            fn = getattr(module, name, None)
-            if not inspect.isfunction(fn) or name[0].isupper():
-                continue
-            own.append((name, _other_call(fn, inputs)))
-    return own, missing
-
-
-def _other_call(
-    fn: Callable[..., Any], inputs: dict[str, Any]
-) -> Callable[[dict[str, Any]], pd.DataFrame]:
-    def call(tables: dict[str, Any]) -> pd.DataFrame:
-        kwargs = _fillable(fn, {**tables, **inputs})
-        if kwargs is None:
-            raise _Unfillable(fn.__name__)
-        return fn(**kwargs)
-
-    return call
 
 
 def metric_tables(
@@ -150,71 +51,47 @@ def metric_tables(
     rejects: pd.DataFrame | None = None,
     window: Window | None = None,
     protocol: Protocol | None = None,
-    skipped: list[str] | None = None,
     as_of: pd.Timestamp | None = None,
 ) -> dict[str, pd.DataFrame]:
-    """Every metric table for the given frames, by name (see the module docstring).
+    """Every metric table of the registry for the given frames, by name, in registry order.
 
+    ``rejects`` are refused rows per patient (``patient_id, n_rejected``, from
+    :func:`~backcare_analytics.metrics.quality.reject_counts`) for ``quality_flags``;
+    ``protocol`` defaults to the clinic's (:func:`~backcare_analytics.protocol.load_protocol`);
     ``as_of`` is the as-of day of ``persistence`` and ``gap_histogram`` when there is no
     window (``None``: the last day logged in ``sessions``).
-    Tables of the other families whose inputs cannot be filled, that fail, or that do not
-    return a frame are left out; when ``skipped`` is given, ``"name: why"`` is appended to it
-    for each (and for each missing module). Errors of this package's own adherence, timing
-    and quality metrics propagate.
 
     Returns
     -------
     dict of str to pandas.DataFrame
+        One table per :data:`~backcare_analytics.metrics.registry.METRICS` entry:
         ``adherence_daily``, ``adherence_summary`` (over the window), ``adherence_weekly``
         (per ISO week), ``adherence_rolling``, ``adherence_streaks``, ``persistence``,
         ``gap_histogram``, ``first_session_times``, ``timing_consistency``,
-        ``quality_flags``, then e.g. ``pain_summary``, ``session_tolerance`` ...
+        ``quality_flags``, ``pain_daily``, ``pain_summary``, ``session_tolerance`` ...
+
+    Raises
+    ------
+    MetricInputError
+        A metric cannot run; the message names it and the input it lacked.
 
     Examples
     --------
-    >>> import backcare_analytics as bca
-    >>> pts = pd.DataFrame({"patient_id": ["P1"], "timezone": ["UTC"],
-    ...     "programme_start": [pd.Timestamp("2026-03-02")], "clinician": [None]})
-    >>> empty_s = pd.DataFrame({c: pd.Series(dtype=t) for c, t in {"patient_id": "str",
-    ...     "day": "datetime64[us]", "exercise_id": "str", "side": "str", "sets": "Int64",
-    ...     "reps": "Int64", "hold_s": "Float64", "performed_at": "datetime64[us, UTC]"}.items()})
-    >>> empty_p = pd.DataFrame({"patient_id": pd.Series(dtype="str"),
-    ...     "day": pd.Series(dtype="datetime64[us]")})
-    >>> t = metric_calls(empty_s, empty_p, pts, bca.build_prescriptions(pts))[0]
-    >>> [name for name, _ in t][:3]
-    ['adherence_daily', 'adherence_rollups', 'persistence']
+    >>> from backcare_analytics.synth import SynthConfig, simulate
+    >>> c = simulate(SynthConfig(patients=2, weeks=2, seed=1))
+    >>> tables = metric_tables(c.sessions, c.pain, c.patients, c.prescriptions)
+    >>> list(tables)[:3], len(tables)
+    (['adherence_daily', 'adherence_summary', 'adherence_weekly'], 18)
     """
-    calls, missing = metric_calls(
-        sessions,
-        pain,
-        patients,
-        prescriptions,
+    inputs = MetricInputs(
+        sessions=sessions,
+        pain=pain,
+        patients=patients,
+        prescriptions=prescriptions,
         rejects=rejects,
-        window=window,
-        protocol=protocol,
-        as_of=as_of,
+        protocol=protocol or load_protocol(),
     )
-    notes = skipped if skipped is not None else []
-    notes.extend(f"{family}: module missing or not importable" for family in missing)
-    tables: dict[str, pd.DataFrame] = {}
-    for i, (name, call) in enumerate(calls):
-        if i < _N_OWN:
-            out = call(tables)
-            tables.update(out if isinstance(out, dict) else {name: out})
-            continue
-        try:
-            out = call(tables)
-        except _Unfillable:
-            notes.append(f"{name}: needs an input this runner cannot provide")
-            continue
-        except Exception as exc:  # another family's failure must not stop ours
-            notes.append(f"{name}: failed ({type(exc).__name__}: {str(exc)[:160]})")
-            continue
-        if isinstance(out, pd.DataFrame):
-            tables[name] = out
-        else:
-            notes.append(f"{name}: did not return a table")
-    return tables
+    return compute(inputs, window=window, as_of=as_of)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -287,15 +164,12 @@ Loader = Callable[[], dict[str, pd.DataFrame]]
 Reducer = Callable[[dict[str, pd.DataFrame]], Any]
 
 
-def _run_partition(
-    load: Loader, options: dict[str, Any], reduce: Reducer | None
-) -> tuple[Any, list[str]]:
+def _run_partition(load: Loader, options: dict[str, Any], reduce: Reducer | None) -> Any:
     """One partition in a worker: load it, compute every table, let the inputs go."""
     frames = load()
-    skipped: list[str] = []
-    tables = metric_tables(*(frames[n] for n in FRAMES), skipped=skipped, **options)
+    tables = metric_tables(*(frames[n] for n in FRAMES), **options)
     del frames
-    return (tables if reduce is None else reduce(tables)), skipped
+    return tables if reduce is None else reduce(tables)
 
 
 def _concat(parts: list[dict[str, pd.DataFrame]]) -> dict[str, pd.DataFrame]:
@@ -317,7 +191,6 @@ def metric_tables_parallel(
     window: Window | None = None,
     as_of: pd.Timestamp | None = None,
     protocol: Protocol | None = None,
-    skipped: list[str] | None = None,
     reduce: Reducer | None = None,
     context: str = "forkserver",
     tasks_per_worker: int | None = 1,
@@ -334,8 +207,8 @@ def metric_tables_parallel(
     jobs
         Worker processes (default :func:`default_jobs`); ``1`` runs the partitions one after
         another in this process.
-    rejects, window, protocol, skipped
-        As for :func:`metric_tables` (skip notes are reported once).
+    rejects, window, protocol
+        As for :func:`metric_tables`.
     as_of
         Without a window, the cohort's last logged day, so that ``persistence`` and
         ``gap_histogram`` count every partition to the same day; ``None``: each partition's
@@ -370,9 +243,8 @@ def metric_tables_parallel(
         results = [_run_partition(load, options, reduce) for load in loaders]
     else:
         ctx = mp.get_context(context)
-        if context == "forkserver":
-            families = [f"backcare_analytics.metrics.{f}" for f in OTHER_FAMILIES]
-            ctx.set_forkserver_preload([__name__, *families])
+        if context == "forkserver":  # this module imports the registry, hence every metric
+            ctx.set_forkserver_preload([__name__])
         with ProcessPoolExecutor(
             max_workers=min(jobs, len(loaders)),
             mp_context=ctx,
@@ -380,10 +252,7 @@ def metric_tables_parallel(
         ) as pool:
             futures = [pool.submit(_run_partition, load, options, reduce) for load in loaders]
             results = [f.result() for f in futures]
-    if skipped is not None:
-        skipped.extend(dict.fromkeys(note for _, notes in results for note in notes))
-    parts = [res for res, _ in results]
-    return parts if reduce is not None else _concat(parts)
+    return results if reduce is not None else _concat(results)
 
 
 def metric_tables_from_store(
@@ -394,7 +263,6 @@ def metric_tables_from_store(
     partitions: int | None = None,
     rejects: pd.DataFrame | None = None,
     window: Window | None = None,
-    skipped: list[str] | None = None,
 ) -> dict[str, pd.DataFrame]:
     """Every metric table of the store's patients (or of ``patient_ids``), in ``jobs`` worker
     processes over ``partitions`` whole-patient ranges, each worker reading its own patients
@@ -424,7 +292,6 @@ def metric_tables_from_store(
             _subset(store.prescriptions(), all_ids),
             rejects=rejects,
             window=window,
-            skipped=skipped,
         )
     as_of = None
     if window is None:
@@ -433,7 +300,5 @@ def metric_tables_from_store(
         as_of = None if last is None else pd.Timestamp(last)
     ranges = patient_ranges(all_ids, partitions)
     loaders = [StorePartition(store, tuple(r)) for r in ranges]
-    out = metric_tables_parallel(
-        loaders, jobs=jobs, rejects=rejects, window=window, as_of=as_of, skipped=skipped
-    )
+    out = metric_tables_parallel(loaders, jobs=jobs, rejects=rejects, window=window, as_of=as_of)
     return out if isinstance(out, dict) else {}  # without a reducer it is the tables

@@ -33,6 +33,14 @@ from matplotlib.figure import Figure
 from matplotlib.font_manager import FontProperties
 from matplotlib.textpath import TextToPath
 
+from backcare_analytics.vocabulary import (
+    DAY_MET,
+    DAY_MISSED,
+    DAY_NO_LOG,
+    DAY_PARTIAL,
+    DAY_STATUS_LABELS,
+)
+
 __all__ = [
     "ADHERENCE_STATUS_STYLE",
     "LEGEND_ROW_IN",
@@ -64,15 +72,30 @@ OKABE_ITO: dict[str, str] = {
 #: greyscale), the marker's ink and the legend label. "No log" is pale grey with a "?": a day
 #: without any log is not a missed day.
 ADHERENCE_STATUS_STYLE: dict[str, dict[str, str]] = {
-    "met": {
+    DAY_MET: {
         "color": OKABE_ITO["blue"],
         "marker": "o",
         "ink": "white",
-        "label": "met (dose ≥ 80 %)",
+        "label": DAY_STATUS_LABELS[DAY_MET],
     },
-    "partial": {"color": OKABE_ITO["sky"], "marker": "$½$", "ink": "black", "label": "partial"},
-    "missed": {"color": OKABE_ITO["vermillion"], "marker": "x", "ink": "black", "label": "missed"},
-    "no_log": {"color": "#F2F2F2", "marker": "$?$", "ink": "#555555", "label": "no log that day"},
+    DAY_PARTIAL: {
+        "color": OKABE_ITO["sky"],
+        "marker": "$½$",
+        "ink": "black",
+        "label": DAY_STATUS_LABELS[DAY_PARTIAL],
+    },
+    DAY_MISSED: {
+        "color": OKABE_ITO["vermillion"],
+        "marker": "x",
+        "ink": "black",
+        "label": DAY_STATUS_LABELS[DAY_MISSED],
+    },
+    DAY_NO_LOG: {
+        "color": "#F2F2F2",
+        "marker": "$?$",
+        "ink": "#555555",
+        "label": DAY_STATUS_LABELS[DAY_NO_LOG],
+    },
 }
 
 #: Figure sizes in inches (A4 text width is about 7.2 in at our margins).

@@ -1,9 +1,11 @@
 """A week's data, loaded and computed once per process, then sliced per patient.
 
 A report kernel renders many patients of the same week. :func:`load_week` reads the store once
-(short-lived read-only connections), runs every metric family vectorised over all patients, and
+(short-lived read-only connections), computes the metric tables the reports show from the metric
+registry (each over the span :func:`week_windows` names) vectorised over all patients, and
 memoises the result keyed by the store file, its modification time and the week, so the
-second patient's notebook only slices (:meth:`WeekData.patient`), draws and exports.
+second patient's notebook only slices
+(:meth:`~backcare_analytics.reports.weekly.PatientWeek.from_week`), draws and exports.
 """
 
 from __future__ import annotations
@@ -18,73 +20,69 @@ from typing import Any
 
 import pandas as pd
 
-from backcare_analytics.metrics.adherence import AdherencePolicy, adherence_daily
-from backcare_analytics.metrics.pain import PainPolicy, pain_daily, pain_summary
+from backcare_analytics.metrics.adherence import AdherencePolicy
+from backcare_analytics.metrics.pain import PainPolicy
 from backcare_analytics.metrics.params import Window
-from backcare_analytics.metrics.persistence import persistence
-from backcare_analytics.metrics.progression import (
-    capacity_daily,
-    capacity_weekly,
-    progression_flags,
-)
-from backcare_analytics.metrics.quality import QualityPolicy, quality_flags
-from backcare_analytics.metrics.rollups import adherence_summary
-from backcare_analytics.metrics.timing import first_session_times, timing_consistency
-from backcare_analytics.metrics.tolerance import TolerancePolicy, session_tolerance
-from backcare_analytics.metrics.verdict import VerdictPolicy, weekly_verdict
+from backcare_analytics.metrics.quality import QualityPolicy, reject_counts
+from backcare_analytics.metrics.registry import MetricInputs, compute
+from backcare_analytics.metrics.tolerance import TolerancePolicy
+from backcare_analytics.metrics.verdict import VerdictPolicy
 from backcare_analytics.protocol import Protocol, load_protocol
 from backcare_analytics.reports.flags import attention_table, week_flags
+from backcare_analytics.reports.policy import ReportPolicy
 
 __all__ = [
-    "VERDICT_LABELS",
-    "VERDICT_PRIORITY",
+    "ALL_HISTORY_DAYS",
+    "WEEK_OPTIONS",
     "ReportPolicy",
     "WeekData",
+    "all_history",
     "load_week",
     "resolve_week",
+    "week_windows",
 ]
 
 _WEEK = re.compile(r"^\d{4}-W\d{2}$")
 
-#: Verdicts in order of who needs attention first.
-VERDICT_PRIORITY: dict[str, int] = {
-    "review": 0,
-    "loading_ahead_of_symptoms": 1,
-    "pain_improving_strength_stalled": 2,
-    "insufficient_data": 3,
-    "progressing": 4,
-}
-VERDICT_LABELS: dict[str, str] = {
-    "review": "Review",
-    "loading_ahead_of_symptoms": "Loading ahead of symptoms",
-    "pain_improving_strength_stalled": "Pain improving, strength stalled",
-    "insufficient_data": "Insufficient data",
-    "progressing": "Progressing",
-}
+#: Days of the "all history" window: every day up to the week's Sunday (about 27 years, longer
+#: than any programme), for the metrics whose baselines and trends look back to the start.
+ALL_HISTORY_DAYS = 10_000
+#: Per-table options of the week's metric run: the verdict of the week itself only.
+WEEK_OPTIONS: dict[str, dict[str, Any]] = {"weekly_verdict": {"all_weeks": False}}
 
 
-@dataclass(frozen=True)
-class ReportPolicy:
-    """Thresholds of the report's own flags (the metric families keep theirs).
+def all_history(end: pd.Timestamp) -> Window:
+    """Every day up to ``end`` (:data:`ALL_HISTORY_DAYS` days)."""
+    return Window(end=end, days=ALL_HISTORY_DAYS)
 
-    Attributes
-    ----------
-    history_days
-        Days shown in the daily pictures (heatmap, pain, timing), ending on the week's Sunday.
-    missed_days
-        Flag "missed days" when no session was logged on at least this many days of the week.
-    dropout_risk_days
-        Flag "dropout risk" after this many days without any logged session (the dropout
-        metric itself says "dropped out" at 21 days).
-    pain_rise_points
-        Flag "pain rise" when this week's mean back pain is at least this many NRS points above
-        the previous week's mean (the minimal important change, Ostelo 2008).
+
+def week_windows(week: Window, policy: ReportPolicy) -> dict[str, Window | None]:
+    """The metric tables the week's reports show, each with the span its picture needs.
+
+    Adherence by day, persistence, pain and capacity over all history up to the week's Sunday
+    (baselines and trends need it), per-ISO-week adherence over all history too, the timing
+    pictures over the last ``policy.history_days`` days, and the week's adherence summary,
+    tolerance, progression flags, the verdict and the quality remarks over the week itself.
+    ``capacity_weekly`` takes no window (it rolls up ``capacity_daily``).
     """
-
-    history_days: int = 28
-    missed_days: int = 2
-    dropout_risk_days: int = 7
-    pain_rise_points: float = 2.0
+    history = all_history(week.end)
+    recent = Window(end=week.end, days=policy.history_days)
+    return {
+        "adherence_daily": history,
+        "adherence_summary": week,
+        "adherence_weekly": history,
+        "persistence": history,
+        "first_session_times": recent,
+        "timing_consistency": recent,
+        "pain_daily": history,
+        "pain_summary": history,
+        "session_tolerance": week,
+        "capacity_daily": history,
+        "capacity_weekly": None,
+        "progression_flags": week,
+        "weekly_verdict": week,
+        "quality_flags": week,
+    }
 
 
 def _store(path: Path | str) -> Any:
@@ -140,84 +138,61 @@ class WeekData:
         return self.week.label
 
     def frame(self, name: str) -> pd.DataFrame:
-        """A clinic-wide frame by name (empty when the week has no such frame)."""
-        return self.frames.get(name, pd.DataFrame())
+        """A clinic-wide frame by name: a metric table of :func:`week_windows`, or the
+        ``sessions``, ``pain`` or ``reject_counts`` input.
 
-    def patient(self, patient_id: str) -> Any:
-        """The :class:`~backcare_analytics.reports.weekly.PatientWeek` of one patient."""
-        from backcare_analytics.reports.weekly import PatientWeek
-
-        return PatientWeek.from_week(self, patient_id)
+        Raises
+        ------
+        KeyError
+            No frame of that name (a misspelt or renamed table is never an empty table).
+        """
+        try:
+            return self.frames[name]
+        except KeyError:
+            raise KeyError(
+                f"the week data has no frame {name!r}; it has: {', '.join(self.frames)}"
+            ) from None
 
 
 def _sha_short(path: Path) -> str:
     return hashlib.sha256(str(path).encode()).hexdigest()[:12]
 
 
-def _compute(store_path: Path, label: str, policy: ReportPolicy) -> WeekData:
-    """Every metric the week's reports show, for all patients at once.
+def _policies(protocol: Protocol, policy: ReportPolicy) -> dict[str, Any]:
+    """The report's policy and each metric family's, by the name the registry knows them by."""
+    return {
+        "report": policy,
+        "adherence": AdherencePolicy.from_protocol(protocol),
+        "pain": PainPolicy(),
+        "tolerance": TolerancePolicy(),
+        "verdict": VerdictPolicy(),
+        "quality": QualityPolicy(),
+    }
 
-    Each family runs over the span its picture needs: adherence, persistence, pain and
-    capacity over the whole history up to the week's Sunday (baselines and trends need it),
-    timing over the last four weeks, and tolerance, progression flags, the verdict and the
-    quality remarks over the week itself.
-    """
+
+def _compute(store_path: Path, label: str, policy: ReportPolicy) -> WeekData:
+    """Every metric the week's reports show, for all patients at once, each table over the
+    span of :func:`week_windows`."""
     store = _store(store_path)
     week = Window.iso_week(label)
-    history = Window(end=week.end, days=policy.history_days)
-    everything = Window(end=week.end, days=10_000)
     protocol = load_protocol()
     patients = store.patients()
     patients = patients[patients["programme_start"] <= week.end].reset_index(drop=True)
-    sessions = store.sessions(end=week.end)
-    pain = store.pain(end=week.end)
-    prescriptions = store.prescriptions(protocol=protocol)
-    reject_counts = _reject_counts(store.rejects())
-
-    adherence = AdherencePolicy.from_protocol(protocol)
-    pain_policy, tolerance = PainPolicy(), TolerancePolicy()
-    verdict, quality = VerdictPolicy(), QualityPolicy()
-    daily = adherence_daily(sessions, prescriptions, patients, window=everything, policy=adherence)
-    last_28 = Window(end=week.end, days=28)
+    inputs = MetricInputs(
+        sessions=store.sessions(end=week.end),
+        pain=store.pain(end=week.end),
+        patients=patients,
+        prescriptions=store.prescriptions(protocol=protocol),
+        rejects=reject_counts(store.rejects()),
+        protocol=protocol,
+    )
+    policies = _policies(protocol, policy)
+    windows = week_windows(week, policy)
     frames: dict[str, pd.DataFrame] = {
-        "sessions": sessions,
-        "pain": pain,
-        "reject_counts": reject_counts,
-        "adherence_daily": daily,
-        "adherence_week": adherence_summary(daily, pain, window=week),
-        "adherence_weekly": adherence_summary(daily, pain, by="iso_week"),
-        "persistence": persistence(sessions, patients, window=everything, policy=adherence),
-        "first_session_times": first_session_times(
-            sessions, patients, window=last_28, policy=adherence
-        ),
-        "timing": timing_consistency(sessions, patients, window=last_28, policy=adherence),
-        "pain_daily": pain_daily(pain, patients, window=everything, policy=pain_policy),
-        "pain_summary": pain_summary(pain, patients, window=everything, policy=pain_policy),
-        "session_tolerance": session_tolerance(
-            sessions, pain, protocol=protocol, window=week, policy=tolerance
-        ),
-        "capacity_weekly": capacity_weekly(
-            capacity_daily(sessions, protocol=protocol, window=everything)
-        ),
-        "progression_flags": progression_flags(
-            sessions, pain, prescriptions, adherence_daily=daily, window=week, protocol=protocol
-        ),
-        "verdict": weekly_verdict(
-            pain, sessions, patients, protocol=protocol, window=week, policy=verdict,
-            all_weeks=False,
-        ),
-        "quality": quality_flags(
-            sessions, pain, patients, prescriptions, rejects=reject_counts, window=week,
-            policy=quality,
-        ),
-    }  # fmt: skip
-    policies: dict[str, Any] = {
-        "report": policy,
-        "adherence": adherence,
-        "pain": pain_policy,
-        "tolerance": tolerance,
-        "verdict": verdict,
-        "quality": quality,
+        "sessions": inputs.sessions,
+        "pain": inputs.pain,
+        "reject_counts": inputs.rejects,
+        **compute(inputs, windows.keys(), windows=windows, policies=policies, options=WEEK_OPTIONS),
     }
     flags = week_flags(frames, patients, week, policy)
     overview = attention_table(frames, patients, flags, week)
@@ -230,7 +205,7 @@ def _compute(store_path: Path, label: str, policy: ReportPolicy) -> WeekData:
     return WeekData(
         store=store_path,
         week=week,
-        history=history,
+        history=Window(end=week.end, days=policy.history_days),
         protocol=protocol,
         policy=policy,
         patients=patients,
@@ -239,19 +214,6 @@ def _compute(store_path: Path, label: str, policy: ReportPolicy) -> WeekData:
         flags=flags,
         overview=overview,
         provenance=provenance,
-    )
-
-
-def _reject_counts(rejects: pd.DataFrame) -> pd.DataFrame:
-    """Quarantined rows per patient, from the ids inside the refused rows' raw values (the
-    quarantine itself has no patient column); rows without a readable id are not attributed."""
-    if rejects.empty:
-        return pd.DataFrame({"patient_id": pd.Series(dtype="str"), "n_rejected": []})
-    rows = rejects.drop_duplicates(["file_sha", "row"])
-    ids = rows["raw"].str.extract(r'"patient_id"\s*:\s*"([A-Za-z0-9][A-Za-z0-9_-]{0,63})"')[0]
-    counts = ids.dropna().value_counts()
-    return pd.DataFrame(
-        {"patient_id": counts.index.astype("str"), "n_rejected": counts.to_numpy("int64")}
     )
 
 

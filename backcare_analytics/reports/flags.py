@@ -6,44 +6,32 @@ clinic (vectorised; no per-patient loop), checked against
 exercise names only. Severity is ``warn`` (needs the clinician) or ``good`` (ready to
 progress).
 
->>> FLAG_LABELS["consider_regression"]
-'Consider regression'
+The flags, their labels and severities are the vocabulary's
+(:mod:`backcare_analytics.vocabulary`).
 """
 
 from __future__ import annotations
-
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from backcare_analytics.metrics.params import Window
+from backcare_analytics.protocol import load_protocol
+from backcare_analytics.reports.policy import ReportPolicy
 from backcare_analytics.schemas import validate
 from backcare_analytics.schemas.results import AttentionTable, WeekFlags
+from backcare_analytics.vocabulary import (
+    FLAG_SEVERITY,
+    NO_VERDICT,
+    ROUTINE,
+    VERDICT_PRIORITY,
+    WARN,
+    WEEK_FLAGS,
+)
 
-if TYPE_CHECKING:  # the context module imports this one
-    from backcare_analytics.reports.context import ReportPolicy
+__all__ = ["attention_table", "week_flags"]
 
-__all__ = ["FLAG_LABELS", "FLAG_SEVERITY", "attention_table", "week_flags"]
-
-FLAG_LABELS: dict[str, str] = {
-    "consider_regression": "Consider regression",
-    "flare": "Flare",
-    "pain_rise": "Pain rise",
-    "dropout_risk": "Dropout risk",
-    "missed_days": "Missed days",
-    "ready_to_progress": "Ready to progress",
-}
-FLAG_SEVERITY: dict[str, str] = {
-    "consider_regression": "warn",
-    "flare": "warn",
-    "pain_rise": "warn",
-    "dropout_risk": "warn",
-    "missed_days": "warn",
-    "ready_to_progress": "good",
-}
 _COLUMNS = ["patient_id", "flag", "detail", "severity"]
-_ROUTINE = "_routine"
 
 
 def _frame(ids: pd.Series, flag: str, detail: pd.Series) -> pd.DataFrame:
@@ -67,7 +55,7 @@ def _back_pain_daily(frames: dict[str, pd.DataFrame]) -> pd.DataFrame:
 def week_flags(
     frames: dict[str, pd.DataFrame], patients: pd.DataFrame, week: Window, policy: ReportPolicy
 ) -> pd.DataFrame:
-    """Every flag of every patient for ``week`` (see :data:`FLAG_LABELS`).
+    """Every flag of every patient for ``week`` (see ``vocabulary.WEEK_FLAGS``).
 
     Notes
     -----
@@ -79,9 +67,9 @@ def week_flags(
     - *ready to progress* / *consider regression*: from the progression metrics, when present.
     """
     parts: list[pd.DataFrame] = []
-    adh = frames.get("adherence_week")
+    adh = frames.get("adherence_summary")
     if adh is not None and not adh.empty:
-        r = adh[adh["exercise_id"] == _ROUTINE]
+        r = adh[adh["exercise_id"] == ROUTINE]
         missed = r["days"] - r["days_logged"]
         hit = missed >= policy.missed_days
         detail = (
@@ -125,8 +113,6 @@ def week_flags(
 
     prog = frames.get("progression_flags")
     if prog is not None and not prog.empty:
-        from backcare_analytics.protocol import load_protocol
-
         names = {ex.id: ex.name for ex in load_protocol().exercises}
         for flag in ("ready_to_progress", "consider_regression"):
             if flag in prog:
@@ -142,7 +128,7 @@ def week_flags(
     if not parts:
         return pd.DataFrame({c: pd.Series(dtype="str") for c in _COLUMNS})
     out = pd.concat(parts, ignore_index=True)
-    order = {f: i for i, f in enumerate(FLAG_LABELS)}
+    order = {f: i for i, f in enumerate(WEEK_FLAGS)}
     out["_o"] = out["flag"].map(order)
     out = (
         out.sort_values(["patient_id", "_o"], kind="stable")
@@ -167,27 +153,25 @@ def attention_table(
         back_pain_week, priority`` sorted by verdict priority (review first), then the number
         of warning flags (more first), then patient id.
     """
-    from backcare_analytics.reports.context import VERDICT_PRIORITY
-
     out = patients[["patient_id", "clinician"]].copy()
-    verdicts = frames.get("verdict")
+    verdicts = frames.get("weekly_verdict")
     if verdicts is not None and not verdicts.empty:
         v = verdicts[verdicts["week"] == week.label] if "week" in verdicts else verdicts
         out = out.merge(v[["patient_id", "verdict", "reason"]], on="patient_id", how="left")
     else:
         out["verdict"] = pd.NA
         out["reason"] = pd.NA
-    out["verdict"] = out["verdict"].fillna("insufficient_data").astype("str")
+    out["verdict"] = out["verdict"].fillna(NO_VERDICT).astype("str")
     out["reason"] = out["reason"].fillna("No verdict was computed for this week.").astype("str")
     grouped = flags.groupby("patient_id")
     codes = grouped["flag"].agg(list)
-    warn = flags[flags["severity"] == "warn"].groupby("patient_id").size()
+    warn = flags[flags["severity"] == WARN].groupby("patient_id").size()
     out["flags"] = out["patient_id"].map(codes)
     out["flags"] = out["flags"].apply(lambda v: v if isinstance(v, list) else [])
     out["n_warn"] = out["patient_id"].map(warn).fillna(0).astype("int64")
-    adh = frames.get("adherence_week")
+    adh = frames.get("adherence_summary")
     if adh is not None and not adh.empty:
-        r = adh[adh["exercise_id"] == _ROUTINE].set_index("patient_id")
+        r = adh[adh["exercise_id"] == ROUTINE].set_index("patient_id")
         out["pdc_week"] = out["patient_id"].map(r["pdc"]).astype("float64")
     else:
         out["pdc_week"] = np.nan

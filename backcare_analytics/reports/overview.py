@@ -12,9 +12,16 @@ import pandas as pd
 from markupsafe import Markup
 
 from backcare_analytics.reports import tables as t
-from backcare_analytics.reports.context import VERDICT_LABELS, WeekData, load_week
+from backcare_analytics.reports.context import WeekData, load_week
 from backcare_analytics.reports.display import HtmlFragment, render_fragment
-from backcare_analytics.reports.flags import FLAG_LABELS, FLAG_SEVERITY
+from backcare_analytics.vocabulary import (
+    ATTENTION_VERDICTS,
+    FLAG_LABELS,
+    FLAG_SEVERITY,
+    VERDICT_LABELS,
+    WARN,
+    WEEK_FLAGS,
+)
 
 __all__ = ["ClinicWeek", "load_clinic_week"]
 
@@ -38,7 +45,7 @@ class ClinicWeek:
             {
                 "label": VERDICT_LABELS[v],
                 "count": int(counts.get(v, 0)),
-                "severity": "warn" if v in ("review", "loading_ahead_of_symptoms") else "",
+                "severity": WARN if v in ATTENTION_VERDICTS else "",
             }
             for v in VERDICT_LABELS
             if counts.get(v, 0)
@@ -75,8 +82,8 @@ class ClinicWeek:
                 "Clinician": ov["clinician"].fillna(t.DASH),
             }
         )
-        classes = ["attention" if n > 0 or p <= 1 else "" for n, p in zip(
-            ov["n_warn"], ov["priority"], strict=True)]  # fmt: skip
+        classes = ["attention" if n > 0 or v in ATTENTION_VERDICTS else "" for n, v in zip(
+            ov["n_warn"], ov["verdict"], strict=True)]  # fmt: skip
         return t.html_table(
             frame,
             numeric=("Routine adherence", "Back pain (week mean)"),
@@ -90,11 +97,11 @@ class ClinicWeek:
         counts = self.data.flags.groupby("flag")["patient_id"].nunique()
         frame = pd.DataFrame(
             {
-                "Flag": [FLAG_LABELS[f] for f in FLAG_LABELS],
-                "Patients": [int(counts.get(f, 0)) for f in FLAG_LABELS],
+                "Flag": [FLAG_LABELS[f] for f in WEEK_FLAGS],
+                "Patients": [int(counts.get(f, 0)) for f in WEEK_FLAGS],
                 "Kind": [
-                    "needs attention" if FLAG_SEVERITY[f] == "warn" else "good news"
-                    for f in FLAG_LABELS
+                    "needs attention" if FLAG_SEVERITY[f] == WARN else "good news"
+                    for f in WEEK_FLAGS
                 ],
             }
         )

@@ -14,19 +14,23 @@ from pathlib import Path
 import pandas as pd
 
 from backcare_analytics.reports import tables as t
-from backcare_analytics.reports.context import (
-    VERDICT_LABELS,
-    VERDICT_PRIORITY,
-    WeekData,
-    load_week,
-)
+from backcare_analytics.reports.context import WeekData, load_week
 from backcare_analytics.reports.display import HtmlFragment, package_version, render_fragment
-from backcare_analytics.reports.flags import FLAG_LABELS
 from backcare_analytics.schemas.clean import PATIENT_ID_PATTERN
+from backcare_analytics.vocabulary import (
+    ATTENTION_VERDICTS,
+    DAY_MET,
+    DAY_MISSED,
+    DAY_NO_LOG,
+    DAY_PARTIAL,
+    FLAG_LABELS,
+    NO_VERDICT,
+    ROUTINE,
+    ROUTINE_LABEL,
+    VERDICT_LABELS,
+)
 
 __all__ = ["PatientWeek", "load_patient_week"]
-
-_ROUTINE = "_routine"
 
 
 def _rows(frame: pd.DataFrame, patient_id: str) -> pd.DataFrame:
@@ -88,9 +92,9 @@ class PatientWeek:
         d = d[self.data.history.contains(d["day"])] if not d.empty else d
         if d.empty:
             return pd.DataFrame({"exercise_id": [], "day": [], "status": []})
-        status = pd.Series("missed", index=d.index, dtype="str")
-        status = status.mask(d["done"] & ~d["met"], "partial").mask(d["met"], "met")
-        status = status.mask(~d["logged"], "no_log")
+        status = pd.Series(DAY_MISSED, index=d.index, dtype="str")
+        status = status.mask(d["done"] & ~d["met"], DAY_PARTIAL).mask(d["met"], DAY_MET)
+        status = status.mask(~d["logged"], DAY_NO_LOG)
         return pd.DataFrame(
             {"exercise_id": d["exercise_id"], "day": d["day"], "status": status}
         ).reset_index(drop=True)
@@ -120,19 +124,21 @@ class PatientWeek:
         return out.reset_index()
 
     def pain_levels(self) -> tuple[float | None, float | None]:
-        """Baseline back pain and the responder level (baseline - max(2, 30 % of baseline))."""
+        """Baseline back pain and the responder level: baseline minus the larger of the pain
+        policy's responder points and responder percent of baseline (2 points, 30 %)."""
         s = self.frame("pain_summary")
         s = s[s["measure"] == "back_pain"] if not s.empty else s
         if s.empty or pd.isna(s["baseline_pain"].iloc[0]):
             return None, None
         base = float(s["baseline_pain"].iloc[0])
-        return base, base - max(2.0, 0.3 * base)
+        policy = self.data.policies["pain"]
+        return base, base - max(policy.responder_points, policy.responder_pct / 100 * base)
 
     def timing_frame(self) -> tuple[pd.DataFrame, float | None]:
         """``day, start_hour`` of the first session of each day, and the usual start time."""
         d = self.frame("first_session_times")
         usual = None
-        tc = self.frame("timing")
+        tc = self.frame("timing_consistency")
         if not tc.empty:
             usual = float(tc["circular_median_h"].iloc[0])
         if d.empty:
@@ -184,8 +190,12 @@ class PatientWeek:
         """Patient, week, the verdict in one sentence with its reason, and the flags."""
         week = self.data.week
         start = pd.Timestamp(self.patient["programme_start"])
-        tone = {0: "attention", 1: "attention", 3: "neutral"}.get(
-            VERDICT_PRIORITY.get(self.verdict, 3), ""
+        tone = (
+            "attention"
+            if self.verdict in ATTENTION_VERDICTS
+            else "neutral"
+            if self.verdict == NO_VERDICT
+            else ""
         )
         flags = [
             {
@@ -213,13 +223,13 @@ class PatientWeek:
     def exercise_table(self) -> HtmlFragment:
         """Per exercise this week: days met, PDC, prescribed and performed dose, hold, pain."""
         week = self.data.week
-        summ = self.frame("adherence_week")
+        summ = self.frame("adherence_summary")
         daily = self.frame("adherence_daily")
         daily = daily[week.contains(daily["day"])] if not daily.empty else daily
         tol = self.tolerance_summary()
         rows = []
         names = self.exercise_labels
-        for ex in [*self.exercise_order, _ROUTINE]:
+        for ex in [*self.exercise_order, ROUTINE]:
             s = summ[summ["exercise_id"] == ex] if not summ.empty else summ
             if s.empty:
                 continue
@@ -231,16 +241,16 @@ class PatientWeek:
             tr = tol[tol["exercise_id"] == ex] if not tol.empty else tol
             rows.append(
                 {
-                    "Exercise": "Full routine" if ex == _ROUTINE else names.get(ex, ex),
+                    "Exercise": ROUTINE_LABEL if ex == ROUTINE else names.get(ex, ex),
                     "Days met": t.days_of(s["days_met"], s["days"]),
                     "Adherence": t.percent(s["pdc"]),
-                    "Dose prescribed": t.number(presc, 0, "reps") if ex != _ROUTINE else "",
+                    "Dose prescribed": t.number(presc, 0, "reps") if ex != ROUTINE else "",
                     "Dose done (mean)": t.number(done["volume_performed"].mean(), 0, "reps")
-                    if ex != _ROUTINE and len(done)
+                    if ex != ROUTINE and len(done)
                     else t.DASH,
                     "Hold": (
                         f"{t.seconds(done['hold_mean_s'].mean())} of {t.seconds(hold_p)}"
-                        if ex != _ROUTINE and hold_p is not None and not pd.isna(hold_p)
+                        if ex != ROUTINE and hold_p is not None and not pd.isna(hold_p)
                         else t.DASH
                     ),
                     "Tolerance": str(tr["summary"].iloc[0]) if len(tr) else t.DASH,
@@ -302,7 +312,7 @@ class PatientWeek:
 
     def remarks(self) -> HtmlFragment:
         """Numbered data-quality remarks: the week's quality flags."""
-        q = self.frame("quality")
+        q = self.frame("quality_flags")
         remarks = [str(d) for d in q["detail"]] if not q.empty else []
         return render_fragment("remarks.html.j2", text=f"{len(remarks)} remarks", remarks=remarks)
 
@@ -349,4 +359,4 @@ class PatientWeek:
 
 def load_patient_week(store: Path | str, week: str, patient_id: str) -> PatientWeek:
     """The patient's week from the store (the clinic-wide week is computed once per process)."""
-    return load_week(store, week).patient(patient_id)
+    return PatientWeek.from_week(load_week(store, week), patient_id)

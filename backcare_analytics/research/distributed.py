@@ -59,6 +59,8 @@ __all__ = [
 BucketFn = Callable[[Mapping[str, pd.DataFrame]], Mapping[str, pd.DataFrame]]
 
 PATIENT_ID = "patient_id"
+#: The registry tables of :func:`research_metrics` (the cohort tables are added to them).
+RESEARCH_TABLES = ("adherence_summary", "persistence", "pain_summary")
 
 
 def dask_available() -> bool:
@@ -288,7 +290,6 @@ def all_metrics(
     *,
     window: Window,
     policy: CohortPolicy,
-    skipped: list[str] | None = None,
 ) -> dict[str, pd.DataFrame]:
     """Every metric table of :func:`backcare_analytics.metrics.run.metric_tables`, unchanged,
     plus the cohort tables (``cohort_summary``, ``cohort_weeks``, ``cohort_exercise_pdc``)."""
@@ -300,7 +301,6 @@ def all_metrics(
         tables["patients"],
         tables["prescriptions"],
         window=window,
-        skipped=skipped,
     )
     for name, frame in cohort_metrics(tables, policy=policy).items():
         out[f"cohort_{name}"] = frame
@@ -314,21 +314,17 @@ def research_metrics(
     (PDC per exercise and routine), persistence and dropout, pain summary (responders), and the
     cohort tables. (The clinic-report tables, e.g. per-session tolerance and rolling adherence,
     are left to :func:`all_metrics`.)"""
-    from backcare_analytics.metrics import (
-        adherence_daily,
-        adherence_summary,
-        pain_summary,
-        persistence,
-    )
+    from backcare_analytics.metrics.registry import MetricInputs, compute
 
-    s, p, pts = tables["sessions"], tables["pain"], tables["patients"]
-    daily = adherence_daily(s, tables["prescriptions"], pts, window=window)
-    out = {
-        "adherence_summary": adherence_summary(daily, p, window=window),
-        "persistence": persistence(s, pts, window=window),
-        "pain_summary": pain_summary(p, pts, window=window),
-    }
-    del daily
+    inputs = MetricInputs(
+        sessions=tables["sessions"],
+        pain=tables["pain"],
+        patients=tables["patients"],
+        prescriptions=tables["prescriptions"],
+    )
+    computed = compute(inputs, RESEARCH_TABLES, window=window)
+    out = {name: computed[name] for name in RESEARCH_TABLES}
+    del computed
     for name, frame in cohort_metrics(tables, policy=policy).items():
         out[f"cohort_{name}"] = frame
     return out

@@ -3,7 +3,8 @@ and ``backcare_analytics.metrics.timing``); definitions in docs/metrics.md.
 
 Ratios are plain ``float64`` (never rounded); a ratio that does not apply (no hold prescribed,
 no diary day observed) is missing. The full routine appears as the pseudo exercise
-``ROUTINE`` (``"_routine"``), which no protocol exercise id can take (ids start with a letter).
+``ROUTINE`` (``"_routine"``, from ``backcare_analytics.vocabulary``), which no protocol exercise
+id can take (ids start with a letter).
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from __future__ import annotations
 import pandas as pd
 import pandera.pandas as pa
 from pandera.typing import Series
+
+from backcare_analytics.vocabulary import ROUTINE
 
 __all__ = [
     "ROUTINE",
@@ -23,9 +26,6 @@ __all__ = [
     "Persistence",
     "TimingConsistency",
 ]
-
-#: ``exercise_id`` of the rows describing the full routine (every exercise in force that day).
-ROUTINE = "_routine"
 
 
 class _Result(pa.DataFrameModel):

@@ -9,21 +9,9 @@ from __future__ import annotations
 import pandera.pandas as pa
 from pandera.typing import Series
 
-from backcare_analytics.schemas.results.verdict import VERDICTS
+from backcare_analytics.vocabulary import FLAG_SEVERITIES, VERDICTS, WEEK_FLAGS
 
 __all__ = ["FLAG_SEVERITIES", "WEEK_FLAGS", "AttentionTable", "WeekFlags"]
-
-#: Every flag a weekly report can raise, in the order the report shows them.
-WEEK_FLAGS = (
-    "consider_regression",
-    "flare",
-    "pain_rise",
-    "dropout_risk",
-    "missed_days",
-    "ready_to_progress",
-)
-#: ``warn``: needs the clinician; ``good``: good news (ready to progress).
-FLAG_SEVERITIES = ("warn", "good")
 
 
 class WeekFlags(pa.DataFrameModel):

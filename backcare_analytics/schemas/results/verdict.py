@@ -7,16 +7,9 @@ from __future__ import annotations
 import pandera.pandas as pa
 from pandera.typing import Series
 
-__all__ = ["VERDICTS", "WeeklyVerdict"]
+from backcare_analytics.vocabulary import VERDICTS
 
-#: The verdict classes; ``insufficient_data`` when the weekly series are too short.
-VERDICTS = (
-    "progressing",
-    "pain_improving_strength_stalled",
-    "loading_ahead_of_symptoms",
-    "review",
-    "insufficient_data",
-)
+__all__ = ["VERDICTS", "WeeklyVerdict"]
 
 
 class _Result(pa.DataFrameModel):
