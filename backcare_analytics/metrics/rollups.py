@@ -16,7 +16,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from backcare_analytics.metrics import _grid as g
+from backcare_analytics.metrics import grid as g
 from backcare_analytics.metrics.params import Window
 from backcare_analytics.schemas.clean import Pain
 from backcare_analytics.schemas.results.adherence import (

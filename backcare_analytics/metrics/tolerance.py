@@ -17,7 +17,8 @@ import numpy as np
 import pandas as pd
 
 from backcare_analytics.errors import InputDataError
-from backcare_analytics.metrics._output import checked
+from backcare_analytics.metrics import grid
+from backcare_analytics.metrics.grid import checked
 from backcare_analytics.metrics.params import Window
 from backcare_analytics.protocol import Protocol, load_protocol
 from backcare_analytics.schemas.clean import Pain, Sessions
@@ -42,10 +43,6 @@ class TolerancePolicy:
     session_worse: int = 2
     next_morning_worse: int = 2
     reference_max_hours: float = 36.0
-
-
-def _day_numbers(values: pd.Series) -> np.ndarray:
-    return np.asarray(values, dtype="datetime64[us]").astype("datetime64[D]").astype(np.int64)
 
 
 def _seconds(values: pd.Series) -> np.ndarray:
@@ -210,14 +207,14 @@ def session_tolerance(
         pain = pain[mine] if not mine.all() else pain
         dp = dp[mine]
     if pain is not None and len(pain) and n:
-        dday = _day_numbers(pain[Pain.day])
+        dday = grid.days(pain[Pain.day])
         sday_col = s[Sessions.day].to_numpy()  # datetime64: converted block by block below
         dsec = _seconds(pain[Pain.recorded_at])
         ssec = _seconds(s[Sessions.performed_at])
         dback = pain[Pain.back_pain].to_numpy(dtype=np.float64, na_value=np.nan)
         dleg = pain[Pain.leg_pain].to_numpy(dtype=np.float64, na_value=np.nan)
-        sday_lo = int(_day_numbers(np.array([sday_col.min()]))[0])
-        sday_hi = int(_day_numbers(np.array([sday_col.max()]))[0])
+        sday_lo = int(grid.days(np.array([sday_col.min()]))[0])
+        sday_hi = int(grid.days(np.array([sday_col.max()]))[0])
 
         # Next morning: the first diary entry (by time) of the next local day.
         d0 = int(min(dday.min(), sday_lo)) - 2
@@ -240,7 +237,7 @@ def session_tolerance(
         for lo in range(0, n, _BLOCK):
             hi = min(lo + _BLOCK, n)
             sp_b = sp[lo:hi]
-            skey = sp_b * span + (_day_numbers(sday_col[lo:hi]) + 1 - d0)
+            skey = sp_b * span + (grid.days(sday_col[lo:hi]) + 1 - d0)
             nm_back[lo:hi], nm_leg[lo:hi] = _lookup(tk, [fback, fleg], skey)
             sk = sp_b * tspan + (ssec[lo:hi] - t0)
             found[lo:hi], leg_ref[lo:hi] = _latest_before(
