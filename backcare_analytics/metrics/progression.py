@@ -17,7 +17,7 @@ from backcare_analytics.metrics.grid import checked, text_from_codes
 from backcare_analytics.metrics.pain import PainPolicy
 from backcare_analytics.metrics.params import Window
 from backcare_analytics.metrics.steps import StrengthRows, best_daily, build_pain_grid, flare_cells
-from backcare_analytics.protocol import Protocol, load_protocol
+from backcare_analytics.protocol import ProgressionRule, Protocol, load_protocol
 from backcare_analytics.schemas.clean import Pain, Sessions
 from backcare_analytics.schemas.results.progression import (
     CapacityDaily,
@@ -129,59 +129,21 @@ def capacity_weekly(capacity_daily: pd.DataFrame) -> pd.DataFrame:
     '    week  days  reps  capacity_s\\n2026-W02     3   4.0        60.0'
     """
     daily = capacity_daily
-    day = grid.days(daily["day"])
-    monday = grid.monday(day)
-    rank = daily["level_rank"].to_numpy(dtype=np.float64, na_value=np.nan)
-    codes, names = {}, {}
-    for col in _KEYS:  # integer keys, missing last, in the order of the sorted names
-        cc, uu = pd.factorize(daily[col], sort=True)
-        codes[col] = np.where(cc < 0, len(uu), cc)
-        names[col] = np.asarray([*uu, None], dtype=object)
+    key, names, (n_e, n_v, n_w, m0) = _week_keys(daily)
     lcode, luni = pd.factorize(daily["level"])
-    # One integer key (patient, exercise, variant, week) in that sort order: a one-key groupby.
-    m0 = int(monday.min()) if monday.size else 0
-    n_w = (int(monday.max()) - m0) // 7 + 1 if monday.size else 1
-    n_v = len(names["variant"])
-    n_e = len(names["exercise_id"])
-    key = ((codes["patient_id"].astype(np.int64) * n_e + codes["exercise_id"]) * n_v
-           + codes["variant"]) * n_w + (monday - m0) // 7  # fmt: skip
-    f = pd.DataFrame(
-        {
-            "key": key,
-            "rank": rank,
-            "reps": daily["reps"].to_numpy(dtype=np.float64, na_value=np.nan),
-            "hold_s": daily["hold_s"].to_numpy(dtype=np.float64, na_value=np.nan),
-            "capacity_s": daily["capacity_s"].to_numpy(dtype=np.float64, na_value=np.nan),
-            "level": lcode,
-        }
-    )
-    keys = ["key"]
-    g = f.groupby(keys, sort=True)
-    days = g.size()
-    top = g["rank"].transform("max").to_numpy()
-    at_top = np.isnan(top) | (rank == top)
-    agg = (
-        f[at_top]
-        .groupby(keys, sort=True)
-        .agg(rank=("rank", "max"), reps=("reps", "median"), hold_s=("hold_s", "median"),
-             capacity_s=("capacity_s", "median"), level=("level", "max"))
-    )  # fmt: skip
-    agg["days"] = days.reindex(agg.index).to_numpy()
-    agg = agg.reset_index()
+    agg = _weekly_medians(daily, key, lcode)
     k = agg["key"].to_numpy(dtype=np.int64).copy()  # read-only under copy-on-write
     mon = m0 + 7 * (k % n_w)
     k //= n_w
-    agg["v"] = k % n_v
+    vv = k % n_v
     k //= n_v
-    agg["e"] = k % n_e
-    agg["p"] = k // n_e
     lnames = np.asarray([*luni, None], dtype=object)
     lv = agg["level"].to_numpy()
     out = pd.DataFrame(
         {
-            "patient_id": text_from_codes(agg["p"].to_numpy(), list(names["patient_id"])),
-            "exercise_id": text_from_codes(agg["e"].to_numpy(), list(names["exercise_id"])),
-            "variant": text_from_codes(agg["v"].to_numpy(), list(names["variant"])),
+            "patient_id": text_from_codes(k // n_e, list(names["patient_id"])),
+            "exercise_id": text_from_codes(k % n_e, list(names["exercise_id"])),
+            "variant": text_from_codes(vv, list(names["variant"])),
             "week": grid.iso_week_labels(mon),
             "week_start": grid.as_days(mon),
             "days": agg["days"].astype(np.int64),
@@ -193,6 +155,56 @@ def capacity_weekly(capacity_daily: pd.DataFrame) -> pd.DataFrame:
         }
     )
     return checked(out, CapacityWeekly, "capacity_weekly output")
+
+
+def _week_keys(
+    daily: pd.DataFrame,
+) -> tuple[np.ndarray, dict[str, np.ndarray], tuple[int, int, int, int]]:
+    """One integer key per daily row, (patient, exercise, variant, week) in that sort order
+    (names sorted, missing last), the names of each key part, and the key's radices and first
+    Monday (exercises, variants, weeks, Monday of week 0)."""
+    monday = grid.monday(grid.days(daily["day"]))
+    codes, names = {}, {}
+    for col in _KEYS:  # integer keys, missing last, in the order of the sorted names
+        cc, uu = pd.factorize(daily[col], sort=True)
+        codes[col] = np.where(cc < 0, len(uu), cc)
+        names[col] = np.asarray([*uu, None], dtype=object)
+    # One integer key in the output's sort order: a one-key groupby.
+    m0 = int(monday.min()) if monday.size else 0
+    n_w = (int(monday.max()) - m0) // 7 + 1 if monday.size else 1
+    n_v = len(names["variant"])
+    n_e = len(names["exercise_id"])
+    key = ((codes["patient_id"].astype(np.int64) * n_e + codes["exercise_id"]) * n_v
+           + codes["variant"]) * n_w + (monday - m0) // 7  # fmt: skip
+    return key, names, (n_e, n_v, n_w, m0)
+
+
+def _weekly_medians(daily: pd.DataFrame, key: np.ndarray, lcode: np.ndarray) -> pd.DataFrame:
+    """Per key (sorted): the week's highest rung, the medians of reps, hold and capacity over
+    the days at it, its level code, and the days with a session."""
+    rank = daily["level_rank"].to_numpy(dtype=np.float64, na_value=np.nan)
+    f = pd.DataFrame(
+        {
+            "key": key,
+            "rank": rank,
+            "reps": daily["reps"].to_numpy(dtype=np.float64, na_value=np.nan),
+            "hold_s": daily["hold_s"].to_numpy(dtype=np.float64, na_value=np.nan),
+            "capacity_s": daily["capacity_s"].to_numpy(dtype=np.float64, na_value=np.nan),
+            "level": lcode,
+        }
+    )
+    g = f.groupby(["key"], sort=True)
+    days = g.size()
+    top = g["rank"].transform("max").to_numpy()
+    at_top = np.isnan(top) | (rank == top)
+    agg = (
+        f[at_top]
+        .groupby(["key"], sort=True)
+        .agg(rank=("rank", "max"), reps=("reps", "median"), hold_s=("hold_s", "median"),
+             capacity_s=("capacity_s", "median"), level=("level", "max"))
+    )  # fmt: skip
+    agg["days"] = days.reindex(agg.index).to_numpy()
+    return agg.reset_index()
 
 
 def progression_events(
@@ -236,6 +248,14 @@ def progression_events(
     rule = protocol.rules.progression
     dcol = "week_start" if "week_start" in capacity.columns else "day"
     c = capacity.sort_values([*_KEYS, dcol], kind="stable").reset_index(drop=True)
+    out = _event_rows(c, dcol, _changes(c, rule))
+    out = out.sort_values(["patient_id", "exercise_id", "variant", "day", "event"], kind="stable")
+    return checked(out.reset_index(drop=True), ProgressionEvents, "progression_events output")
+
+
+def _changes(c: pd.DataFrame, rule: ProgressionRule) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """(event, rows where it happens, the values compared) for each kind of change between
+    consecutive rows of the same patient, exercise and variant of a sorted capacity frame."""
     same = (
         (c["patient_id"] == c["patient_id"].shift())
         & (c["exercise_id"] == c["exercise_id"].shift())
@@ -244,17 +264,11 @@ def progression_events(
     rank = c["level_rank"].to_numpy(dtype=np.float64, na_value=np.nan)
     reps = c["reps"].to_numpy(dtype=np.float64, na_value=np.nan)
     hold = c["hold_s"].to_numpy(dtype=np.float64, na_value=np.nan)
-
-    def prev(a: np.ndarray) -> np.ndarray:
-        return np.r_[np.nan, a[:-1]]
-
-    d_rank = rank - prev(rank)
-    d_reps = reps - prev(reps)
-    d_hold = hold - prev(hold)
+    d_rank, d_reps, d_hold = (np.diff(a, prepend=np.nan) for a in (rank, reps, hold))
     level_change = same & ~np.isnan(d_rank) & (d_rank != 0)
     same_level = same & ~level_change
-    eps = 1e-9
-    specs = [
+    eps = grid.EPS
+    return [
         ("level_up", level_change & (d_rank > 0), rank),
         ("level_down", level_change & (d_rank < 0), rank),
         ("reps_up", same_level & (d_reps >= rule.reps_step - eps), reps),
@@ -262,10 +276,17 @@ def progression_events(
         ("hold_up", same_level & (d_hold >= rule.hold_step_s - eps), hold),
         ("hold_down", same_level & (d_hold <= -rule.hold_step_s + eps), hold),
     ]
+
+
+def _event_rows(
+    c: pd.DataFrame, dcol: str, changes: list[tuple[str, np.ndarray, np.ndarray]]
+) -> pd.DataFrame:
+    """One row per change: keys, day and previous day, event, values and levels before and
+    after (typed as :class:`ProgressionEvents`, unsorted)."""
     day = c[dcol].to_numpy(dtype="datetime64[us]")
     lvl = c["level"].astype("str")
     parts = []
-    for name, mask, values in specs:
+    for name, mask, values in changes:
         idx = np.flatnonzero(mask)
         parts.append(
             pd.DataFrame(
@@ -290,8 +311,7 @@ def progression_events(
         out[col] = out[col].astype("datetime64[us]")
     for col in ("before", "after"):
         out[col] = out[col].astype(np.float64)
-    out = out.sort_values(["patient_id", "exercise_id", "variant", "day", "event"], kind="stable")
-    return checked(out.reset_index(drop=True), ProgressionEvents, "progression_events output")
+    return out
 
 
 def _doses_on(s: pd.DataFrame, prescriptions: pd.DataFrame) -> tuple[np.ndarray, ...]:
@@ -489,8 +509,8 @@ def _dose_met_rows(
     sets = c.col(Sessions.sets)
     reps = np.where(np.isnan(sets), 1.0, sets) * c.col(Sessions.reps)
     hold = c.col(Sessions.hold_s)
-    return (reps >= ratio * rx_sets * rx_reps - 1e-9) & (
-        np.isnan(rx_hold) | np.isnan(hold) | (hold >= ratio * rx_hold - 1e-9)
+    return (reps >= ratio * rx_sets * rx_reps - grid.EPS) & (
+        np.isnan(rx_hold) | np.isnan(hold) | (hold >= ratio * rx_hold - grid.EPS)
     )
 
 
