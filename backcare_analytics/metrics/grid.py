@@ -192,6 +192,7 @@ class DayGrid:
         return pos
 
     def _locate_sorted(self, key: np.ndarray, day: np.ndarray) -> np.ndarray:
+        """:meth:`locate` by sorted search, for grids whose days are not contiguous."""
         out = np.full(len(key), -1, dtype=np.int64)
         if len(self.key) == 0:
             return out

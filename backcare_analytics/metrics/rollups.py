@@ -51,6 +51,7 @@ class _Long:
 
 
 def _sorted_by_key_day(key: np.ndarray, day: np.ndarray) -> bool:
+    """Whether the rows are strictly sorted by (key, day)."""
     if len(key) < 2:
         return True
     dk = np.diff(key)
@@ -172,6 +173,7 @@ def _diary(long: _Long, pain: pd.DataFrame | None) -> np.ndarray:
 
 
 def _keys(long: _Long, key: np.ndarray) -> dict[str, pd.Series]:
+    """The ``patient_id`` and ``exercise_id`` columns of patient x exercise keys."""
     n_ex = len(long.exes)
     return {
         "patient_id": g.take_str(long.pids, key // n_ex),
@@ -180,6 +182,7 @@ def _keys(long: _Long, key: np.ndarray) -> dict[str, pd.Series]:
 
 
 def _restrict(daily: pd.DataFrame, window: Window | None) -> pd.DataFrame:
+    """The daily rows on the window's days (all rows without a window)."""
     return daily if window is None else daily[window.contains(daily[AdherenceDaily.day])]
 
 
@@ -271,6 +274,7 @@ def _periods(
 
 
 def _rolling(long: _Long) -> pd.DataFrame:
+    """Trailing 7- and 28-day days, days met and PDC on every row of ``long``."""
     grid = long.grid
     met = long.cols["met"].astype(np.int64)
     (n7, m7), (n28, m28) = grid.window_sums(met, (7, 28))
@@ -290,6 +294,8 @@ def _rolling(long: _Long) -> pd.DataFrame:
 
 
 def _streaks(long: _Long) -> pd.DataFrame:
+    """Per patient x exercise: days, days met and missed, current and longest met streak and
+    longest missed run (run-length encoding of ``met`` over consecutive days)."""
     key, day, met = long.key, long.day, long.cols["met"]
     n = len(key)
     brk = np.ones(n, dtype=bool)

@@ -43,6 +43,7 @@ _MAX_PAIRS = 2_000_000
 
 @cache
 def _pairs(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices (i, j), i < j, of every pair of ``n`` positions (cached per ``n``)."""
     i, j = np.triu_indices(n, 1)
     return i.astype(np.intp), j.astype(np.intp)
 
@@ -285,6 +286,7 @@ def _trend_output(
 
 
 def _codes(df: pd.DataFrame, by: Sequence[str]) -> tuple[np.ndarray, pd.DataFrame]:
+    """Group codes of each row by the ``by`` columns and the sorted group keys (input dtypes)."""
     gb = df.groupby(list(by), sort=True, dropna=False, observed=True)
     codes = gb.ngroup().to_numpy(dtype=np.intp)
     keys = gb.size().reset_index()[list(by)]

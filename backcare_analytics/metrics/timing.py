@@ -129,6 +129,7 @@ def _stats(
     window: Window | None,
     policy: AdherencePolicy | None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The first-session-times table and the per-patient timing consistency table."""
     policy = policy or AdherencePolicy.from_protocol()
     pids, p, d, hours = _first_starts(sessions, patients, window)
     n_pat = len(pids)
