@@ -281,19 +281,11 @@ class StrengthRows:
 
     def variant_code(self, name: str | None) -> int:
         """The code of a variant name (added when new); -1 for None."""
-        if name is None:
-            return -1
-        if name not in self.variants:
-            self.variants.append(name)
-        return self.variants.index(name)
+        return _code_of(self.variants, name)
 
     def level_code(self, name: str | None) -> int:
         """The code of a level name (added when new); -1 for None."""
-        if name is None:
-            return -1
-        if name not in self.levels:
-            self.levels.append(name)
-        return self.levels.index(name)
+        return _code_of(self.levels, name)
 
     def sorted_variant_rank(self, vcode: np.ndarray) -> np.ndarray:
         """Each variant code's rank among the sorted variant names (missing last)."""
@@ -308,6 +300,15 @@ class StrengthRows:
     def names(uniques: list[str], codes: np.ndarray) -> pd.Series:
         """``uniques[code]`` per code as a ``str`` column (missing for -1)."""
         return text_from_codes(codes, uniques)
+
+
+def _code_of(names: list[str], name: str | None) -> int:
+    """The position of ``name`` in ``names``, appending it when new; -1 for None."""
+    if name is None:
+        return -1
+    if name not in names:
+        names.append(name)
+    return names.index(name)
 
 
 @dataclass(frozen=True)
