@@ -64,16 +64,20 @@ def test_pain_grid_daily_means_windows_and_programme_start() -> None:
 
 
 def test_flare_cells_by_hand() -> None:
-    # Seven days at 2, then 5 (a flare: 5 - 2 >= 2 with 7 trailing days), 5 again (trailing
-    # mean of the 8 days before = 19/8 = 2.375, 5 - 2.375 >= 2: same episode), then 2, then 6.
-    g = build_pain_grid(pain_frame("P1", "2026-01-01", [2] * 7 + [5, 5, 2, 6]), None, None)
+    # Seven days at 2, then 4 (exactly 2 above the trailing mean of 2 with 7 trailing days: a
+    # flare, the boundary counts), 5 (trailing mean 18/8 = 2.25: same episode), 2, then 6
+    # (trailing mean 25/10 = 2.5: a second episode).
+    g = build_pain_grid(pain_frame("P1", "2026-01-01", [2] * 7 + [4, 5, 2, 6]), None, None)
     trailing, days, flare, episode = flare_cells(g, baseline_days=28, min_days=7, points=2.0)
     back = g.key == 0
     assert days[back].tolist() == [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10]
-    assert trailing[back][7] == 2.0 and trailing[back][8] == 19 / 8
-    assert trailing[back][10] == 26 / 10
+    assert trailing[back][7] == 2.0 and trailing[back][8] == 18 / 8
+    assert trailing[back][10] == 25 / 10
     assert flare[back].tolist() == [False] * 7 + [True, True, False, True]
     assert episode[back].tolist() == [0] * 7 + [1, 1, 0, 2]
+    # Six trailing days are too few: the same jump on day 6 is no flare.
+    g6 = build_pain_grid(pain_frame("P1", "2026-01-01", [2] * 6 + [5]), None, None)
+    assert not flare_cells(g6, baseline_days=28, min_days=7, points=2.0)[2].any()
 
 
 def test_best_daily_picks_the_best_row_of_each_day() -> None:
