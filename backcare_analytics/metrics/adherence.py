@@ -17,10 +17,10 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from backcare_analytics.metrics import _grid as g
+from backcare_analytics.metrics import grid as g
 from backcare_analytics.metrics.params import Window
 from backcare_analytics.protocol import Protocol, load_protocol
-from backcare_analytics.schemas.clean import Patients, Prescriptions, Sessions
+from backcare_analytics.schemas.clean import Prescriptions, Sessions
 from backcare_analytics.schemas.results.adherence import ROUTINE, AdherenceDaily
 
 __all__ = ["ROUTINE", "AdherencePolicy", "adherence_daily"]
@@ -63,15 +63,6 @@ class AdherencePolicy:
             dose_met_ratio=protocol.rules.dose_met_ratio,
             timing_window_min=protocol.frequency.timing_window_min,
         )
-
-
-def _patients_index(patients: pd.DataFrame) -> tuple[pd.Index, np.ndarray]:
-    """Sorted distinct patient ids and each one's programme start day number."""
-    first = patients.drop_duplicates(Patients.patient_id)
-    order = np.argsort(first[Patients.patient_id].to_numpy(dtype=object), kind="stable")
-    first = first.iloc[order]
-    pids = pd.Index(first[Patients.patient_id].astype("str"))
-    return pids, g.days(first[Patients.programme_start])
 
 
 def adherence_daily(
@@ -167,14 +158,31 @@ def adherence_daily(
     3  2026-03-03        0.666667    0.666667  False
     """
     policy = policy or AdherencePolicy.from_protocol()
-    thr = policy.dose_met_ratio - g.EPS
-    pids, start = _patients_index(patients)
-    n_pat = len(pids)
-
+    pids, start = g.patients_index(patients)
     sp = g.map_codes(sessions[Sessions.patient_id], pids)
     sd = g.days(sessions[Sessions.day])
+    gstart, gend = _grid_bounds(start, sp, sd, window)
+    rx = _prescribed_days(prescriptions, pids, gstart, gend)
+    dose = _dose_columns(sessions, sp, sd, prescriptions, rx, policy.dose_met_ratio - g.EPS)
+    logged = _logged(sp, sd, gstart, gend, rx)
+    out = g.frame(
+        {
+            AdherenceDaily.patient_id: g.take_str(pids, rx.patient),
+            AdherenceDaily.exercise_id: g.take_str(rx.exes, rx.exercise),
+            AdherenceDaily.day: g.as_days(rx.day),
+            AdherenceDaily.logged: logged,
+            **dose,
+        }
+    )
+    return g.checked(out, AdherenceDaily, "adherence_daily output")
 
-    # Grid bounds per patient: [max(start, window start), window end or last logged day].
+
+def _grid_bounds(
+    start: np.ndarray, sp: np.ndarray, sd: np.ndarray, window: Window | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """First and last day of each patient's grid: [max(start, window start), window end or
+    last logged day] (``NO_DAY`` for a patient without a programme start)."""
+    n_pat = start.size
     gstart = start.copy()
     if window is not None:
         gstart = np.maximum(gstart, g.day_number(window.start))
@@ -184,8 +192,26 @@ def adherence_daily(
         np.maximum.at(gend, sp, sd)
         gend = gend[:n_pat]
     gend[start == g.NO_DAY] = g.NO_DAY
+    return gstart, gend
 
-    # Prescription segments clipped to the grid, expanded to one row per day.
+
+@dataclass(frozen=True)
+class _PrescribedDays:
+    """One row per (patient, exercise, day) with a prescription in force on the grid."""
+
+    exes: pd.Index  # prescribed exercise ids, sorted (codes index it)
+    rows: np.ndarray  # per grid row: the prescription row in force
+    patient: np.ndarray  # per grid row: patient code
+    exercise: np.ndarray  # per grid row: exercise code
+    day: np.ndarray  # per grid row: day number
+    grid: g.DayGrid  # the (patient x exercise, day) grid
+
+
+def _prescribed_days(
+    prescriptions: pd.DataFrame, pids: pd.Index, gstart: np.ndarray, gend: np.ndarray
+) -> _PrescribedDays:
+    """Prescription segments clipped to each patient's grid days, one row per day."""
+    n_pat = len(pids)
     rp = g.map_codes(prescriptions[Prescriptions.patient_id], pids)
     exes = pd.Index(
         prescriptions.loc[rp >= 0, Prescriptions.exercise_id].unique(), dtype="str"
@@ -211,17 +237,24 @@ def adherence_daily(
         rows, gday, gpe = rows[o], gday[o], gpe[o]
         last = np.r_[(gpe[1:] != gpe[:-1]) | (gday[1:] != gday[:-1]), True]
         rows, gday, gpe = rows[last], gday[last], gpe[last]
-    grid = g.DayGrid(gpe, gday, n_pat * n_ex)
-    n = len(grid)
+    return _PrescribedDays(exes=exes, rows=rows, patient=rp[rows], exercise=re[rows], day=gday,
+                           grid=g.DayGrid(gpe, gday, n_pat * n_ex))  # fmt: skip
 
-    # Sessions summed onto the grid, side by side. Buffers are reused: on a 10 M-row log every
-    # fresh temporary array costs a visible share of the run time.
-    key = sp * n_ex
-    se = g.map_codes(sessions[Sessions.exercise_id], exes)
+
+def _session_sums(
+    sessions: pd.DataFrame, sp: np.ndarray, sd: np.ndarray, rx: _PrescribedDays
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per grid row: volume on the left side, on the right side, volume with a recorded hold
+    and the volume-weighted sum of holds (sessions summed onto the grid, side by side)."""
+    n = len(rx.grid)
+    # Buffers are reused: on a 10 M-row log every fresh temporary array costs a visible share
+    # of the run time.
+    key = sp * max(len(rx.exes), 1)
+    se = g.map_codes(sessions[Sessions.exercise_id], rx.exes)
     key += se
     key[(se < 0) | (sp < 0)] = -1
     del se
-    pos = grid.locate(key, sd)
+    pos = rx.grid.locate(key, sd)
     del key
     pos[pos < 0] = n  # an extra bin for rows that are not counted
     # np.require copies only a read-only view (a plain float column): inputs are never written
@@ -243,21 +276,39 @@ def adherence_daily(
     hold[no_hold] = 0.0
     w *= hold
     hold_vs = np.bincount(pos, w, minlength=n + 1)[:n]
-    del w, vol, hold, no_hold, pos
+    return left, right, hold_w, hold_vs
 
-    # Logged: any session row of the patient that day.
-    gp = rp[rows]
-    pgrid = g.DayGrid(*_patient_days(gstart, gend), n_pat)
+
+def _logged(
+    sp: np.ndarray, sd: np.ndarray, gstart: np.ndarray, gend: np.ndarray, rx: _PrescribedDays
+) -> np.ndarray:
+    """Per grid row: whether the patient logged any session row that day."""
+    pgrid = g.DayGrid(*_patient_days(gstart, gend), gstart.size)
     ppos = pgrid.locate(sp, sd)
     ppos[ppos < 0] = len(pgrid)
     logged_pd = np.zeros(len(pgrid) + 1, dtype=bool)
     logged_pd[ppos] = True
     del ppos
-    logged = logged_pd[pgrid.locate(gp, gday)] if n else np.zeros(0, dtype=bool)
+    if not len(rx.grid):
+        return np.zeros(0, dtype=bool)
+    return logged_pd[pgrid.locate(rx.patient, rx.day)]
 
-    rx_sets = prescriptions[Prescriptions.sets].to_numpy(dtype="float64", na_value=1.0)[rows]
-    rx_reps = prescriptions[Prescriptions.reps].to_numpy(dtype="float64", na_value=1.0)[rows]
-    rx_hold = prescriptions[Prescriptions.hold_s].to_numpy(dtype="float64", na_value=np.nan)[rows]
+
+def _dose_columns(
+    sessions: pd.DataFrame,
+    sp: np.ndarray,
+    sd: np.ndarray,
+    prescriptions: pd.DataFrame,
+    rx: _PrescribedDays,
+    thr: float,
+) -> dict[str, object]:
+    """The performed and prescribed dose of every grid row, their ratios and whether each
+    ratio reaches ``thr`` (the output columns from ``done`` to ``hold_met``)."""
+    left, right, hold_w, hold_vs = _session_sums(sessions, sp, sd, rx)
+    rx_sets = prescriptions[Prescriptions.sets].to_numpy(dtype="float64", na_value=1.0)[rx.rows]
+    rx_reps = prescriptions[Prescriptions.reps].to_numpy(dtype="float64", na_value=1.0)[rx.rows]
+    rx_hold = prescriptions[Prescriptions.hold_s].to_numpy(dtype="float64", na_value=np.nan)
+    rx_hold = rx_hold[rx.rows]
     prescribed = rx_sets * rx_reps
     performed = np.minimum(left, right).astype(np.float64, copy=False)
     done = np.maximum(left, right) > 0
@@ -269,28 +320,20 @@ def adherence_daily(
     dose_raw = volume_ratio * np.where(np.isnan(hold_ratio), 1.0, hold_ratio)
     hold_met = pd.array(hold_ratio >= thr, dtype="boolean")
     hold_met[np.isnan(hold_ratio)] = pd.NA
-
-    out = g.frame(
-        {
-            AdherenceDaily.patient_id: g.take_str(pids, gp),
-            AdherenceDaily.exercise_id: g.take_str(exes, re[rows]),
-            AdherenceDaily.day: g.as_days(gday),
-            AdherenceDaily.logged: logged,
-            AdherenceDaily.done: done,
-            AdherenceDaily.volume_performed: performed,
-            AdherenceDaily.volume_prescribed: prescribed,
-            AdherenceDaily.hold_mean_s: hold_mean,
-            AdherenceDaily.hold_prescribed_s: rx_hold,
-            AdherenceDaily.volume_ratio: volume_ratio,
-            AdherenceDaily.hold_ratio: hold_ratio,
-            AdherenceDaily.dose_ratio_raw: dose_raw,
-            AdherenceDaily.dose_ratio: np.minimum(dose_raw, 1.0),
-            AdherenceDaily.met: dose_raw >= thr,
-            AdherenceDaily.volume_met: volume_ratio >= thr,
-            AdherenceDaily.hold_met: hold_met,
-        }
-    )
-    return g.checked(out, AdherenceDaily, "adherence_daily output")
+    return {
+        AdherenceDaily.done: done,
+        AdherenceDaily.volume_performed: performed,
+        AdherenceDaily.volume_prescribed: prescribed,
+        AdherenceDaily.hold_mean_s: hold_mean,
+        AdherenceDaily.hold_prescribed_s: rx_hold,
+        AdherenceDaily.volume_ratio: volume_ratio,
+        AdherenceDaily.hold_ratio: hold_ratio,
+        AdherenceDaily.dose_ratio_raw: dose_raw,
+        AdherenceDaily.dose_ratio: np.minimum(dose_raw, 1.0),
+        AdherenceDaily.met: dose_raw >= thr,
+        AdherenceDaily.volume_met: volume_ratio >= thr,
+        AdherenceDaily.hold_met: hold_met,
+    }
 
 
 def _patient_days(first: np.ndarray, last: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

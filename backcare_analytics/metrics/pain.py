@@ -26,15 +26,18 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from backcare_analytics.metrics._output import checked, text_from_codes
+from backcare_analytics.errors import InputDataError
+from backcare_analytics.metrics import grid
+from backcare_analytics.metrics.grid import checked, text_from_codes
 from backcare_analytics.metrics.params import Window
 from backcare_analytics.metrics.stats import trend_arrays
+from backcare_analytics.metrics.steps import PainGrid, build_pain_grid, flare_cells
 from backcare_analytics.schemas.clean import Pain, Patients
 from backcare_analytics.schemas.results.pain import MEASURES, PainDaily, PainSummary
 
 __all__ = ["PainPolicy", "pain_daily", "pain_summary"]
 
-EPS = 1e-9  # slack for threshold comparisons on means (30 % of 43/7 must count as 30 %)
+EPS = grid.EPS  # slack for threshold comparisons on means (30 % of 43/7 must count as 30 %)
 
 
 @dataclass(frozen=True)
@@ -69,141 +72,10 @@ class PainPolicy:
     alpha: float = 0.95
 
 
-def _day_numbers(values: pd.Series | np.ndarray) -> np.ndarray:
-    return np.asarray(values, dtype="datetime64[us]").astype("datetime64[D]").astype(np.int64)
-
-
-def _to_days(numbers: np.ndarray) -> np.ndarray:
-    return np.asarray(numbers, dtype=np.int64).astype("datetime64[D]").astype("datetime64[us]")
-
-
-@dataclass
-class _Grid:
-    """Every patient x measure (``key = patient * 2 + measure``) on a flat run of days."""
-
-    ids: pd.Index  # patient ids by patient code
-    origin: np.ndarray  # programme start day number per patient
-    has_start: np.ndarray  # whether origin came from the patients table
-    first: np.ndarray  # first diary day per key (0 where no data)
-    length: np.ndarray  # days from first to last diary day per key (0 where no data)
-    base: np.ndarray  # offset of each key's run in the flat arrays
-    key: np.ndarray  # per grid cell: its key
-    t: np.ndarray  # per grid cell: days since the key's first day
-    value: np.ndarray  # per grid cell: daily mean pain, NaN when no entry
-    entries: np.ndarray  # per grid cell: diary entries that day
-    psum: np.ndarray  # exclusive prefix sums of value (0 for NaN), length cells + 1
-    pcount: np.ndarray  # exclusive prefix counts of observed cells
-    flare_reported: np.ndarray  # per patient: days with a diary flare=True (in the window)
-
-    def window(self, key: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, ...]:
-        """Sum and count of observed values over local days ``[lo, hi]`` (clipped) of ``key``."""
-        n = self.length[key]
-        lo = np.clip(lo, 0, n)
-        hi = np.clip(hi + 1, 0, n)
-        hi = np.maximum(hi, lo)
-        b = self.base[key]
-        return self.psum[b + hi] - self.psum[b + lo], self.pcount[b + hi] - self.pcount[b + lo]
-
-
-def _build_grid(pain: pd.DataFrame, patients: pd.DataFrame | None, window: Window | None) -> _Grid:
-    ids = pd.Index(pain[Pain.patient_id].unique())
-    if patients is not None:
-        ids = ids.union(pd.Index(patients[Patients.patient_id].unique()))
-    ids = ids.sort_values()
-    n_pat = len(ids)
-    k_all = n_pat * len(MEASURES)
-    days = _day_numbers(pain[Pain.day])
-    keep = np.ones(len(pain), dtype=bool)
-    if window is not None:
-        keep &= days <= _day_numbers(np.array([window.end.to_datetime64()]))[0]
-    pcode = ids.get_indexer(pain[Pain.patient_id])
-
-    keys, dvals, ddays = [], [], []
-    for m, measure in enumerate(MEASURES):
-        v = pain[measure].to_numpy(dtype=np.float64, na_value=np.nan)
-        ok = keep & ~np.isnan(v)
-        keys.append(pcode[ok] * 2 + m)
-        dvals.append(v[ok])
-        ddays.append(days[ok])
-    key = np.concatenate(keys)
-    val = np.concatenate(dvals)
-    day = np.concatenate(ddays)
-    # One stable sort on a (key, day) integer: the diary comes nearly in that order already.
-    d0 = int(day.min()) if day.size else 0
-    order = np.argsort(
-        key * (int(day.max()) - d0 + 1 if day.size else 1) + (day - d0), kind="stable"
-    )
-    key, val, day = key[order], val[order], day[order]
-    new = np.ones(key.size, dtype=bool)
-    new[1:] = (key[1:] != key[:-1]) | (day[1:] != day[:-1])
-    starts = np.flatnonzero(new)
-    n_entries = np.diff(np.append(starts, key.size))
-    dsum = np.add.reduceat(val, starts) if starts.size else np.zeros(0)
-    dkey, dday, dmean = key[starts], day[starts], dsum / np.maximum(n_entries, 1)
-
-    first = np.zeros(k_all, dtype=np.int64)
-    last = np.full(k_all, -1, dtype=np.int64)
-    # No diary day up to the window end (a window before the data): every key stays empty.
-    kstart = np.flatnonzero(np.r_[True, dkey[1:] != dkey[:-1]]) if dkey.size else np.zeros(0, int)
-    kend = np.append(kstart[1:], dkey.size)[: kstart.size] - 1
-    first[dkey[kstart]] = dday[kstart]
-    last[dkey[kstart]] = dday[kend]
-    length = np.where(last >= 0, last - first + 1, 0)
-    base = np.cumsum(length) - length
-    total = int(length.sum())
-    gkey = np.repeat(np.arange(k_all), length)
-    gt = np.arange(total) - base[gkey]
-    value = np.full(total, np.nan)
-    entries = np.zeros(total, dtype=np.int64)
-    pos = base[dkey] + dday - first[dkey]
-    value[pos] = dmean
-    entries[pos] = n_entries
-    obs = ~np.isnan(value)
-    psum = np.r_[0.0, np.cumsum(np.where(obs, value, 0.0))]
-    pcount = np.r_[0, np.cumsum(obs)]
-
-    # Programme start: from the patients table, else the patient's first diary day.
-    origin = np.full(n_pat, np.iinfo(np.int64).max)
-    has_start = np.zeros(n_pat, dtype=bool)
-    if patients is not None and len(patients):
-        pc = ids.get_indexer(patients[Patients.patient_id])
-        st = patients[Patients.programme_start]
-        ok = st.notna().to_numpy()
-        origin[pc[ok]] = _day_numbers(st[ok])
-        has_start[pc[ok]] = True
-    with_data = length > 0
-    fallback = np.full(n_pat, np.iinfo(np.int64).max)
-    np.minimum.at(fallback, np.flatnonzero(with_data) // 2, first[with_data])
-    origin = np.where(has_start, origin, fallback)
-
-    # Patient-reported flares (diary ``flare`` = True), distinct days in the window.
-    flag = pain[Pain.flare].to_numpy(dtype=np.float64, na_value=np.nan) == 1.0
-    flag &= keep
-    if window is not None:
-        flag &= days >= _day_numbers(np.array([window.start.to_datetime64()]))[0]
-    pd_pairs = np.unique(np.stack([pcode[flag], days[flag]]), axis=1)
-    flare_reported = np.bincount(pd_pairs[0], minlength=n_pat) if flag.any() else np.zeros(n_pat)
-
-    return _Grid(ids, origin, has_start, first, length, base, gkey, gt, value, entries, psum,
-                 pcount, flare_reported.astype(np.int64))  # fmt: skip
-
-
-def _flares(g: _Grid, policy: PainPolicy) -> tuple[np.ndarray, ...]:
-    """Per grid cell: trailing mean, trailing days, flare day, flare episode number (0 = none)."""
-    s, c = g.window(g.key, g.t - policy.flare_baseline_days, g.t - 1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        trailing = np.where(c > 0, s / c, np.nan)
-        flare = (
-            ~np.isnan(g.value)
-            & (c >= policy.flare_min_days)
-            & (g.value - trailing >= policy.flare_points - EPS)
-        )
-    prev = np.r_[False, flare[:-1]] & (g.t > 0)
-    start = flare & ~prev
-    cs = np.cumsum(start)
-    before = np.r_[0, cs][g.base[g.key]]
-    episode = np.where(flare, cs - before, 0)
-    return trailing, c, flare, episode
+def _flare_cells(g: PainGrid, policy: PainPolicy) -> tuple[np.ndarray, ...]:
+    """Per grid cell: trailing mean, trailing days, flare day, flare episode (the policy's rule)."""
+    return flare_cells(g, baseline_days=policy.flare_baseline_days,
+                       min_days=policy.flare_min_days, points=policy.flare_points)  # fmt: skip
 
 
 def _first_per_key(key: np.ndarray, cand: np.ndarray, t: np.ndarray, n_keys: int) -> np.ndarray:
@@ -217,11 +89,10 @@ def _first_per_key(key: np.ndarray, cand: np.ndarray, t: np.ndarray, n_keys: int
 
 
 def _check(pain: pd.DataFrame, patients: pd.DataFrame | None) -> None:
+    """Refuse a pain or patients frame that lacks a column the pain metrics read."""
     need = [Pain.patient_id, Pain.day, Pain.back_pain, Pain.leg_pain, Pain.flare]
     missing = [c for c in need if c not in pain.columns]
     if missing:
-        from backcare_analytics.errors import InputDataError
-
         raise InputDataError(
             f"pain frame: missing column(s) {missing}; fix: pass the clean pain table "
             "(backcare_analytics.schemas.Pain)"
@@ -229,8 +100,6 @@ def _check(pain: pd.DataFrame, patients: pd.DataFrame | None) -> None:
     if patients is not None:
         for c in (Patients.patient_id, Patients.programme_start):
             if c not in patients.columns:
-                from backcare_analytics.errors import InputDataError
-
                 raise InputDataError(
                     f"patients frame: missing column {c!r}; fix: pass the clean patients table"
                 )
@@ -289,19 +158,19 @@ def pain_daily(
     '       day  pain  trailing_mean  flare_episode\\n2026-01-08   5.0            2.0              1'
     """
     _check(pain, patients)
-    g = _build_grid(pain, patients, window)
-    trailing, tcount, flare, episode = _flares(g, policy)
+    g = build_pain_grid(pain, patients, window)
+    trailing, tcount, flare, episode = _flare_cells(g, policy)
     obs = ~np.isnan(g.value)
     day = g.first[g.key] + g.t
     if window is not None:
-        obs &= day >= _day_numbers(np.array([window.start.to_datetime64()]))[0]
+        obs &= day >= grid.day_number(window.start)
     k = g.key[obs]
     pat = k // 2
     out = pd.DataFrame(
         {
             "patient_id": text_from_codes(pat, list(g.ids)),
             "measure": text_from_codes(k % 2, MEASURES),
-            "day": _to_days(day[obs]),
+            "day": grid.as_days(day[obs]),
             "day_index": day[obs] - g.origin[pat],
             "pain": g.value[obs],
             "entries": g.entries[obs],
@@ -381,21 +250,53 @@ def pain_summary(
     See the module docstring.
     """
     _check(pain, patients)
-    p = policy
-    g = _build_grid(pain, patients, window)
-    n_pat = len(g.ids)
-    n_keys = n_pat * len(MEASURES)
-    keys = np.arange(n_keys)
+    g = build_pain_grid(pain, patients, window)
+    keys = np.arange(len(g.ids) * len(MEASURES))
+    # Each key's last day of the analysis, in days since its first diary day.
+    end_local = grid.day_number(window.end) - g.first if window is not None else g.length - 1
+    baseline, bcnt, current, ccnt = _period_means(g, keys, end_local, policy)
+    out = pd.DataFrame(
+        {
+            **_key_columns(g, keys),
+            "baseline_pain": baseline,
+            "baseline_days": bcnt.astype(np.int64),
+            "current_pain": current,
+            "current_days": ccnt.astype(np.int64),
+            **_response_columns(baseline, current, policy),
+            **_trend_columns(g, end_local, policy),
+            **_flare_columns(g, window, policy),
+            **_time_to_event_columns(g, baseline, policy),
+        }
+    )
+    return checked(out, PainSummary, "pain_summary output")
+
+
+def _key_columns(g: PainGrid, keys: np.ndarray) -> dict[str, object]:
+    """Patient, measure, programme start, first and last diary day and diary days per key."""
     pat = keys // 2
     has = g.length > 0
-    zero = np.zeros(n_keys, dtype=np.int64)
+    origin = g.origin[pat]
+    start_ok = origin != np.iinfo(np.int64).max
+    n_days = np.bincount(g.key[~np.isnan(g.value)], minlength=keys.size)
+    return {
+        "patient_id": text_from_codes(pat, list(g.ids)),
+        "measure": text_from_codes(keys % 2, MEASURES),
+        "programme_start": pd.Series(grid.as_days(np.where(start_ok, origin, 0))).where(start_ok),
+        "first_day": pd.Series(grid.as_days(g.first)).where(has),
+        "last_day": pd.Series(grid.as_days(g.first + g.length - 1)).where(has),
+        "n_days": n_days.astype(np.int64),
+    }
 
-    # Baseline and current periods (local day indices from each key's first day).
+
+def _period_means(
+    g: PainGrid, keys: np.ndarray, end_local: np.ndarray, p: PainPolicy
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Baseline and current mean pain per key, each with its days with an entry (a mean is
+    missing below ``min_period_days`` days, and so is a current period overlapping the
+    baseline)."""
+    has = g.length > 0
+    zero = np.zeros(keys.size, dtype=np.int64)
     bsum, bcnt = g.window(keys, zero, zero + p.baseline_days - 1)
-    if window is not None:
-        end_local = _day_numbers(np.array([window.end.to_datetime64()]))[0] - g.first
-    else:
-        end_local = g.length - 1
     cur_lo = end_local - p.current_days + 1
     csum, ccnt = g.window(keys, cur_lo, end_local)
     overlap = cur_lo <= p.baseline_days - 1
@@ -404,6 +305,14 @@ def pain_summary(
         current = np.where(
             has & (ccnt >= p.min_period_days) & ~overlap, csum / np.maximum(ccnt, 1), np.nan
         )
+    return baseline, bcnt, current, ccnt
+
+
+def _response_columns(
+    baseline: np.ndarray, current: np.ndarray, p: PainPolicy
+) -> dict[str, object]:
+    """Change from baseline (points and %), responder and its criterion, IMMPACT band."""
+    with np.errstate(invalid="ignore", divide="ignore"):
         change = current - baseline
         pct = np.where(baseline > 0, 100.0 * change / baseline, np.nan)
     known = ~np.isnan(change)
@@ -418,21 +327,23 @@ def pain_summary(
          reduction >= p.immpact_moderate_pct - EPS, reduction >= p.immpact_minimal_pct - EPS],
         [None, "substantial", "moderate", "minimal"], "none",
     )  # fmt: skip
+    responder = pd.array(np.where(known, by_points | by_pct, False), dtype="boolean")
+    responder[~known] = pd.NA
+    return {
+        "change_points": change,
+        "change_pct": pct,
+        "responder": responder,
+        "responder_criterion": pd.Series(criterion, dtype="str"),
+        "immpact_band": pd.Series(band, dtype="str"),
+    }
 
-    # Flares and the trend over the window's days.
-    _, _, flare, episode = _flares(g, p)
-    obs = ~np.isnan(g.value)
+
+def _trend_columns(g: PainGrid, end_local: np.ndarray, p: PainPolicy) -> dict[str, object]:
+    """Mann-Kendall test, Kendall's τ and Sen slope (points a week) of daily pain against days
+    since programme start, over every diary day up to the window end (programme to date) or
+    the last ``trend_days`` days of it."""
+    in_trend = ~np.isnan(g.value)
     day = g.first[g.key] + g.t
-    in_win = obs.copy()
-    if window is not None:
-        in_win &= day >= _day_numbers(np.array([window.start.to_datetime64()]))[0]
-    flare_days = np.bincount(g.key[flare & in_win], minlength=n_keys)
-    fw = flare & in_win  # episodes counted in the window: runs of flare days within it
-    ep_start = fw & ~(np.r_[False, fw[:-1]] & (g.t > 0))
-    flare_episodes = np.bincount(g.key[ep_start], minlength=n_keys)
-    # The trend: every diary day up to the window end (programme to date), or the last
-    # ``trend_days`` days of it.
-    in_trend = obs.copy()
     if p.trend_days is not None:
         end_day = g.first[g.key] + end_local[g.key]
         in_trend &= day > end_day - p.trend_days
@@ -440,13 +351,55 @@ def pain_summary(
         g.key[in_trend],
         (day - g.origin[g.key // 2])[in_trend].astype(np.float64),
         g.value[in_trend],
-        n_groups=n_keys,
+        n_groups=g.length.size,
         min_n=p.min_trend_points,
         alpha=p.alpha,
         intercept=False,  # not reported
     )
+    return {
+        "trend_days": tr["n"],
+        **{name: tr[name] for name in ("mk_s", "mk_var_s", "mk_z", "mk_p", "kendall_tau")},
+        "slope_per_week": tr["sen_slope"] * 7.0,
+        "slope_ci_low": tr["sen_ci_low"] * 7.0,
+        "slope_ci_high": tr["sen_ci_high"] * 7.0,
+        "insufficient_data": tr["insufficient_data"],
+    }
 
-    # Time to response: rolling current_days mean on each day after the baseline period.
+
+def _flare_columns(g: PainGrid, window: Window | None, p: PainPolicy) -> dict[str, object]:
+    """Flare days and flare episodes (runs of flare days) on the window's days per key, and
+    the patient's diary-reported flare days."""
+    n_keys = g.length.size
+    _, _, flare, _ = _flare_cells(g, p)
+    fw = flare & ~np.isnan(g.value)  # episodes counted in the window: runs of flare days in it
+    if window is not None:
+        fw &= g.first[g.key] + g.t >= grid.day_number(window.start)
+    ep_start = fw & ~(np.r_[False, fw[:-1]] & (g.t > 0))
+    return {
+        "flare_days": np.bincount(g.key[fw], minlength=n_keys).astype(np.int64),
+        "flare_episodes": np.bincount(g.key[ep_start], minlength=n_keys).astype(np.int64),
+        "reported_flare_days": g.flare_reported[np.arange(n_keys) // 2],
+    }
+
+
+def _time_to_event_columns(g: PainGrid, baseline: np.ndarray, p: PainPolicy) -> dict[str, object]:
+    """Days from programme start to the first response and to recovery (missing when none)."""
+    origin = g.origin[np.arange(g.length.size) // 2]
+    out: dict[str, object] = {}
+    for name, t in (
+        ("time_to_response_days", _first_response_day(g, baseline, p)),
+        ("time_to_recovery_days", _first_recovery_day(g, p)),
+    ):
+        since_start = np.where(t >= 0, g.first + t - origin, -1)
+        column = pd.array(since_start, dtype="Int64")
+        column[since_start < 0] = pd.NA
+        out[name] = column
+    return out
+
+
+def _first_response_day(g: PainGrid, baseline: np.ndarray, p: PainPolicy) -> np.ndarray:
+    """Per key, the first day (from its first diary day; -1 for none) whose trailing
+    ``current_days`` mean after the baseline period meets the responder rule."""
     rs, rc = g.window(g.key, g.t - p.current_days + 1, g.t)
     b = baseline[g.key]
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -457,58 +410,17 @@ def pain_summary(
             & ~np.isnan(b)
             & ((b - rmean >= p.responder_points - EPS) | ((b > 0) & (100 * (b - rmean) / b >= p.responder_pct - EPS)))
         )  # fmt: skip
-    t_resp = _first_per_key(g.key, resp, g.t, n_keys)
-    # Time to recovery: first of recovery_days consecutive diary days all <= recovery_max.
-    good = obs & (g.value <= p.recovery_max + EPS)
+    return _first_per_key(g.key, resp, g.t, g.length.size)
+
+
+def _first_recovery_day(g: PainGrid, p: PainPolicy) -> np.ndarray:
+    """Per key, the first day (-1 for none) of ``recovery_days`` consecutive diary days all
+    <= ``recovery_max``."""
+    good = ~np.isnan(g.value) & (g.value <= p.recovery_max + EPS)
     gp = np.r_[0, np.cumsum(good)]
     rd = p.recovery_days
     fits = g.t + rd <= g.length[g.key]
     idx = np.arange(g.t.size)
     run = np.zeros(g.t.size, dtype=bool)
     run[fits] = gp[idx[fits] + rd] - gp[idx[fits]] == rd
-    t_rec = _first_per_key(g.key, run, g.t, n_keys)
-
-    origin = g.origin[pat]
-    start_ok = origin != np.iinfo(np.int64).max
-    to_resp = np.where(t_resp >= 0, g.first + t_resp - origin, -1)
-    to_rec = np.where(t_rec >= 0, g.first + t_rec - origin, -1)
-    n_days = np.bincount(g.key[obs], minlength=n_keys)
-
-    out = pd.DataFrame(
-        {
-            "patient_id": text_from_codes(pat, list(g.ids)),
-            "measure": text_from_codes(keys % 2, MEASURES),
-            "programme_start": pd.Series(_to_days(np.where(start_ok, origin, 0))).where(start_ok),
-            "first_day": pd.Series(_to_days(g.first)).where(has),
-            "last_day": pd.Series(_to_days(g.first + g.length - 1)).where(has),
-            "n_days": n_days.astype(np.int64),
-            "baseline_pain": baseline,
-            "baseline_days": bcnt.astype(np.int64),
-            "current_pain": current,
-            "current_days": ccnt.astype(np.int64),
-            "change_points": change,
-            "change_pct": pct,
-            "responder": pd.array(np.where(known, by_points | by_pct, False), dtype="boolean"),
-            "responder_criterion": pd.Series(criterion, dtype="str"),
-            "immpact_band": pd.Series(band, dtype="str"),
-            "trend_days": tr["n"],
-            "mk_s": tr["mk_s"],
-            "mk_var_s": tr["mk_var_s"],
-            "mk_z": tr["mk_z"],
-            "mk_p": tr["mk_p"],
-            "kendall_tau": tr["kendall_tau"],
-            "slope_per_week": tr["sen_slope"] * 7.0,
-            "slope_ci_low": tr["sen_ci_low"] * 7.0,
-            "slope_ci_high": tr["sen_ci_high"] * 7.0,
-            "insufficient_data": tr["insufficient_data"],
-            "flare_days": flare_days.astype(np.int64),
-            "flare_episodes": flare_episodes.astype(np.int64),
-            "reported_flare_days": g.flare_reported[pat],
-            "time_to_response_days": pd.array(to_resp, dtype="Int64"),
-            "time_to_recovery_days": pd.array(to_rec, dtype="Int64"),
-        }
-    )
-    out.loc[~known, "responder"] = pd.NA
-    out.loc[to_resp < 0, "time_to_response_days"] = pd.NA
-    out.loc[to_rec < 0, "time_to_recovery_days"] = pd.NA
-    return checked(out, PainSummary, "pain_summary output")
+    return _first_per_key(g.key, run, g.t, g.length.size)

@@ -10,8 +10,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from backcare_analytics.metrics import _grid as g
-from backcare_analytics.metrics.adherence import AdherencePolicy, _patients_index
+from backcare_analytics.metrics import grid as g
+from backcare_analytics.metrics.adherence import AdherencePolicy
 from backcare_analytics.metrics.params import Window
 from backcare_analytics.schemas.clean import Sessions
 from backcare_analytics.schemas.results.adherence import GapHistogram, Persistence
@@ -31,7 +31,7 @@ def _gaps(
     ``patient``, ``first`` (first day without a log), ``length`` (days), in patient then day
     order; plus per patient ``logged`` (distinct days), ``first_log`` and ``last_log``.
     """
-    pids, start = _patients_index(patients)
+    pids, start = g.patients_index(patients)
     n_pat = len(pids)
     sp = g.map_codes(sessions[Sessions.patient_id], pids)
     sd = g.days(sessions[Sessions.day])

@@ -12,10 +12,12 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from backcare_analytics.errors import InputDataError
-from backcare_analytics.metrics._output import checked, text_from_codes
+from backcare_analytics.metrics import grid
+from backcare_analytics.metrics.grid import checked, text_from_codes
+from backcare_analytics.metrics.pain import PainPolicy
 from backcare_analytics.metrics.params import Window
-from backcare_analytics.protocol import Protocol, load_protocol
+from backcare_analytics.metrics.steps import StrengthRows, best_daily, build_pain_grid, flare_cells
+from backcare_analytics.protocol import ProgressionRule, Protocol, load_protocol
 from backcare_analytics.schemas.clean import Pain, Sessions
 from backcare_analytics.schemas.results.progression import (
     CapacityDaily,
@@ -27,159 +29,6 @@ from backcare_analytics.schemas.results.progression import (
 __all__ = ["capacity_daily", "capacity_weekly", "progression_events", "progression_flags"]
 
 _KEYS = ["patient_id", "exercise_id", "variant"]
-
-
-def _day_numbers(values: pd.Series | np.ndarray) -> np.ndarray:
-    return np.asarray(values, dtype="datetime64[us]").astype("datetime64[D]").astype(np.int64)
-
-
-def _to_days(numbers: np.ndarray) -> np.ndarray:
-    return np.asarray(numbers, dtype=np.int64).astype("datetime64[D]").astype("datetime64[us]")
-
-
-class _Coded:
-    """Strength rows of a sessions frame as integer codes (strings are factorised once and only
-    the output rows are turned back into strings)."""
-
-    def __init__(
-        self,
-        sessions: pd.DataFrame,
-        protocol: Protocol,
-        window: Window | None,
-        all_patients: bool = True,
-    ) -> None:
-        need = [Sessions.patient_id, Sessions.day, Sessions.exercise_id, Sessions.sets,
-                Sessions.reps, Sessions.hold_s, Sessions.level, Sessions.variant]  # fmt: skip
-        missing = [c for c in need if c not in sessions.columns]
-        if missing:
-            raise InputDataError(
-                f"sessions frame: missing column(s) {missing}; fix: pass the clean sessions table"
-            )
-        self.ex_names = [ex.id for ex in protocol.exercises if ex.is_strength]
-        self.ex_sorted_rank = np.argsort(np.argsort(np.array(self.ex_names, dtype=object)))
-        ecode, euni = pd.factorize(sessions[Sessions.exercise_id])
-        emap = np.array([self.ex_names.index(u) if u in self.ex_names else -1 for u in euni] + [-1])
-        e = emap[ecode]  # code -1 (missing) indexes the trailing -1
-        keep = e >= 0
-        if window is not None:
-            keep &= window.contains(sessions[Sessions.day]).to_numpy()
-        self.rows = np.flatnonzero(keep)
-        self.ex = e[self.rows]
-        # Only the strength rows are converted and factorised (a third of a typical table).
-        self.day = _day_numbers(sessions[Sessions.day].to_numpy()[self.rows])
-        self._frame = sessions
-        if all_patients:  # every patient with a session (codes of all rows in pcode_all)
-            pcode, puni = pd.factorize(sessions[Sessions.patient_id])
-            self.pcode_all = pcode
-            self._pcode = pcode[self.rows]
-        else:  # only patients with strength rows: a third of the strings to hash
-            self.pcode_all = None
-            self._pcode, puni = pd.factorize(sessions[Sessions.patient_id].array.take(self.rows))
-        self._pnames = np.asarray(puni, dtype=object)
-        ranks = np.argsort(np.argsort(self._pnames)) if self._pnames.size else np.zeros(0, int)
-        self.prank = ranks[self._pcode] if self.rows.size else np.zeros(0, dtype=np.int64)
-        vcode, vuni = pd.factorize(sessions[Sessions.variant].array.take(self.rows))
-        lcode, luni = pd.factorize(sessions[Sessions.level].array.take(self.rows))
-        self.vcode, self.variants = vcode, [str(v) for v in vuni]
-        self.lcode, self.levels = lcode, [str(v) for v in luni]
-
-    def col(self, name: str) -> np.ndarray:
-        taken = self._frame[name].array.take(self.rows)
-        return taken.to_numpy(dtype=np.float64, na_value=np.nan)
-
-    def variant_code(self, name: str | None) -> int:
-        if name is None:
-            return -1
-        if name not in self.variants:
-            self.variants.append(name)
-        return self.variants.index(name)
-
-    def level_code(self, name: str | None) -> int:
-        if name is None:
-            return -1
-        if name not in self.levels:
-            self.levels.append(name)
-        return self.levels.index(name)
-
-    def sorted_variant_rank(self, vcode: np.ndarray) -> np.ndarray:
-        ranks = np.argsort(np.argsort(np.array(self.variants, dtype=object)))
-        return np.where(vcode >= 0, ranks[np.maximum(vcode, 0)] if ranks.size else 0, len(ranks))
-
-    def patient_names(self, pick: np.ndarray) -> pd.Series:
-        return text_from_codes(self._pcode[pick], list(self._pnames))
-
-    @staticmethod
-    def names(uniques: list[str], codes: np.ndarray) -> pd.Series:
-        return text_from_codes(codes, uniques)
-
-
-def _coded(
-    sessions: pd.DataFrame, protocol: Protocol, window: Window | None, all_patients: bool = True
-) -> _Coded:
-    return _Coded(sessions, protocol, window, all_patients)
-
-
-def _best_daily(sessions: pd.DataFrame, protocol: Protocol, window: Window | None) -> dict:
-    """The day's best row per patient x strength exercise x variant, as arrays (see
-    :func:`capacity_daily`); ``pick`` indexes the coded strength rows."""
-    c = _coded(sessions, protocol, window, all_patients=False)
-    rows, e, by_id = c.rows, c.ex, protocol.by_id
-    vcode, lcode = c.vcode.copy(), c.lcode.copy()
-    rank = np.full(rows.size, np.nan)
-    hold_ex = np.zeros(rows.size, dtype=bool)
-    for k, ex_id in enumerate(c.ex_names):
-        ex = by_id[ex_id]
-        m = e == k
-        if not m.any():
-            continue
-        if ex.variants:
-            vcode[m & (vcode < 0)] = c.variant_code(ex.default_variant)
-        else:
-            vcode[m] = -1
-        if ex.ladder:
-            lcode[m & (lcode < 0)] = c.level_code(ex.default_level)
-            table = np.array([ex.ladder.index(lv) if lv in ex.ladder else np.nan
-                              for lv in c.levels], dtype=np.float64)  # fmt: skip
-            lc = lcode[m]
-            rank[m] = np.where(lc >= 0, table[np.maximum(lc, 0)] if table.size else np.nan, np.nan)
-        else:
-            lcode[m] = -1
-        hold_ex[m] = ex.dose.hold_s is not None
-    sets = c.col(Sessions.sets)
-    reps = np.where(np.isnan(sets), 1.0, sets) * c.col(Sessions.reps)
-    hold = c.col(Sessions.hold_s)
-    cap = np.where(hold_ex, reps * hold, np.nan)
-    score = np.where(
-        ~np.isnan(rank),
-        rank * 1e4 + np.nan_to_num(reps, nan=-1.0),
-        np.where(np.isnan(cap), np.nan_to_num(reps, nan=-1.0) - 1e9, cap),
-    )
-    # Sort keys in the output order: patient, exercise, variant (missing last), day.
-    vrank = c.sorted_variant_rank(vcode)
-    key = (c.prank * len(c.ex_names) + c.ex_sorted_rank[e]) * (len(c.variants) + 1) + vrank
-    # One stable sort on a single (key, day) integer (rows usually come nearly in that order,
-    # which a stable sort exploits), then the best score of each run: the last of the rows with
-    # the run's highest score, as a three-key lexsort on (key, day, score) would pick.
-    if key.size:
-        d0 = int(c.day.min())
-        kd = key.astype(np.int64) * (int(c.day.max()) - d0 + 1) + (c.day - d0)
-        order = np.argsort(kd, kind="stable")
-        kd = kd[order]
-        last = np.r_[kd[1:] != kd[:-1], True]
-        ends = np.flatnonzero(last)
-        starts = np.r_[0, ends[:-1] + 1]
-        sc = score[order]
-        best = np.maximum.reduceat(sc, starts)
-        run = np.repeat(np.arange(ends.size), np.diff(np.r_[starts, sc.size]))
-        at = np.flatnonzero(sc == best[run])  # every run has at least one
-        ra = run[at]
-        pick = order[at[np.r_[ra[1:] != ra[:-1], True]]]  # the last best row of each run
-        n_rows = np.diff(np.r_[-1, ends])
-    else:
-        pick = np.zeros(0, dtype=np.intp)
-        n_rows = np.zeros(0, dtype=np.int64)
-    return {"c": c, "pick": pick, "ex": e, "vcode": vcode, "lcode": lcode, "rank": rank,
-            "reps": reps, "hold": hold, "cap": cap, "n_rows": n_rows}  # fmt: skip
 
 
 def capacity_daily(
@@ -229,33 +78,23 @@ def capacity_daily(
     ' exercise_id  sessions   level  reps  capacity_s\\n      bridge         2     NaN     5        50.0\\nmini_push_up         1 counter     8         NaN'
     """
     protocol = protocol or load_protocol()
-    b = _best_daily(sessions, protocol, window)
-    c, pick, e, vcode, lcode = b["c"], b["pick"], b["ex"], b["vcode"], b["lcode"]
-    rank, reps, hold, cap, n_rows = b["rank"], b["reps"], b["hold"], b["cap"], b["n_rows"]
+    b = best_daily(sessions, protocol, window)
+    c, pick = b.rows, b.pick
     out = pd.DataFrame(
         {
             "patient_id": c.patient_names(pick),
-            "exercise_id": text_from_codes(e[pick], c.ex_names),
-            "variant": c.names(c.variants, vcode[pick]),
-            "day": _to_days(c.day[pick]),
-            "sessions": n_rows.astype(np.int64),
-            "level": c.names(c.levels, lcode[pick]),
-            "level_rank": pd.array(rank[pick], dtype="Float64").astype("Int64"),
-            "reps": pd.array(reps[pick], dtype="Float64").round().astype("Int64"),
-            "hold_s": hold[pick],
-            "capacity_s": cap[pick],
+            "exercise_id": text_from_codes(b.ex[pick], c.ex_names),
+            "variant": c.names(c.variants, b.vcode[pick]),
+            "day": grid.as_days(c.day[pick]),
+            "sessions": b.n_rows.astype(np.int64),
+            "level": c.names(c.levels, b.lcode[pick]),
+            "level_rank": pd.array(b.rank[pick], dtype="Float64").astype("Int64"),
+            "reps": pd.array(b.reps[pick], dtype="Float64").round().astype("Int64"),
+            "hold_s": b.hold[pick],
+            "capacity_s": b.cap[pick],
         }
     )
     return checked(out.reset_index(drop=True), CapacityDaily, "capacity_daily output")
-
-
-def _iso_labels(mondays: np.ndarray) -> np.ndarray:
-    uniq, inv = np.unique(mondays, return_inverse=True)
-    labels = np.array(
-        [f"{d.isocalendar()[0]}-W{d.isocalendar()[1]:02d}" for d in _to_days(uniq).astype(object)],
-        dtype=object,
-    )
-    return labels[inv]
 
 
 def capacity_weekly(capacity_daily: pd.DataFrame) -> pd.DataFrame:
@@ -290,22 +129,60 @@ def capacity_weekly(capacity_daily: pd.DataFrame) -> pd.DataFrame:
     '    week  days  reps  capacity_s\\n2026-W02     3   4.0        60.0'
     """
     daily = capacity_daily
-    day = _day_numbers(daily["day"])
-    monday = day - ((day + 3) % 7)  # 1970-01-01 was a Thursday
-    rank = daily["level_rank"].to_numpy(dtype=np.float64, na_value=np.nan)
+    key, names, (n_e, n_v, n_w, m0) = _week_keys(daily)
+    lcode, luni = pd.factorize(daily["level"])
+    agg = _weekly_medians(daily, key, lcode)
+    k = agg["key"].to_numpy(dtype=np.int64).copy()  # read-only under copy-on-write
+    mon = m0 + 7 * (k % n_w)
+    k //= n_w
+    vv = k % n_v
+    k //= n_v
+    lnames = np.asarray([*luni, None], dtype=object)
+    lv = agg["level"].to_numpy()
+    out = pd.DataFrame(
+        {
+            "patient_id": text_from_codes(k // n_e, list(names["patient_id"])),
+            "exercise_id": text_from_codes(k % n_e, list(names["exercise_id"])),
+            "variant": text_from_codes(vv, list(names["variant"])),
+            "week": grid.iso_week_labels(mon),
+            "week_start": grid.as_days(mon),
+            "days": agg["days"].astype(np.int64),
+            "level": pd.Series(lnames[np.where(lv < 0, len(luni), lv)], dtype="str"),
+            "level_rank": pd.array(agg["rank"].to_numpy(), dtype="Float64").astype("Int64"),
+            "reps": agg["reps"].astype(np.float64),
+            "hold_s": agg["hold_s"].astype(np.float64),
+            "capacity_s": agg["capacity_s"].astype(np.float64),
+        }
+    )
+    return checked(out, CapacityWeekly, "capacity_weekly output")
+
+
+def _week_keys(
+    daily: pd.DataFrame,
+) -> tuple[np.ndarray, dict[str, np.ndarray], tuple[int, int, int, int]]:
+    """One integer key per daily row, (patient, exercise, variant, week) in that sort order
+    (names sorted, missing last), the names of each key part, and the key's radices and first
+    Monday (exercises, variants, weeks, Monday of week 0)."""
+    monday = grid.monday(grid.days(daily["day"]))
     codes, names = {}, {}
     for col in _KEYS:  # integer keys, missing last, in the order of the sorted names
         cc, uu = pd.factorize(daily[col], sort=True)
         codes[col] = np.where(cc < 0, len(uu), cc)
         names[col] = np.asarray([*uu, None], dtype=object)
-    lcode, luni = pd.factorize(daily["level"])
-    # One integer key (patient, exercise, variant, week) in that sort order: a one-key groupby.
+    # One integer key in the output's sort order: a one-key groupby.
     m0 = int(monday.min()) if monday.size else 0
     n_w = (int(monday.max()) - m0) // 7 + 1 if monday.size else 1
     n_v = len(names["variant"])
     n_e = len(names["exercise_id"])
     key = ((codes["patient_id"].astype(np.int64) * n_e + codes["exercise_id"]) * n_v
            + codes["variant"]) * n_w + (monday - m0) // 7  # fmt: skip
+    return key, names, (n_e, n_v, n_w, m0)
+
+
+def _weekly_medians(daily: pd.DataFrame, key: np.ndarray, lcode: np.ndarray) -> pd.DataFrame:
+    """Per key (sorted): the week's highest rung, the medians of reps, hold and capacity over
+    the days at it, its level code, and the days with a session."""
+    rank = daily["level_rank"].to_numpy(dtype=np.float64, na_value=np.nan)
     f = pd.DataFrame(
         {
             "key": key,
@@ -316,44 +193,18 @@ def capacity_weekly(capacity_daily: pd.DataFrame) -> pd.DataFrame:
             "level": lcode,
         }
     )
-    keys = ["key"]
-    g = f.groupby(keys, sort=True)
+    g = f.groupby(["key"], sort=True)
     days = g.size()
     top = g["rank"].transform("max").to_numpy()
     at_top = np.isnan(top) | (rank == top)
     agg = (
         f[at_top]
-        .groupby(keys, sort=True)
+        .groupby(["key"], sort=True)
         .agg(rank=("rank", "max"), reps=("reps", "median"), hold_s=("hold_s", "median"),
              capacity_s=("capacity_s", "median"), level=("level", "max"))
     )  # fmt: skip
     agg["days"] = days.reindex(agg.index).to_numpy()
-    agg = agg.reset_index()
-    k = agg["key"].to_numpy(dtype=np.int64).copy()  # read-only under copy-on-write
-    mon = m0 + 7 * (k % n_w)
-    k //= n_w
-    agg["v"] = k % n_v
-    k //= n_v
-    agg["e"] = k % n_e
-    agg["p"] = k // n_e
-    lnames = np.asarray([*luni, None], dtype=object)
-    lv = agg["level"].to_numpy()
-    out = pd.DataFrame(
-        {
-            "patient_id": text_from_codes(agg["p"].to_numpy(), list(names["patient_id"])),
-            "exercise_id": text_from_codes(agg["e"].to_numpy(), list(names["exercise_id"])),
-            "variant": text_from_codes(agg["v"].to_numpy(), list(names["variant"])),
-            "week": pd.Series(_iso_labels(mon), dtype="str"),
-            "week_start": _to_days(mon),
-            "days": agg["days"].astype(np.int64),
-            "level": pd.Series(lnames[np.where(lv < 0, len(luni), lv)], dtype="str"),
-            "level_rank": pd.array(agg["rank"].to_numpy(), dtype="Float64").astype("Int64"),
-            "reps": agg["reps"].astype(np.float64),
-            "hold_s": agg["hold_s"].astype(np.float64),
-            "capacity_s": agg["capacity_s"].astype(np.float64),
-        }
-    )
-    return checked(out, CapacityWeekly, "capacity_weekly output")
+    return agg.reset_index()
 
 
 def progression_events(
@@ -397,6 +248,14 @@ def progression_events(
     rule = protocol.rules.progression
     dcol = "week_start" if "week_start" in capacity.columns else "day"
     c = capacity.sort_values([*_KEYS, dcol], kind="stable").reset_index(drop=True)
+    out = _event_rows(c, dcol, _changes(c, rule))
+    out = out.sort_values(["patient_id", "exercise_id", "variant", "day", "event"], kind="stable")
+    return checked(out.reset_index(drop=True), ProgressionEvents, "progression_events output")
+
+
+def _changes(c: pd.DataFrame, rule: ProgressionRule) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """(event, rows where it happens, the values compared) for each kind of change between
+    consecutive rows of the same patient, exercise and variant of a sorted capacity frame."""
     same = (
         (c["patient_id"] == c["patient_id"].shift())
         & (c["exercise_id"] == c["exercise_id"].shift())
@@ -405,17 +264,11 @@ def progression_events(
     rank = c["level_rank"].to_numpy(dtype=np.float64, na_value=np.nan)
     reps = c["reps"].to_numpy(dtype=np.float64, na_value=np.nan)
     hold = c["hold_s"].to_numpy(dtype=np.float64, na_value=np.nan)
-
-    def prev(a: np.ndarray) -> np.ndarray:
-        return np.r_[np.nan, a[:-1]]
-
-    d_rank = rank - prev(rank)
-    d_reps = reps - prev(reps)
-    d_hold = hold - prev(hold)
+    d_rank, d_reps, d_hold = (np.diff(a, prepend=np.nan) for a in (rank, reps, hold))
     level_change = same & ~np.isnan(d_rank) & (d_rank != 0)
     same_level = same & ~level_change
-    eps = 1e-9
-    specs = [
+    eps = grid.EPS
+    return [
         ("level_up", level_change & (d_rank > 0), rank),
         ("level_down", level_change & (d_rank < 0), rank),
         ("reps_up", same_level & (d_reps >= rule.reps_step - eps), reps),
@@ -423,10 +276,17 @@ def progression_events(
         ("hold_up", same_level & (d_hold >= rule.hold_step_s - eps), hold),
         ("hold_down", same_level & (d_hold <= -rule.hold_step_s + eps), hold),
     ]
+
+
+def _event_rows(
+    c: pd.DataFrame, dcol: str, changes: list[tuple[str, np.ndarray, np.ndarray]]
+) -> pd.DataFrame:
+    """One row per change: keys, day and previous day, event, values and levels before and
+    after (typed as :class:`ProgressionEvents`, unsorted)."""
     day = c[dcol].to_numpy(dtype="datetime64[us]")
     lvl = c["level"].astype("str")
     parts = []
-    for name, mask, values in specs:
+    for name, mask, values in changes:
         idx = np.flatnonzero(mask)
         parts.append(
             pd.DataFrame(
@@ -451,8 +311,7 @@ def progression_events(
         out[col] = out[col].astype("datetime64[us]")
     for col in ("before", "after"):
         out[col] = out[col].astype(np.float64)
-    out = out.sort_values(["patient_id", "exercise_id", "variant", "day", "event"], kind="stable")
-    return checked(out.reset_index(drop=True), ProgressionEvents, "progression_events output")
+    return out
 
 
 def _doses_on(s: pd.DataFrame, prescriptions: pd.DataFrame) -> tuple[np.ndarray, ...]:
@@ -550,128 +409,164 @@ def progression_flags(
     """
     protocol = protocol or load_protocol()
     prog, reg = protocol.rules.progression, protocol.rules.regression
-    ratio = protocol.rules.dose_met_ratio
-    c = _coded(sessions, protocol, None)
-    n_ex = len(c.ex_names)
-    pnames = c._pnames
-    n_pat = pnames.size
-    # As of: the window's end, else each patient's last session day (any exercise).
-    if window is not None:
-        as_of = np.full(n_pat, int(_day_numbers(np.array([window.end.to_datetime64()]))[0]))
-    else:
-        as_of = np.full(n_pat, np.iinfo(np.int64).min)
-        np.maximum.at(as_of, c.pcode_all, _day_numbers(sessions[Sessions.day]))
-    p, e, day = c._pcode, c.ex, c.day
-    key = p * n_ex + e
-    n_keys = n_pat * n_ex
-    end = as_of[p]
-    in_prog = (day <= end) & (day > end - prog.window_days)
-    in_reg = (day <= end) & (day > end - reg.window_days)
+    c = StrengthRows(sessions, protocol, None)
+    n_keys = c.pnames.size * len(c.ex_names)
+    as_of = _as_of_days(c, sessions, window)
+    key = c.pcode * len(c.ex_names) + c.ex
+    end = as_of[c.pcode]
+    in_prog = (c.day <= end) & (c.day > end - prog.window_days)
+    in_reg = (c.day <= end) & (c.day > end - reg.window_days)
     before, after = c.col(Sessions.pain_before), c.col(Sessions.pain_after)
     over = after > prog.max_pain_after
     bad = (after >= reg.pain_after_at_least) | (after - before >= reg.pain_increase_at_least)
-
-    def distinct_days(k: np.ndarray, d: np.ndarray) -> np.ndarray:
-        if k.size == 0:
-            return np.zeros(n_keys, dtype=np.int64)
-        u = np.unique(k * 100_000_000 + (d - d.min()))
-        return np.bincount(u // 100_000_000, minlength=n_keys).astype(np.int64)
-
     if adherence_daily is not None:
-        # Cheap filters first (met, strength exercise, the span of every patient's window),
-        # so patient ids are looked up only for the few rows left.
-        aday_all = _day_numbers(adherence_daily["day"])
-        lo = (as_of.min() - prog.window_days) if n_pat else 0
-        hi = as_of.max() if n_pat else -1
-        keep = adherence_daily["met"].to_numpy(dtype=bool) & (aday_all > lo) & (aday_all <= hi)
-        keep &= adherence_daily["exercise_id"].isin(c.ex_names).to_numpy()
-        a = adherence_daily[keep]
-        ap = pd.Index(pnames).get_indexer(a["patient_id"])
-        ae = pd.Index(c.ex_names).get_indexer(a["exercise_id"])
-        aday = _day_numbers(a["day"])
-        ok = (ap >= 0) & (ae >= 0)
-        ok &= (aday <= as_of[np.maximum(ap, 0)]) & (
-            aday > as_of[np.maximum(ap, 0)] - prog.window_days
-        )
-        days_met = distinct_days((ap * n_ex + ae)[ok], aday[ok])
+        days_met = _days_met_from_adherence(adherence_daily, c, as_of, prog.window_days)
     else:
-        if prescriptions is not None:
-            sub = sessions.iloc[c.rows]
-            rx_sets, rx_reps, rx_hold = _doses_on(sub, prescriptions)
-        else:
-            dose = protocol.dose_table().set_index("exercise_id").loc[c.ex_names]
-            rx_sets = dose["sets"].to_numpy(dtype=np.float64, na_value=np.nan)[e]
-            rx_reps = dose["reps"].to_numpy(dtype=np.float64, na_value=np.nan)[e]
-            rx_hold = dose["hold_s"].to_numpy(dtype=np.float64, na_value=np.nan)[e]
-        sets = c.col(Sessions.sets)
-        reps = np.where(np.isnan(sets), 1.0, sets) * c.col(Sessions.reps)
-        hold = c.col(Sessions.hold_s)
-        met = (reps >= ratio * rx_sets * rx_reps - 1e-9) & (
-            np.isnan(rx_hold) | np.isnan(hold) | (hold >= ratio * rx_hold - 1e-9)
-        )
-        days_met = distinct_days(key[met & in_prog], day[met & in_prog])
-
+        met = _dose_met_rows(sessions, c, prescriptions, protocol) & in_prog
+        days_met = _distinct_days(key[met], c.day[met], n_keys)
     n_sessions = np.bincount(key[in_prog], minlength=n_keys)
     n_over = np.bincount(key[in_prog & over], minlength=n_keys)
     n_bad = np.bincount(key[in_reg & bad], minlength=n_keys)
-
-    flare = pd.array(np.zeros(n_keys, dtype=bool), dtype="boolean")
-    flare[:] = pd.NA
-    if pain is not None:
-        from backcare_analytics.metrics.pain import PainPolicy, _build_grid, _flares
-
-        g = _build_grid(pain, None, None)
-        _, _, fl, _ = _flares(g, PainPolicy())
-        obs = (g.key % 2 == 0) & ~np.isnan(g.value)  # back pain diary days
-        gp = pd.Index(pnames).get_indexer(g.ids)[g.key[obs] // 2]
-        gday = (g.first[g.key] + g.t)[obs]
-        gfl = fl[obs]
-        rep = pain[Pain.flare].to_numpy(dtype=np.float64, na_value=np.nan) == 1.0
-        rp = pd.Index(pnames).get_indexer(pain[Pain.patient_id])[rep]
-        rday = _day_numbers(pain[Pain.day])[rep]
-        fp = np.r_[gp, rp]
-        fday = np.r_[gday, rday]
-        fflag = np.r_[gfl, np.ones(rp.size, dtype=bool)]
-        ok = fp >= 0
-        fend = as_of[np.maximum(fp, 0)]
-        ok &= (fday <= fend) & (fday > fend - prog.flare_free_days)
-        seen = np.bincount(fp[ok], minlength=n_pat) > 0
-        any_flare = np.bincount(fp[ok & fflag], minlength=n_pat) > 0
-        per_key_seen = np.repeat(seen, n_ex)
-        flare = pd.array(np.repeat(any_flare, n_ex), dtype="boolean")
-        flare[~per_key_seen] = pd.NA
-
+    flare = _flare_in_window(pain, c, as_of, prog.flare_free_days)
     ready = pd.array(
         (days_met >= prog.dose_met_days) & (n_over == 0) & (n_sessions > 0), dtype="boolean"
     )
     ready = ready & ~flare  # Kleene: missing flare knowledge leaves a would-be True missing
+    out = _patient_exercise_frame(
+        c,
+        {
+            "as_of": grid.as_days(np.repeat(as_of, len(c.ex_names))),
+            "days_met": days_met,
+            "sessions": n_sessions.astype(np.int64),
+            "sessions_over_pain": n_over.astype(np.int64),
+            "flare_in_window": flare,
+            "ready_to_progress": ready,
+            "regression_sessions": n_bad.astype(np.int64),
+            "consider_regression": n_bad >= reg.sessions,
+        },
+    )
+    return checked(out, ProgressionFlags, "progression_flags output")
+
+
+def _as_of_days(c: StrengthRows, sessions: pd.DataFrame, window: Window | None) -> np.ndarray:
+    """The day the flags are for, per patient: the window's end, else the patient's last
+    session day (any exercise)."""
+    n_pat = c.pnames.size
+    if window is not None:
+        return np.full(n_pat, grid.day_number(window.end))
+    as_of = np.full(n_pat, np.iinfo(np.int64).min)
+    np.maximum.at(as_of, c.pcode_all, grid.days(sessions[Sessions.day]))
+    return as_of
+
+
+def _distinct_days(key: np.ndarray, day: np.ndarray, n_keys: int) -> np.ndarray:
+    """The number of distinct days of each key (keys below ``n_keys``; days span < 10^8)."""
+    if key.size == 0:
+        return np.zeros(n_keys, dtype=np.int64)
+    u = np.unique(key * 100_000_000 + (day - day.min()))
+    return np.bincount(u // 100_000_000, minlength=n_keys).astype(np.int64)
+
+
+def _days_met_from_adherence(
+    adherence_daily: pd.DataFrame, c: StrengthRows, as_of: np.ndarray, window_days: int
+) -> np.ndarray:
+    """Per patient x strength exercise: days with the dose met (``adherence_daily.met``) in
+    the ``window_days`` days up to the patient's as-of day."""
+    n_pat, n_ex = c.pnames.size, len(c.ex_names)
+    # Cheap filters first (met, strength exercise, the span of every patient's window),
+    # so patient ids are looked up only for the few rows left.
+    aday_all = grid.days(adherence_daily["day"])
+    lo = (as_of.min() - window_days) if n_pat else 0
+    hi = as_of.max() if n_pat else -1
+    keep = adherence_daily["met"].to_numpy(dtype=bool) & (aday_all > lo) & (aday_all <= hi)
+    keep &= adherence_daily["exercise_id"].isin(c.ex_names).to_numpy()
+    a = adherence_daily[keep]
+    ap = pd.Index(c.pnames).get_indexer(a["patient_id"])
+    ae = pd.Index(c.ex_names).get_indexer(a["exercise_id"])
+    aday = grid.days(a["day"])
+    ok = (ap >= 0) & (ae >= 0)
+    ok &= (aday <= as_of[np.maximum(ap, 0)]) & (aday > as_of[np.maximum(ap, 0)] - window_days)
+    return _distinct_days((ap * n_ex + ae)[ok], aday[ok], n_pat * n_ex)
+
+
+def _dose_met_rows(
+    sessions: pd.DataFrame,
+    c: StrengthRows,
+    prescriptions: pd.DataFrame | None,
+    protocol: Protocol,
+) -> np.ndarray:
+    """Per strength row: whether it meets the prescribed dose in force that day (the minimal
+    check of :func:`progression_flags`; the protocol's doses without prescriptions)."""
+    ratio = protocol.rules.dose_met_ratio
+    if prescriptions is not None:
+        rx_sets, rx_reps, rx_hold = _doses_on(sessions.iloc[c.rows], prescriptions)
+    else:
+        dose = protocol.dose_table().set_index("exercise_id").loc[c.ex_names]
+        rx_sets, rx_reps, rx_hold = (
+            dose[col].to_numpy(dtype=np.float64, na_value=np.nan)[c.ex]
+            for col in ("sets", "reps", "hold_s")
+        )
+    sets = c.col(Sessions.sets)
+    reps = np.where(np.isnan(sets), 1.0, sets) * c.col(Sessions.reps)
+    hold = c.col(Sessions.hold_s)
+    return (reps >= ratio * rx_sets * rx_reps - grid.EPS) & (
+        np.isnan(rx_hold) | np.isnan(hold) | (hold >= ratio * rx_hold - grid.EPS)
+    )
+
+
+def _flare_in_window(
+    pain: pd.DataFrame | None, c: StrengthRows, as_of: np.ndarray, flare_free_days: int
+) -> pd.arrays.BooleanArray:
+    """Per patient x strength exercise: a back-pain flare day or a diary-reported flare in the
+    ``flare_free_days`` days up to the as-of day; missing without diary days in them."""
+    n_pat, n_ex = c.pnames.size, len(c.ex_names)
+    flare = pd.array(np.zeros(n_pat * n_ex, dtype=bool), dtype="boolean")
+    flare[:] = pd.NA
+    if pain is None:
+        return flare
+    pnames = pd.Index(c.pnames)
+    g = build_pain_grid(pain, None, None)
+    policy = PainPolicy()
+    _, _, fl, _ = flare_cells(g, baseline_days=policy.flare_baseline_days,
+                              min_days=policy.flare_min_days, points=policy.flare_points)  # fmt: skip
+    obs = (g.key % 2 == 0) & ~np.isnan(g.value)  # back pain diary days
+    rep = pain[Pain.flare].to_numpy(dtype=np.float64, na_value=np.nan) == 1.0
+    rp = pnames.get_indexer(pain[Pain.patient_id])[rep]
+    fp = np.r_[pnames.get_indexer(g.ids)[g.key[obs] // 2], rp]
+    fday = np.r_[(g.first[g.key] + g.t)[obs], grid.days(pain[Pain.day])[rep]]
+    fflag = np.r_[fl[obs], np.ones(rp.size, dtype=bool)]
+    ok = fp >= 0
+    fend = as_of[np.maximum(fp, 0)]
+    ok &= (fday <= fend) & (fday > fend - flare_free_days)
+    seen = np.bincount(fp[ok], minlength=n_pat) > 0
+    any_flare = np.bincount(fp[ok & fflag], minlength=n_pat) > 0
+    flare = pd.array(np.repeat(any_flare, n_ex), dtype="boolean")
+    flare[~np.repeat(seen, n_ex)] = pd.NA
+    return flare
+
+
+def _patient_exercise_frame(c: StrengthRows, columns: dict[str, object]) -> pd.DataFrame:
+    """A frame of one row per patient x strength exercise (``patient_id, exercise_id`` then
+    ``columns``, given in patient-code x exercise order), sorted by patient id then the
+    protocol's exercise order."""
+    pnames, n_ex = c.pnames, len(c.ex_names)
+    n_pat = pnames.size
     order = (
         np.argsort(
             np.repeat(np.argsort(np.argsort(pnames)), n_ex) * n_ex
             + np.tile(np.arange(n_ex), n_pat),
             kind="stable",
         )
-        if n_keys
+        if n_pat * n_ex
         else np.zeros(0, int)
     )
-    out = (
-        pd.DataFrame(
-            {
-                "patient_id": pd.Series(np.repeat(pnames, n_ex), dtype="str"),
-                "exercise_id": pd.Series(
-                    np.tile(np.asarray(c.ex_names, dtype=object), n_pat), dtype="str"
-                ),
-                "as_of": _to_days(np.repeat(as_of, n_ex)),
-                "days_met": days_met,
-                "sessions": n_sessions.astype(np.int64),
-                "sessions_over_pain": n_over.astype(np.int64),
-                "flare_in_window": flare,
-                "ready_to_progress": ready,
-                "regression_sessions": n_bad.astype(np.int64),
-                "consider_regression": n_bad >= reg.sessions,
-            }
-        )
-        .iloc[order]
-        .reset_index(drop=True)
+    out = pd.DataFrame(
+        {
+            "patient_id": pd.Series(np.repeat(pnames, n_ex), dtype="str"),
+            "exercise_id": pd.Series(
+                np.tile(np.asarray(c.ex_names, dtype=object), n_pat), dtype="str"
+            ),
+            **columns,
+        }
     )
-    return checked(out, ProgressionFlags, "progression_flags output")
+    return out.iloc[order].reset_index(drop=True)

@@ -13,8 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from backcare_analytics.metrics import _grid as g
-from backcare_analytics.metrics.adherence import _patients_index
+from backcare_analytics.metrics import grid as g
 from backcare_analytics.metrics.params import Window
 from backcare_analytics.metrics.persistence import gap_runs
 from backcare_analytics.schemas.clean import Pain, Prescriptions, Sessions
@@ -209,7 +208,7 @@ def quality_flags(
     sessions_before_start | 1 session row(s) dated before the programme start (2026-03-02) are not counted.
     """
     policy = policy or QualityPolicy()
-    pids, start = _patients_index(patients)
+    pids, start = g.patients_index(patients)
     n_pat = len(pids)
     sp = g.map_codes(sessions[Sessions.patient_id], pids)
     sd = g.days(sessions[Sessions.day])

@@ -16,7 +16,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from backcare_analytics.metrics import _grid as g
+from backcare_analytics.metrics import grid as g
 from backcare_analytics.metrics.params import Window
 from backcare_analytics.schemas.clean import Pain
 from backcare_analytics.schemas.results.adherence import (
@@ -51,6 +51,7 @@ class _Long:
 
 
 def _sorted_by_key_day(key: np.ndarray, day: np.ndarray) -> bool:
+    """Whether the rows are strictly sorted by (key, day)."""
     if len(key) < 2:
         return True
     dk = np.diff(key)
@@ -60,60 +61,10 @@ def _sorted_by_key_day(key: np.ndarray, day: np.ndarray) -> bool:
 def _long(daily: pd.DataFrame) -> _Long:
     """Codes, arrays and the routine rows of a daily table, without a global sort when the
     table is in the order :func:`adherence_daily` returns it."""
-    pc, pids = g.factorize_sorted(daily[AdherenceDaily.patient_id])
-    ec, exes = g.factorize_sorted(daily[AdherenceDaily.exercise_id])
-    exes = pd.Index([*exes, ROUTINE], dtype="str")
+    pids, exes, pc, key, day, cols = _daily_arrays(daily)
     n_ex, n_pat = len(exes), len(pids)
-    day = g.days(daily[AdherenceDaily.day])
-    key = pc * n_ex + ec
-    cols = {
-        "met": daily[AdherenceDaily.met].to_numpy(dtype=bool),
-        "done": daily[AdherenceDaily.done].to_numpy(dtype=bool),
-        "volume_met": daily[AdherenceDaily.volume_met].to_numpy(dtype=bool),
-        "hold_has": daily[AdherenceDaily.hold_prescribed_s].notna().to_numpy(dtype=bool),
-        "hold_met": daily[AdherenceDaily.hold_met].to_numpy(dtype=bool, na_value=False),
-        "logged": daily[AdherenceDaily.logged].to_numpy(dtype=bool),
-        "ratio": daily[AdherenceDaily.dose_ratio].to_numpy(dtype="float64"),
-        "ratio_raw": daily[AdherenceDaily.dose_ratio_raw].to_numpy(dtype="float64"),
-    }
-    if not _sorted_by_key_day(key, day):
-        order = np.lexsort((day, key))
-        key, day, pc = key[order], day[order], pc[order]
-        cols = {k: v[order] for k, v in cols.items()}
-    # Routine rows: one per (patient, day) present, on a contiguous (patient, day) grid.
-    first = np.full(n_pat + 1, np.iinfo(np.int64).max)
-    last = np.full(n_pat + 1, g.NO_DAY)
-    np.minimum.at(first, pc, day)
-    np.maximum.at(last, pc, day)
-    empty = last[:n_pat] == g.NO_DAY
-    first, last = first[:n_pat], last[:n_pat]
-    first[empty], last[empty] = 0, -1
-    full = g.DayGrid(*g.expand_ranges(first, last), n_pat)
-    fpos = full.locate(pc, day)
-    m = len(full)
-    count = np.bincount(fpos, minlength=m)
-    present = count > 0
-    # Renumber to the present (patient, day) rows only.
-    renum = np.cumsum(present) - 1
-    prow_d = renum[fpos]
-    pgrid = g.DayGrid(full.key[present], full.day[present], n_pat)
-    count = count[present]
+    pgrid, prow_d, routine = _routine_rows(pc, day, cols, n_pat)
     r = len(pgrid)
-
-    def n_true(x: np.ndarray) -> np.ndarray:
-        return np.bincount(prow_d[x], minlength=r)
-
-    hold_n = n_true(cols["hold_has"])
-    routine = {
-        "met": n_true(cols["met"]) == count,
-        "done": n_true(cols["done"]) == count,
-        "volume_met": n_true(cols["volume_met"]) == count,
-        "hold_has": hold_n > 0,
-        "hold_met": (hold_n > 0) & (n_true(cols["hold_met"] & cols["hold_has"]) == hold_n),
-        "logged": n_true(cols["logged"]) > 0,
-        "ratio": np.bincount(prow_d, cols["ratio"], minlength=r) / np.maximum(count, 1),
-        "ratio_raw": np.bincount(prow_d, cols["ratio_raw"], minlength=r) / np.maximum(count, 1),
-    }
     # Merge: each patient's exercise rows, then its routine rows (both already in order).
     n_d = np.bincount(pc, minlength=n_pat)
     n_r = np.bincount(pgrid.key, minlength=n_pat)
@@ -142,6 +93,73 @@ def _long(daily: pd.DataFrame) -> _Long:
     )
 
 
+def _daily_arrays(
+    daily: pd.DataFrame,
+) -> tuple[pd.Index, pd.Index, np.ndarray, np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+    """Patient and exercise ids (the routine last), and per daily row, sorted by (key, day):
+    patient code, key (patient x exercise), day number and the columns the roll-ups read."""
+    pc, pids = g.factorize_sorted(daily[AdherenceDaily.patient_id])
+    ec, exes = g.factorize_sorted(daily[AdherenceDaily.exercise_id])
+    exes = pd.Index([*exes, ROUTINE], dtype="str")
+    day = g.days(daily[AdherenceDaily.day])
+    key = pc * len(exes) + ec
+    cols = {
+        "met": daily[AdherenceDaily.met].to_numpy(dtype=bool),
+        "done": daily[AdherenceDaily.done].to_numpy(dtype=bool),
+        "volume_met": daily[AdherenceDaily.volume_met].to_numpy(dtype=bool),
+        "hold_has": daily[AdherenceDaily.hold_prescribed_s].notna().to_numpy(dtype=bool),
+        "hold_met": daily[AdherenceDaily.hold_met].to_numpy(dtype=bool, na_value=False),
+        "logged": daily[AdherenceDaily.logged].to_numpy(dtype=bool),
+        "ratio": daily[AdherenceDaily.dose_ratio].to_numpy(dtype="float64"),
+        "ratio_raw": daily[AdherenceDaily.dose_ratio_raw].to_numpy(dtype="float64"),
+    }
+    if not _sorted_by_key_day(key, day):
+        order = np.lexsort((day, key))
+        key, day, pc = key[order], day[order], pc[order]
+        cols = {k: v[order] for k, v in cols.items()}
+    return pids, exes, pc, key, day, cols
+
+
+def _routine_rows(
+    pc: np.ndarray, day: np.ndarray, cols: dict[str, np.ndarray], n_pat: int
+) -> tuple[g.DayGrid, np.ndarray, dict[str, np.ndarray]]:
+    """The routine: one row per (patient, day) present (a grid of them), each daily row's
+    routine row, and the routine's columns (met when every exercise is met, and so on)."""
+    # Routine rows: one per (patient, day) present, on a contiguous (patient, day) grid.
+    first = np.full(n_pat + 1, np.iinfo(np.int64).max)
+    last = np.full(n_pat + 1, g.NO_DAY)
+    np.minimum.at(first, pc, day)
+    np.maximum.at(last, pc, day)
+    empty = last[:n_pat] == g.NO_DAY
+    first, last = first[:n_pat], last[:n_pat]
+    first[empty], last[empty] = 0, -1
+    full = g.DayGrid(*g.expand_ranges(first, last), n_pat)
+    fpos = full.locate(pc, day)
+    count = np.bincount(fpos, minlength=len(full))
+    present = count > 0
+    # Renumber to the present (patient, day) rows only.
+    prow_d = (np.cumsum(present) - 1)[fpos]
+    pgrid = g.DayGrid(full.key[present], full.day[present], n_pat)
+    count = count[present]
+    r = len(pgrid)
+
+    def n_true(x: np.ndarray) -> np.ndarray:
+        return np.bincount(prow_d[x], minlength=r)
+
+    hold_n = n_true(cols["hold_has"])
+    routine = {
+        "met": n_true(cols["met"]) == count,
+        "done": n_true(cols["done"]) == count,
+        "volume_met": n_true(cols["volume_met"]) == count,
+        "hold_has": hold_n > 0,
+        "hold_met": (hold_n > 0) & (n_true(cols["hold_met"] & cols["hold_has"]) == hold_n),
+        "logged": n_true(cols["logged"]) > 0,
+        "ratio": np.bincount(prow_d, cols["ratio"], minlength=r) / np.maximum(count, 1),
+        "ratio_raw": np.bincount(prow_d, cols["ratio_raw"], minlength=r) / np.maximum(count, 1),
+    }
+    return pgrid, prow_d, routine
+
+
 def _diary(long: _Long, pain: pd.DataFrame | None) -> np.ndarray:
     """Whether each row of ``long`` is a day with a pain-diary entry."""
     if pain is None or len(long.key) == 0:
@@ -155,6 +173,7 @@ def _diary(long: _Long, pain: pd.DataFrame | None) -> np.ndarray:
 
 
 def _keys(long: _Long, key: np.ndarray) -> dict[str, pd.Series]:
+    """The ``patient_id`` and ``exercise_id`` columns of patient x exercise keys."""
     n_ex = len(long.exes)
     return {
         "patient_id": g.take_str(long.pids, key // n_ex),
@@ -163,64 +182,36 @@ def _keys(long: _Long, key: np.ndarray) -> dict[str, pd.Series]:
 
 
 def _restrict(daily: pd.DataFrame, window: Window | None) -> pd.DataFrame:
+    """The daily rows on the window's days (all rows without a window)."""
     return daily if window is None else daily[window.contains(daily[AdherenceDaily.day])]
 
 
 def _summary(
     long: _Long, diary: np.ndarray, window: Window | None, by: Literal["window", "iso_week"]
 ) -> pd.DataFrame:
+    """One summary row per patient x exercise (routine included) and period (the window, or
+    each ISO week): day counts, PDC, component shares and mean dose ratios."""
     key, day, c = long.key, long.day, long.cols
     if by == "iso_week":
-        monday = day - (day + 3) % 7  # 1970-01-01 was a Thursday
+        monday = g.monday(day)
         group = key * 100_000 + (monday - (int(monday.min()) if len(day) else 0)) // 7
     elif by == "window":
         group = key
     else:
         raise ValueError(f"by must be 'window' or 'iso_week'; received {by!r}")
     starts = g.segment_starts(group)  # rows are sorted by (key, day), so groups are runs
-    ends = g.segment_ends(starts, len(group))
-    gkey = key[starts]
-    k = len(starts)
-
-    def count(x: np.ndarray) -> np.ndarray:
-        return np.add.reduceat(x, starts, dtype=np.int64) if k else np.zeros(0, np.int64)
-
     days = np.diff(np.r_[starts, len(group)]).astype(np.int64)
-    n = {
-        "days": days,
-        "days_logged": count(c["logged"]),
-        "days_diary": count(diary),
-        "days_observed": count(c["logged"] | diary),
-        "days_done": count(c["done"]),
-        "days_met": count(c["met"]),
-        "days_volume_met": count(c["volume_met"]),
-        "days_hold": count(c["hold_has"]),
-        "days_hold_met": count(c["hold_met"] & c["hold_has"]),
-    }
-    first_day, last_day = day[starts], day[ends]
-    if by == "iso_week":
-        start = first_day - (first_day + 3) % 7
-        end = start + 6
-        iso = pd.DatetimeIndex(g.as_days(start)).isocalendar()
-        label = (
-            iso["year"].astype("str") + "-W" + iso["week"].astype("str").str.zfill(2)
-        ).to_numpy()
-    elif window is not None:
-        start = np.full(k, g.day_number(window.start))
-        end = np.full(k, g.day_number(window.end))
-        label = np.full(k, window.label, dtype=object)
-    else:
-        start, end = first_day, last_day
-        label = np.full(k, "all", dtype=object)
+    n = _day_counts(c, diary, starts, days)
+    start, end, label = _periods(day[starts], day[g.segment_ends(starts, len(group))], window, by)
     sums = {
-        name: np.add.reduceat(c[col], starts) if k else np.zeros(0)
+        name: np.add.reduceat(c[col], starts) if len(starts) else np.zeros(0)
         for name, col in (("ratio", "ratio"), ("raw", "ratio_raw"))
     }
     with np.errstate(invalid="ignore", divide="ignore"):
         out = g.frame(
             {
-                **_keys(long, gkey),
-                "period": pd.Series(label, dtype="str"),
+                **_keys(long, key[starts]),
+                "period": label,
                 "period_start": g.as_days(start),
                 "period_end": g.as_days(end),
                 **n,
@@ -241,7 +232,49 @@ def _summary(
     return g.checked(out, AdherenceSummary, "adherence_summary output")
 
 
+def _day_counts(
+    c: dict[str, np.ndarray], diary: np.ndarray, starts: np.ndarray, days: np.ndarray
+) -> dict[str, np.ndarray]:
+    """Per group (runs of rows from ``starts``): days, and days logged, with a diary entry,
+    observed, done, met, volume met, with a prescribed hold and with the hold met."""
+
+    def count(x: np.ndarray) -> np.ndarray:
+        return np.add.reduceat(x, starts, dtype=np.int64) if len(starts) else np.zeros(0, np.int64)
+
+    return {
+        "days": days,
+        "days_logged": count(c["logged"]),
+        "days_diary": count(diary),
+        "days_observed": count(c["logged"] | diary),
+        "days_done": count(c["done"]),
+        "days_met": count(c["met"]),
+        "days_volume_met": count(c["volume_met"]),
+        "days_hold": count(c["hold_has"]),
+        "days_hold_met": count(c["hold_met"] & c["hold_has"]),
+    }
+
+
+def _periods(
+    first_day: np.ndarray,
+    last_day: np.ndarray,
+    window: Window | None,
+    by: Literal["window", "iso_week"],
+) -> tuple[np.ndarray, np.ndarray, pd.Series]:
+    """First and last day and label of each group's period: its ISO week, the window, or
+    (no window) the group's own first to last day, labelled ``all``."""
+    k = len(first_day)
+    if by == "iso_week":
+        start = g.monday(first_day)
+        return start, start + 6, g.iso_week_labels(start)
+    if window is not None:
+        start = np.full(k, g.day_number(window.start))
+        end = np.full(k, g.day_number(window.end))
+        return start, end, pd.Series(np.full(k, window.label, dtype=object), dtype="str")
+    return first_day, last_day, pd.Series(np.full(k, "all", dtype=object), dtype="str")
+
+
 def _rolling(long: _Long) -> pd.DataFrame:
+    """Trailing 7- and 28-day days, days met and PDC on every row of ``long``."""
     grid = long.grid
     met = long.cols["met"].astype(np.int64)
     (n7, m7), (n28, m28) = grid.window_sums(met, (7, 28))
@@ -261,6 +294,8 @@ def _rolling(long: _Long) -> pd.DataFrame:
 
 
 def _streaks(long: _Long) -> pd.DataFrame:
+    """Per patient x exercise: days, days met and missed, current and longest met streak and
+    longest missed run (run-length encoding of ``met`` over consecutive days)."""
     key, day, met = long.key, long.day, long.cols["met"]
     n = len(key)
     brk = np.ones(n, dtype=bool)

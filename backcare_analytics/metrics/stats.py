@@ -43,6 +43,7 @@ _MAX_PAIRS = 2_000_000
 
 @cache
 def _pairs(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices (i, j), i < j, of every pair of ``n`` positions (cached per ``n``)."""
     i, j = np.triu_indices(n, 1)
     return i.astype(np.intp), j.astype(np.intp)
 
@@ -141,6 +142,48 @@ def trend_arrays(
     and ``intercept=False`` leave only the interval or the intercept missing (for callers that
     do not report them).
     """
+    codes, x, y, counts = _grouped(codes, x, y, n_groups)
+    g = counts.size
+    starts = np.cumsum(counts) - counts
+    tie_x, pairs_tied_x = _tie_terms(codes, x, g, presorted=True)
+    acc = {name: np.full(g, np.nan) for name in ("sen_slope", "sen_ci_low", "sen_ci_high",
+                                                 "sen_intercept")}  # fmt: skip
+    acc |= {"s": np.zeros(g), "tie_y": np.zeros(g), "pairs_tied_y": np.zeros(g)}
+    a = 1.0 - alpha if alpha > 0.5 else alpha
+    z_crit = norm.ppf(a / 2.0)
+    bufs = _pair_buffers(counts, max_pairs)
+    for grp, width in _blocks(counts, max_pairs):
+        X = _block(x, starts[grp], counts[grp], width)
+        Y = _block(y, starts[grp], counts[grp], width)
+        acc["tie_y"][grp], acc["pairs_tied_y"][grp] = _row_tie_terms(Y)
+        dx, slopes, tmp = _pair_differences(X, Y, bufs)
+        # Every pair is later in time (no padding, no tied times): no masking needed.
+        plain = counts[grp].min() == width and pairs_tied_x[grp].sum() == 0
+        if not sen:
+            if plain:
+                acc["s"][grp] = np.sign(slopes, out=tmp).sum(axis=1)
+            else:
+                acc["s"][grp] = np.sum(np.where(dx > 0, np.sign(slopes), 0.0), axis=1)
+            continue
+        nt = _sorted_slopes(dx, slopes, plain)
+        # x sorted: sign(x_j - x_i) is 1 or 0, and sign(slope) = sign(y_j - y_i) where it is 1.
+        acc["s"][grp] = np.sum(slopes > 0, axis=1) - np.sum(slopes < 0, axis=1)
+        med = (_order_stat(slopes, (nt - 1) // 2) + _order_stat(slopes, nt // 2)) / 2.0
+        acc["sen_slope"][grp] = med
+        if interval:
+            acc["sen_ci_low"][grp], acc["sen_ci_high"][grp] = _sen_interval(
+                slopes, nt, counts[grp].astype(np.float64), tie_x[grp], acc["tie_y"][grp], z_crit
+            )
+        if intercept:
+            acc["sen_intercept"][grp] = np.nanmedian(Y, axis=1) - med * np.nanmedian(X, axis=1)
+    return _trend_output(counts, acc, pairs_tied_x, min_n)
+
+
+def _grouped(
+    codes: np.ndarray, x: np.ndarray, y: np.ndarray, n_groups: int | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Codes, x and y without the rows missing x or y, sorted by code then x, and the number
+    of rows per group code."""
     codes = np.asarray(codes, dtype=np.intp)
     x = np.asarray(x, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
@@ -153,79 +196,76 @@ def trend_arrays(
     if not ordered:
         order = np.lexsort((x, codes))
         codes, x, y = codes[order], x[order], y[order]
-    counts = np.bincount(codes, minlength=g)
-    starts = np.cumsum(counts) - counts
-    n = counts.astype(np.float64)
+    return codes, x, y, np.bincount(codes, minlength=g)
 
-    tie_x, pairs_tied_x = _tie_terms(codes, x, g, presorted=True)
-    tie_y, pairs_tied_y = np.zeros(g), np.zeros(g)  # filled block by block below
-    out = {name: np.full(g, np.nan) for name in TREND_COLUMNS}
-    out["n"] = counts.astype(np.int64)
-    s = np.zeros(g)
-    med = np.full(g, np.nan)
-    ci_lo = np.full(g, np.nan)
-    ci_hi = np.full(g, np.nan)
-    icpt = np.full(g, np.nan)
 
-    a = 1.0 - alpha if alpha > 0.5 else alpha
-    z_crit = norm.ppf(a / 2.0)
-    # Sen (1968) eq. 2.6 as scipy.stats.theilslopes applies it: ties in x and in y both reduce it.
-
-    # Reused pair buffers (fresh large allocations are costly on our VMs).
+def _pair_buffers(counts: np.ndarray, max_pairs: int) -> tuple[np.ndarray, ...]:
+    """Three pair buffers large enough for the largest block (reused block after block:
+    fresh large allocations are costly on our VMs)."""
     widest = int(counts.max()) if counts.size else 0
     cells = min(max_pairs, max(len(counts), 1) * widest * (widest - 1) // 2)
     cells = max(cells, widest * (widest - 1) // 2, 1)
-    buf_a, buf_b, buf_c = np.empty(cells), np.empty(cells), np.empty(cells)
-    for grp, width in _blocks(counts, max_pairs):
-        X = _block(x, starts[grp], counts[grp], width)
-        Y = _block(y, starts[grp], counts[grp], width)
-        tie_y[grp], pairs_tied_y[grp] = _row_tie_terms(Y)
-        i, j = _pairs(width)
-        shape = (grp.size, i.size)
-        dx = buf_a[: grp.size * i.size].reshape(shape)
-        slopes = buf_b[: grp.size * i.size].reshape(shape)
-        tmp = buf_c[: grp.size * i.size].reshape(shape)
-        np.take(X, j, axis=1, out=dx, mode="clip")
-        dx -= np.take(X, i, axis=1, out=tmp, mode="clip")
-        np.take(Y, j, axis=1, out=slopes, mode="clip")
-        slopes -= np.take(Y, i, axis=1, out=tmp, mode="clip")
-        # Every pair is later in time (no padding, no tied times): no masking needed.
-        plain = counts[grp].min() == width and pairs_tied_x[grp].sum() == 0
-        if not sen:
-            if plain:
-                s[grp] = np.sign(slopes, out=tmp).sum(axis=1)
-            else:
-                s[grp] = np.sum(np.where(dx > 0, np.sign(slopes), 0.0), axis=1)
-            continue
-        if plain:
-            slopes /= dx
-            nt = np.full(grp.size, i.size)
-        else:
-            pos = dx > 0  # x sorted within a group: pairs are either later in time or tied
-            np.divide(slopes, dx, out=slopes, where=pos)
-            slopes[~pos] = np.nan
-            nt = pos.sum(axis=1)
-        slopes.sort(axis=1)
-        # x sorted: sign(x_j - x_i) is 1 or 0, and sign(slope) = sign(y_j - y_i) where it is 1.
-        s[grp] = np.sum(slopes > 0, axis=1) - np.sum(slopes < 0, axis=1)
-        med[grp] = (_order_stat(slopes, (nt - 1) // 2) + _order_stat(slopes, nt // 2)) / 2.0
-        if interval:
-            # Sen (1968) eq. 2.6 as scipy.stats.theilslopes: ties in x and in y both reduce it.
-            ng = n[grp]
-            sen_var = (ng * (ng - 1) * (2 * ng + 5) - tie_x[grp] - tie_y[grp]) / 18.0
-            sigma = np.sqrt(np.where(sen_var >= 0, sen_var, np.nan))
-            with np.errstate(invalid="ignore"):
-                ru = np.minimum(np.round((nt - z_crit * sigma) / 2.0), nt - 1)
-                rl = np.maximum(np.round((nt + z_crit * sigma) / 2.0) - 1, 0)
-            bad = np.isnan(sigma) | (nt == 0)
-            ru = np.where(bad, -1, ru).astype(np.int64)
-            rl = np.where(bad, -1, rl).astype(np.int64)
-            ci_lo[grp] = _order_stat(slopes, rl)
-            ci_hi[grp] = _order_stat(slopes, ru)
-        if intercept:
-            icpt[grp] = np.nanmedian(Y, axis=1) - med[grp] * np.nanmedian(X, axis=1)
-    n_tied_x, n_tied_y = pairs_tied_x, pairs_tied_y
+    return np.empty(cells), np.empty(cells), np.empty(cells)
 
+
+def _pair_differences(
+    X: np.ndarray, Y: np.ndarray, bufs: tuple[np.ndarray, ...]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For every pair (i, j), i < j, of each block row: x_j - x_i and y_j - y_i, written into
+    the reused buffers (the third is left as scratch space)."""
+    i, j = _pairs(X.shape[1])
+    shape = (X.shape[0], i.size)
+    dx, dy, tmp = (b[: shape[0] * shape[1]].reshape(shape) for b in bufs)
+    np.take(X, j, axis=1, out=dx, mode="clip")
+    dx -= np.take(X, i, axis=1, out=tmp, mode="clip")
+    np.take(Y, j, axis=1, out=dy, mode="clip")
+    dy -= np.take(Y, i, axis=1, out=tmp, mode="clip")
+    return dx, dy, tmp
+
+
+def _sorted_slopes(dx: np.ndarray, slopes: np.ndarray, plain: bool) -> np.ndarray:
+    """Turn the y differences into pairwise slopes in place, sorted per row (pairs with tied
+    x are NaN, sorted last), and return the number of slopes per row."""
+    if plain:
+        slopes /= dx
+        nt = np.full(slopes.shape[0], slopes.shape[1])
+    else:
+        pos = dx > 0  # x sorted within a group: pairs are either later in time or tied
+        np.divide(slopes, dx, out=slopes, where=pos)
+        slopes[~pos] = np.nan
+        nt = pos.sum(axis=1)
+    slopes.sort(axis=1)
+    return nt
+
+
+def _sen_interval(
+    slopes: np.ndarray,
+    nt: np.ndarray,
+    ng: np.ndarray,
+    tie_x: np.ndarray,
+    tie_y: np.ndarray,
+    z_crit: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Lower and upper confidence limits of Sen's slope from each row's sorted slopes."""
+    # Sen (1968) eq. 2.6 as scipy.stats.theilslopes: ties in x and in y both reduce it.
+    sen_var = (ng * (ng - 1) * (2 * ng + 5) - tie_x - tie_y) / 18.0
+    sigma = np.sqrt(np.where(sen_var >= 0, sen_var, np.nan))
+    with np.errstate(invalid="ignore"):
+        ru = np.minimum(np.round((nt - z_crit * sigma) / 2.0), nt - 1)
+        rl = np.maximum(np.round((nt + z_crit * sigma) / 2.0) - 1, 0)
+    bad = np.isnan(sigma) | (nt == 0)
+    ru = np.where(bad, -1, ru).astype(np.int64)
+    rl = np.where(bad, -1, rl).astype(np.int64)
+    return _order_stat(slopes, rl), _order_stat(slopes, ru)
+
+
+def _trend_output(
+    counts: np.ndarray, acc: dict[str, np.ndarray], pairs_tied_x: np.ndarray, min_n: int
+) -> dict[str, np.ndarray]:
+    """The Mann-Kendall test and Kendall's τ-b from the accumulated S and tie terms, and every
+    statistic of :data:`TREND_COLUMNS` masked for groups below ``min_n`` values."""
+    n = counts.astype(np.float64)
+    s, tie_y = acc["s"], acc["tie_y"]
     # Mann-Kendall (Kendall 1975; as pymannkendall.original_test): variance with tie correction
     # in y, z with continuity correction, two-sided normal p.
     var_s = (n * (n - 1) * (2 * n + 5) - tie_y) / 18.0
@@ -233,25 +273,20 @@ def trend_arrays(
         sd = np.sqrt(var_s)
         z = np.where(s > 0, (s - 1) / sd, np.where(s < 0, (s + 1) / sd, 0.0))
         n0 = n * (n - 1) / 2.0
-        tau_b = s / np.sqrt((n0 - n_tied_x) * (n0 - n_tied_y))
+        tau_b = s / np.sqrt((n0 - pairs_tied_x) * (n0 - acc["pairs_tied_y"]))
     p = 2.0 * norm.sf(np.abs(z))
-
     enough = counts >= max(min_n, 2)
-    nan = np.nan
-    out["mk_s"] = np.where(enough, s, nan)
-    out["mk_var_s"] = np.where(enough, var_s, nan)
-    out["mk_z"] = np.where(enough, z, nan)
-    out["mk_p"] = np.where(enough, p, nan)
-    out["kendall_tau"] = np.where(enough, tau_b, nan)
-    out["sen_slope"] = np.where(enough, med, nan)
-    out["sen_intercept"] = np.where(enough, icpt, nan)
-    out["sen_ci_low"] = np.where(enough, ci_lo, nan)
-    out["sen_ci_high"] = np.where(enough, ci_hi, nan)
+    stats = {"mk_s": s, "mk_var_s": var_s, "mk_z": z, "mk_p": p, "kendall_tau": tau_b}
+    stats |= {name: acc[name] for name in ("sen_slope", "sen_intercept", "sen_ci_low",
+                                          "sen_ci_high")}  # fmt: skip
+    out = {"n": counts.astype(np.int64)}
+    out |= {name: np.where(enough, stats[name], np.nan) for name in TREND_COLUMNS[1:-1]}
     out["insufficient_data"] = ~enough
     return out
 
 
 def _codes(df: pd.DataFrame, by: Sequence[str]) -> tuple[np.ndarray, pd.DataFrame]:
+    """Group codes of each row by the ``by`` columns and the sorted group keys (input dtypes)."""
     gb = df.groupby(list(by), sort=True, dropna=False, observed=True)
     codes = gb.ngroup().to_numpy(dtype=np.intp)
     keys = gb.size().reset_index()[list(by)]

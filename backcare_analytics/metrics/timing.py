@@ -11,8 +11,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from backcare_analytics.metrics import _grid as g
-from backcare_analytics.metrics.adherence import AdherencePolicy, _patients_index
+from backcare_analytics.metrics import grid as g
+from backcare_analytics.metrics.adherence import AdherencePolicy
 from backcare_analytics.metrics.params import Window
 from backcare_analytics.schemas.clean import Patients, Sessions
 from backcare_analytics.schemas.results.adherence import FirstSessionTimes, TimingConsistency
@@ -84,7 +84,7 @@ def _first_starts(
     sessions: pd.DataFrame, patients: pd.DataFrame, window: Window | None
 ) -> tuple[pd.Index, np.ndarray, np.ndarray, np.ndarray]:
     """Patient codes, day numbers and local clock hours of each patient-day's first session."""
-    pids, _start = _patients_index(patients)
+    pids, _start = g.patients_index(patients)
     n_pat = len(pids)
     sp = g.map_codes(sessions[Sessions.patient_id], pids)
     sd = g.days(sessions[Sessions.day])
@@ -129,6 +129,7 @@ def _stats(
     window: Window | None,
     policy: AdherencePolicy | None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The first-session-times table and the per-patient timing consistency table."""
     policy = policy or AdherencePolicy.from_protocol()
     pids, p, d, hours = _first_starts(sessions, patients, window)
     n_pat = len(pids)

@@ -17,7 +17,8 @@ import numpy as np
 import pandas as pd
 
 from backcare_analytics.errors import InputDataError
-from backcare_analytics.metrics._output import checked
+from backcare_analytics.metrics import grid
+from backcare_analytics.metrics.grid import checked
 from backcare_analytics.metrics.params import Window
 from backcare_analytics.protocol import Protocol, load_protocol
 from backcare_analytics.schemas.clean import Pain, Sessions
@@ -42,10 +43,6 @@ class TolerancePolicy:
     session_worse: int = 2
     next_morning_worse: int = 2
     reference_max_hours: float = 36.0
-
-
-def _day_numbers(values: pd.Series) -> np.ndarray:
-    return np.asarray(values, dtype="datetime64[us]").astype("datetime64[D]").astype(np.int64)
 
 
 def _seconds(values: pd.Series) -> np.ndarray:
@@ -170,6 +167,58 @@ def session_tolerance(
     """
     protocol = protocol or load_protocol()
     p = policy
+    s = _session_rows(sessions, window)
+    before = s[Sessions.pain_before].to_numpy(dtype=np.float64, na_value=np.nan)
+    after = s[Sessions.pain_after].to_numpy(dtype=np.float64, na_value=np.nan)
+    delta = after - before
+    nodelta = np.isnan(delta)
+    # Light as codes into LIGHTS (-1 = unknown): text is made once, through a categorical.
+    light = np.select(
+        [np.isnan(after), after <= p.green_max, after <= p.amber_max], [-1, 0, 1], 2
+    ).astype(np.int8)
+    worse_session = delta >= p.session_worse
+    ex_ids = s[Sessions.exercise_id].astype("str")
+    expects = {ex.id: set(ex.expected_symptoms) for ex in protocol.exercises}
+    leg_exempt = ex_ids.isin([e for e, v in expects.items() if "leg_pain" in v]).to_numpy()
+    back_exempt = ex_ids.isin([e for e, v in expects.items() if "back_pain" in v]).to_numpy()
+
+    found, leg_ref, nm_back, nm_leg = _diary_lookups(s, pain, p.reference_max_hours)
+    fill = np.isnan(before) & ~np.isnan(found)  # pain_before, else the diary's
+    back_ref = np.where(fill, found, before)
+    ref_src = np.where(np.isnan(before), -1, 0).astype(np.int8)  # 0 session, 1 diary
+    ref_src[fill] = 1
+    nm_back_worse = nm_back - back_ref >= p.next_morning_worse
+    nm_leg_worse = nm_leg - leg_ref >= p.next_morning_worse
+    unknown_back = np.isnan(nm_back) | np.isnan(back_ref)
+    unknown_leg = np.isnan(nm_leg) | np.isnan(leg_ref)
+    fails = (
+        (light == 2)
+        | (~nodelta & worse_session)
+        | (~unknown_back & nm_back_worse & ~back_exempt)
+        | (~unknown_leg & nm_leg_worse & ~leg_exempt)
+    )
+    computed = {
+        "pain_delta": pd.arrays.IntegerArray(np.where(nodelta, 0, delta).astype(np.int64), nodelta),
+        "light": pd.Categorical.from_codes(light, dtype=LIGHT_DTYPE),
+        "worse_in_session": _bool(worse_session, nodelta),
+        "back_reference": back_ref,
+        "back_reference_source": pd.Categorical.from_codes(ref_src, dtype=SOURCE_DTYPE),
+        "next_morning_back": nm_back,
+        "next_morning_back_worse": _bool(nm_back_worse, unknown_back),
+        "leg_reference": leg_ref,
+        "next_morning_leg": nm_leg,
+        "next_morning_leg_worse": _bool(nm_leg_worse, unknown_leg),
+        "leg_symptoms_expected": leg_exempt,
+        "tolerated": pd.arrays.BooleanArray(~fails, ~fails & (light < 0)),
+    }
+    return checked(
+        _tolerance_frame(s, ex_ids, computed), SessionTolerance, "session_tolerance output"
+    )
+
+
+def _session_rows(sessions: pd.DataFrame, window: Window | None) -> pd.DataFrame:
+    """The session rows on the window's days, with a fresh 0..n-1 index (refusing a frame
+    that lacks a column the metric reads)."""
     need = [Sessions.patient_id, Sessions.performed_at, Sessions.day, Sessions.exercise_id,
             Sessions.side, Sessions.pain_before, Sessions.pain_after]  # fmt: skip
     missing = [c for c in need if c not in sessions.columns]
@@ -180,95 +229,73 @@ def session_tolerance(
     s = sessions
     if window is not None:
         s = s[window.contains(s[Sessions.day]).to_numpy()]
-    s = s.reset_index(drop=True)
+    return s.reset_index(drop=True)
+
+
+def _diary_lookups(
+    s: pd.DataFrame, pain: pd.DataFrame | None, reference_max_hours: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per session row: the latest diary back pain and leg pain recorded within
+    ``reference_max_hours`` before it, and the next morning's first diary back and leg pain
+    (NaN where there is none)."""
     n = len(s)
-    before = s[Sessions.pain_before].to_numpy(dtype=np.float64, na_value=np.nan)
-    after = s[Sessions.pain_after].to_numpy(dtype=np.float64, na_value=np.nan)
-    delta = after - before
-    # Light as codes into LIGHTS (-1 = unknown): text is made once, through a categorical.
-    light = np.select(
-        [np.isnan(after), after <= p.green_max, after <= p.amber_max], [-1, 0, 1], 2
-    ).astype(np.int8)
-    worse_session = delta >= p.session_worse
+    found, leg_ref, nm_back, nm_leg = (np.full(n, np.nan) for _ in range(4))
+    if pain is None or not len(pain) or not n:
+        return found, leg_ref, nm_back, nm_leg
+    # Patient codes from the sessions (diary rows of other patients are dropped).
+    sp, uniques = pd.factorize(s[Sessions.patient_id])
+    sp = sp.astype(np.int64)
+    dp = pd.Index(uniques).get_indexer(pain[Pain.patient_id]).astype(np.int64)
+    mine = dp >= 0
+    pain = pain[mine] if not mine.all() else pain
+    dp = dp[mine]
+    if not len(pain):
+        return found, leg_ref, nm_back, nm_leg
+    dday = grid.days(pain[Pain.day])
+    sday_col = s[Sessions.day].to_numpy()  # datetime64: converted block by block below
+    dsec = _seconds(pain[Pain.recorded_at])
+    ssec = _seconds(s[Sessions.performed_at])
+    dback = pain[Pain.back_pain].to_numpy(dtype=np.float64, na_value=np.nan)
+    dleg = pain[Pain.leg_pain].to_numpy(dtype=np.float64, na_value=np.nan)
+    sday_lo = int(grid.days(np.array([sday_col.min()]))[0])
+    sday_hi = int(grid.days(np.array([sday_col.max()]))[0])
+    # Next morning: the first diary entry (by time) of the next local day.
+    d0 = int(min(dday.min(), sday_lo)) - 2
+    span = int(max(dday.max(), sday_hi)) - d0 + 3
+    dkey = dp * span + (dday - d0)
+    order = np.lexsort((dsec, dkey))
+    k_sorted = dkey[order]
+    firsts = order[np.r_[True, k_sorted[1:] != k_sorted[:-1]]]
+    tk, fback, fleg = dkey[firsts], dback[firsts], dleg[firsts]
+    # Reference: the latest diary entry recorded before the session, within the limit.
+    t0 = int(min(dsec.min(), ssec.min())) - 1
+    tspan = int(max(dsec.max(), ssec.max())) - t0 + 2
+    dk = dp * tspan + (dsec - t0)
+    limit = int(reference_max_hours * 3600)
+    o = np.argsort(dk, kind="stable")
+    dk, downer, oback, oleg = dk[o], dp[o], dback[o], dleg[o]
+    # Session rows in blocks: the per-row keys and temporaries stay small and are reused.
+    for lo in range(0, n, _BLOCK):
+        hi = min(lo + _BLOCK, n)
+        sp_b = sp[lo:hi]
+        skey = sp_b * span + (grid.days(sday_col[lo:hi]) + 1 - d0)
+        nm_back[lo:hi], nm_leg[lo:hi] = _lookup(tk, [fback, fleg], skey)
+        sk = sp_b * tspan + (ssec[lo:hi] - t0)
+        found[lo:hi], leg_ref[lo:hi] = _latest_before(dk, downer, [oback, oleg], sk, sp_b, limit)
+    return found, leg_ref, nm_back, nm_leg
 
-    ex_ids = s[Sessions.exercise_id].astype("str")
-    expects = {ex.id: set(ex.expected_symptoms) for ex in protocol.exercises}
-    leg_exempt = ex_ids.isin([e for e, v in expects.items() if "leg_pain" in v]).to_numpy()
-    back_exempt = ex_ids.isin([e for e, v in expects.items() if "back_pain" in v]).to_numpy()
 
-    back_ref = np.where(np.isnan(before), np.nan, before)
-    ref_src = np.where(np.isnan(before), -1, 0).astype(np.int8)  # 0 session, 1 diary
-    nm_back = np.full(n, np.nan)
-    nm_leg = np.full(n, np.nan)
-    leg_ref = np.full(n, np.nan)
-    if pain is not None and len(pain) and n:
-        # Patient codes from the sessions (diary rows of other patients are dropped).
-        sp, uniques = pd.factorize(s[Sessions.patient_id])
-        sp = sp.astype(np.int64)
-        dp = pd.Index(uniques).get_indexer(pain[Pain.patient_id]).astype(np.int64)
-        mine = dp >= 0
-        pain = pain[mine] if not mine.all() else pain
-        dp = dp[mine]
-    if pain is not None and len(pain) and n:
-        dday = _day_numbers(pain[Pain.day])
-        sday_col = s[Sessions.day].to_numpy()  # datetime64: converted block by block below
-        dsec = _seconds(pain[Pain.recorded_at])
-        ssec = _seconds(s[Sessions.performed_at])
-        dback = pain[Pain.back_pain].to_numpy(dtype=np.float64, na_value=np.nan)
-        dleg = pain[Pain.leg_pain].to_numpy(dtype=np.float64, na_value=np.nan)
-        sday_lo = int(_day_numbers(np.array([sday_col.min()]))[0])
-        sday_hi = int(_day_numbers(np.array([sday_col.max()]))[0])
+def _bool(values: np.ndarray, unknown: np.ndarray) -> pd.arrays.BooleanArray:
+    """A nullable boolean column: ``values``, missing where ``unknown``."""
+    return pd.arrays.BooleanArray(np.asarray(values, dtype=bool), unknown)
 
-        # Next morning: the first diary entry (by time) of the next local day.
-        d0 = int(min(dday.min(), sday_lo)) - 2
-        span = int(max(dday.max(), sday_hi)) - d0 + 3
-        dkey = dp * span + (dday - d0)
-        order = np.lexsort((dsec, dkey))
-        k_sorted = dkey[order]
-        firsts = order[np.r_[True, k_sorted[1:] != k_sorted[:-1]]]
-        tk, fback, fleg = dkey[firsts], dback[firsts], dleg[firsts]
 
-        # Reference: the latest diary entry recorded before the session, within the limit.
-        t0 = int(min(dsec.min(), ssec.min())) - 1
-        tspan = int(max(dsec.max(), ssec.max())) - t0 + 2
-        dk = dp * tspan + (dsec - t0)
-        limit = int(p.reference_max_hours * 3600)
-        o = np.argsort(dk, kind="stable")
-        dk, downer, oback, oleg = dk[o], dp[o], dback[o], dleg[o]
-        found = np.empty(n)
-        # Session rows in blocks: the per-row keys and temporaries stay small and are reused.
-        for lo in range(0, n, _BLOCK):
-            hi = min(lo + _BLOCK, n)
-            sp_b = sp[lo:hi]
-            skey = sp_b * span + (_day_numbers(sday_col[lo:hi]) + 1 - d0)
-            nm_back[lo:hi], nm_leg[lo:hi] = _lookup(tk, [fback, fleg], skey)
-            sk = sp_b * tspan + (ssec[lo:hi] - t0)
-            found[lo:hi], leg_ref[lo:hi] = _latest_before(
-                dk, downer, [oback, oleg], sk, sp_b, limit
-            )
-        fill = np.isnan(back_ref) & ~np.isnan(found)
-        back_ref = np.where(fill, found, back_ref)
-        ref_src[fill] = 1
-
-    nm_back_worse = nm_back - back_ref >= p.next_morning_worse
-    nm_leg_worse = nm_leg - leg_ref >= p.next_morning_worse
-    unknown_back = np.isnan(nm_back) | np.isnan(back_ref)
-    unknown_leg = np.isnan(nm_leg) | np.isnan(leg_ref)
-
-    fails = (
-        (light == 2)
-        | (~np.isnan(delta) & worse_session)
-        | (~unknown_back & nm_back_worse & ~back_exempt)
-        | (~unknown_leg & nm_leg_worse & ~leg_exempt)
-    )
-    tolerated = pd.arrays.BooleanArray(~fails, ~fails & (light < 0))
-
-    def _bool(values: np.ndarray, unknown: np.ndarray) -> pd.arrays.BooleanArray:
-        return pd.arrays.BooleanArray(np.asarray(values, dtype=bool), unknown)
-
-    nodelta = np.isnan(delta)
-
-    out = pd.DataFrame(
+def _tolerance_frame(
+    s: pd.DataFrame, ex_ids: pd.Series, computed: dict[str, object]
+) -> pd.DataFrame:
+    """The output frame: the session keys and pain of ``s``, then the ``computed`` columns."""
+    n = len(s)
+    return pd.DataFrame(
         {
             Sessions.patient_id: s[Sessions.patient_id].astype("str"),
             Sessions.session_id: s[Sessions.session_id].astype("str")
@@ -280,21 +307,7 @@ def session_tolerance(
             Sessions.side: s[Sessions.side].astype("str"),
             Sessions.pain_before: s[Sessions.pain_before].astype("Int64"),
             Sessions.pain_after: s[Sessions.pain_after].astype("Int64"),
-            "pain_delta": pd.arrays.IntegerArray(
-                np.where(nodelta, 0, delta).astype(np.int64), nodelta
-            ),
-            "light": pd.Categorical.from_codes(light, dtype=LIGHT_DTYPE),
-            "worse_in_session": _bool(worse_session, nodelta),
-            "back_reference": back_ref,
-            "back_reference_source": pd.Categorical.from_codes(ref_src, dtype=SOURCE_DTYPE),
-            "next_morning_back": nm_back,
-            "next_morning_back_worse": _bool(nm_back_worse, unknown_back),
-            "leg_reference": leg_ref,
-            "next_morning_leg": nm_leg,
-            "next_morning_leg_worse": _bool(nm_leg_worse, unknown_leg),
-            "leg_symptoms_expected": leg_exempt,
-            "tolerated": tolerated,
+            **computed,
         },
         copy=False,  # the key columns are the input's, not copies (11 M rows at cohort scale)
     )
-    return checked(out, SessionTolerance, "session_tolerance output")

@@ -31,11 +31,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from scipy.stats import norm
 
-from backcare_analytics.metrics._output import checked
-from backcare_analytics.metrics.pain import _build_grid
+from backcare_analytics.metrics import grid
+from backcare_analytics.metrics.grid import checked
 from backcare_analytics.metrics.params import Window
-from backcare_analytics.metrics.progression import _best_daily
+from backcare_analytics.metrics.steps import BestDaily, PainGrid, best_daily, build_pain_grid
 from backcare_analytics.protocol import Protocol, load_protocol
+from backcare_analytics.schemas.clean import Sessions
 from backcare_analytics.schemas.results.verdict import WeeklyVerdict
 
 __all__ = ["VerdictPolicy", "weekly_verdict"]
@@ -61,14 +62,6 @@ class VerdictPolicy:
     p_max: float = 0.10
     capacity_exercises: tuple[str, ...] = ("bridge", "prone_press_up")
     ladder_exercise: str = "mini_push_up"
-
-
-def _monday(day_numbers: np.ndarray) -> np.ndarray:
-    return day_numbers - ((day_numbers + 3) % 7)  # 1970-01-01 was a Thursday
-
-
-def _day_numbers(values: pd.Series | np.ndarray) -> np.ndarray:
-    return np.asarray(values, dtype="datetime64[us]").astype("datetime64[D]").astype(np.int64)
 
 
 def _prefix_pairs(widx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -187,6 +180,7 @@ def _median_sorted(srt: np.ndarray, nt: np.ndarray) -> np.ndarray:
 
 
 def _f(t: np.ndarray) -> np.ndarray:
+    """The tie term t(t - 1)(2t + 5) of the Mann-Kendall variance."""
     return t * (t - 1) * (2 * t + 5)
 
 
@@ -258,148 +252,35 @@ def weekly_verdict(
     Back pain fell by 0.80 points a week (p = 0.01) while bridge and press-up capacity rose 16.7 % a week (p = 0.03).
     """
     protocol = protocol or load_protocol()
-    p = policy
-
-    # Weekly back pain: mean of the daily means of weeks with >= min_diary_days diary days.
-    g = _build_grid(pain, patients, window)
-    ids = g.ids
-    back = (g.key % 2 == 0) & ~np.isnan(g.value)
-    pc = g.key[back] // 2
-    pmon = _monday(g.first[g.key[back]] + g.t[back])
-    pw = pd.DataFrame({"p": pc, "m": pmon, "v": g.value[back]}).groupby(["p", "m"])["v"]
-    pain_w = pw.agg(["mean", "size"])
-    pain_w = pain_w[pain_w["size"] >= p.min_diary_days]
-
-    # Weekly capacity: index of bridge/press-up, push-up order.
-    # (Integer-coded rows of capacity_daily: the same numbers, without building its text.)
-    # Data up to window.end: a window over the whole history selects the rows inside
-    # _best_daily (no copy of the 14 M-row sessions frame).
-    history = None
-    if window is not None and len(sessions):
-        first = sessions["day"].min()
-        span = (window.end - first).days + 1 if pd.notna(first) else 1
-        history = Window(end=window.end, days=max(1, span))
-    b = _best_daily(sessions, protocol, history)
-    c, pick = b["c"], b["pick"]
-    pmap = ids.get_indexer(pd.Index(c._pnames)) if len(c._pnames) else np.zeros(0, np.intp)
-    bp = pmap[c._pcode[pick]] if pick.size else np.zeros(0, np.intp)
-    bm = _monday(c.day[pick])
-    be, bv = b["ex"][pick], b["vcode"][pick]
-    bname = np.asarray(c.ex_names, dtype=object)[be]
-    is_hold = np.isin(bname, list(p.capacity_exercises)) & (bp >= 0)
-    daily = pd.DataFrame(
-        {"p": bp[is_hold], "e": be[is_hold], "v": bv[is_hold], "m": bm[is_hold],
-         "cap": b["cap"][pick][is_hold]}
-    )  # fmt: skip
-    wk = daily.groupby(["p", "e", "v", "m"], sort=True)["cap"].median()
-    wk = wk[wk > 0]
-    first = wk.groupby(level=["p", "e", "v"], sort=False).transform("first")
-    index_w = (wk / first).groupby(level=["p", "m"]).mean()
-    rank_p = b["rank"][pick]
-    is_lad = (bname == p.ladder_exercise) & (bp >= 0) & ~np.isnan(rank_p)
-    lad = pd.DataFrame(
-        {"p": bp[is_lad], "m": bm[is_lad], "rank": rank_p[is_lad], "reps": b["reps"][pick][is_lad]}
-    )
-    top = lad.groupby(["p", "m"])["rank"].transform("max").to_numpy()
-    push = (
-        lad[lad["rank"].to_numpy() == top]
-        .groupby(["p", "m"])
-        .agg(rank=("rank", "max"), reps=("reps", "median"))
-    )
-
-    # Dense weeks per patient, from the first week to the last.
-    n_pat = len(ids)
-    big = np.iinfo(np.int64).max
-    lo = np.full(n_pat, big)
-    hi = np.full(n_pat, -big)
-    for frame in (pain_w, index_w, push):
-        if len(frame):
-            pp = frame.index.get_level_values(0).to_numpy()
-            mm = frame.index.get_level_values(1).to_numpy()
-            np.minimum.at(lo, pp, mm)
-            np.maximum.at(hi, pp, mm)
-    has_start = g.has_start
-    lo = np.where(has_start & (hi > -big), np.minimum(lo, _monday(g.origin)), lo)
-    if window is not None:
-        end_mon = _monday(_day_numbers(np.array([window.end.to_datetime64()])))[0]
-        hi = np.where(hi > -big, end_mon, hi)
-    n_weeks = np.where(hi >= lo, (hi - lo) // 7 + 1, 0)
-    base = np.cumsum(n_weeks) - n_weeks
-    total = int(n_weeks.sum())
-
-    def dense(frame: pd.Series | pd.DataFrame, col: str | None = None) -> np.ndarray:
-        out = np.full(total, np.nan)
-        if len(frame):
-            pp = frame.index.get_level_values(0).to_numpy()
-            mm = frame.index.get_level_values(1).to_numpy()
-            vals = (frame[col] if col else frame).to_numpy(dtype=np.float64)
-            out[base[pp] + (mm - lo[pp]) // 7] = vals
-        return out
-
-    pain_d = dense(pain_w, "mean")
-    index_d = dense(index_w)
-    rank_d = dense(push, "rank")
-    reps_d = dense(push, "reps")
-    order_d = rank_d * 1e4 + reps_d  # an order, not a conversion: level first, then reps
-
+    g = build_pain_grid(pain, patients, window)
+    pain_w = _weekly_pain(g, policy.min_diary_days)
+    index_w, push = _weekly_capacity(sessions, protocol, window, g.ids, policy)
+    weeks = _week_cells(g, window, (pain_w, index_w, push))
+    pain_d = weeks.dense(pain_w["mean"])
+    index_d = weeks.dense(index_w)
+    rank_d = weeks.dense(push["rank"])
+    order_d = rank_d * 1e4 + weeks.dense(push["reps"])  # an order, not a conversion: level first
     # Evaluations: (patient, week e) judged on weeks 0..e.
-    wpat = np.repeat(np.arange(n_pat), n_weeks)
-    widx = np.arange(total) - base[wpat]
-    ev = np.arange(total) if all_weeks else (base + n_weeks - 1)[n_weeks > 0]
-    # Every statistic of the weeks 0..e, for every evaluated week e at once, from each pair of
-    # weeks counted at its later week (the same numbers as trend_arrays on each prefix, without
-    # re-sorting the pairs of every prefix: O(weeks^2) per patient instead of O(weeks^3)).
-    pairs = _prefix_pairs(widx)
-    first_cell = base[wpat]
-    mw = p.min_weeks
-    tp = _prefix_kendall(pairs, first_cell, pain_d, None, mw)
-    tc = _prefix_kendall(pairs, first_cell, index_d, None, mw)
-    tu = _prefix_kendall(pairs, first_cell, order_d, None, mw)
-    tau = _prefix_kendall(pairs, first_cell, index_d, pain_d, mw)
-    for t, y in ((tp, pain_d), (tc, index_d)):
-        slope = _prefix_sen(pairs, widx, base, n_weeks, y, last_only=not all_weeks)
-        t["sen_slope"] = np.where(t["insufficient_data"], np.nan, slope)
-    tp, tc, tu, tau = ({k: v[ev] for k, v in t.items()} for t in (tp, tc, tu, tau))
-    has_cap = ~np.isnan(index_d) | ~np.isnan(order_d)
-    cap_weeks = _prefix_sum(has_cap.astype(np.float64), first_cell)[ev]
-    first_rank = np.full(n_pat, np.nan)
-    has_rank = ~np.isnan(rank_d)
-    idx_first = np.flatnonzero(has_rank)
-    if idx_first.size:
-        uniq, at = np.unique(wpat[idx_first], return_index=True)
-        first_rank[uniq] = rank_d[idx_first[at]]
-    # highest rung reached so far
-    rank_so_far = pd.Series(np.where(has_rank, rank_d, -1.0)).groupby(wpat).cummax().to_numpy()
-    steps = np.where(rank_so_far[ev] >= 0, rank_so_far[ev] - first_rank[wpat[ev]], np.nan)
-
-    pain_down = (tp["sen_slope"] <= -p.pain_slope_min) & (tp["mk_p"] < p.p_max)
-    pain_up = (tp["sen_slope"] >= p.pain_slope_min) & (tp["mk_p"] < p.p_max)
-    idx_up = (tc["sen_slope"] >= p.capacity_slope_min) & (tc["mk_p"] < p.p_max)
-    idx_down = (tc["sen_slope"] <= -p.capacity_slope_min) & (tc["mk_p"] < p.p_max)
-    push_up = (tu["mk_s"] > 0) & (tu["mk_p"] < p.p_max)
-    cap_up = idx_up | (push_up & ~idx_down)
-    short = (tp["n"] < p.min_weeks) | (cap_weeks < p.min_weeks)
+    ev = np.arange(weeks.total) if all_weeks else weeks.last_cells()
+    tp, tc, tu, tau, cap_weeks = _trend_statistics(
+        weeks, ev, pain_d, index_d, order_d, policy.min_weeks, last_only=not all_weeks
+    )
+    steps = _ladder_steps(weeks, ev, rank_d)
+    calls = _trend_calls(tp, tc, tu, cap_weeks, policy)
     verdict = np.select(
-        [short, pain_down & cap_up, pain_down, cap_up & pain_up],
+        [calls["short"], calls["pain_down"] & calls["cap_up"], calls["pain_down"],
+         calls["cap_up"] & calls["pain_up"]],
         ["insufficient_data", "progressing", "pain_improving_strength_stalled",
          "loading_ahead_of_symptoms"],
         "review",
     )  # fmt: skip
-
-    reason = _reasons(tp, tc, tu, steps, cap_weeks, p, pain_down, pain_up, idx_up, idx_down,
-                      push_up, short)  # fmt: skip
-    week_days = lo[wpat[ev]] + 7 * widx[ev]
-    days64 = week_days.astype("datetime64[D]")
-    iso = pd.DatetimeIndex(days64).isocalendar()
-    label = (
-        iso["year"].astype(str).to_numpy() + "-W" + iso["week"].astype(str).str.zfill(2).to_numpy()
-    )
+    week_days = weeks.lo[weeks.wpat[ev]] + 7 * weeks.widx[ev]
     out = pd.DataFrame(
         {
-            "patient_id": pd.Series(ids.to_numpy()[wpat[ev]], dtype="str"),
-            "week": pd.Series(label, dtype="str"),
-            "week_start": days64.astype("datetime64[us]"),
-            "weeks": (widx[ev] + 1).astype(np.int64),
+            "patient_id": pd.Series(g.ids.to_numpy()[weeks.wpat[ev]], dtype="str"),
+            "week": grid.iso_week_labels(week_days),
+            "week_start": grid.as_days(week_days),
+            "weeks": (weeks.widx[ev] + 1).astype(np.int64),
             "pain_weeks": tp["n"],
             "capacity_weeks": cap_weeks.astype(np.int64),
             "both_weeks": tau["n"],
@@ -414,10 +295,213 @@ def weekly_verdict(
             "push_up_level_steps": steps,
             "kendall_tau": tau["kendall_tau"],
             "verdict": pd.Series(verdict, dtype="str"),
-            "reason": pd.Series(pd.arrays.ArrowStringArray(reason), dtype="str"),
+            "reason": pd.Series(
+                pd.arrays.ArrowStringArray(_reasons(tp, tc, tu, steps, cap_weeks, calls, policy)),
+                dtype="str",
+            ),
         }
     )
     return checked(out, WeeklyVerdict, "weekly_verdict output")
+
+
+def _weekly_pain(g: PainGrid, min_diary_days: int) -> pd.DataFrame:
+    """Weekly back pain per (patient code, Monday): ``mean`` of the daily means and ``size``
+    (diary days), for weeks with at least ``min_diary_days`` diary days."""
+    back = (g.key % 2 == 0) & ~np.isnan(g.value)
+    pmon = grid.monday(g.first[g.key[back]] + g.t[back])
+    pw = pd.DataFrame({"p": g.key[back] // 2, "m": pmon, "v": g.value[back]}).groupby(["p", "m"])
+    pain_w = pw["v"].agg(["mean", "size"])
+    return pain_w[pain_w["size"] >= min_diary_days]
+
+
+def _history(sessions: pd.DataFrame, window: Window | None) -> Window | None:
+    """A window over the whole history up to ``window.end`` (None without a window)."""
+    if window is None or not len(sessions):
+        return None
+    first = sessions[Sessions.day].min()
+    span = (window.end - first).days + 1 if pd.notna(first) else 1
+    return Window(end=window.end, days=max(1, span))
+
+
+def _weekly_capacity(
+    sessions: pd.DataFrame,
+    protocol: Protocol,
+    window: Window | None,
+    ids: pd.Index,
+    p: VerdictPolicy,
+) -> tuple[pd.Series, pd.DataFrame]:
+    """Weekly capacity index and weekly push-up (rank, reps), per (patient code, Monday)."""
+    # Integer-coded rows of capacity_daily: the same numbers, without building its text.
+    # Data up to window.end: a window over the whole history selects the rows inside
+    # best_daily (no copy of the 14 M-row sessions frame).
+    b = best_daily(sessions, protocol, _history(sessions, window))
+    c, pick = b.rows, b.pick
+    pmap = ids.get_indexer(pd.Index(c.pnames)) if len(c.pnames) else np.zeros(0, np.intp)
+    picked = {
+        "p": pmap[c.pcode[pick]] if pick.size else np.zeros(0, np.intp),
+        "m": grid.monday(c.day[pick]),
+        "name": np.asarray(c.ex_names, dtype=object)[b.ex[pick]],
+    }
+    return _capacity_index(b, picked, p.capacity_exercises), _push_up_weeks(
+        b, picked, p.ladder_exercise
+    )
+
+
+def _capacity_index(
+    b: BestDaily, picked: dict[str, np.ndarray], exercises: tuple[str, ...]
+) -> pd.Series:
+    """Per (patient code, Monday): the mean over the capacity exercises and variants of the
+    week's median daily capacity over that exercise's first week's."""
+    bp, pick = picked["p"], b.pick
+    is_hold = np.isin(picked["name"], list(exercises)) & (bp >= 0)
+    daily = pd.DataFrame(
+        {"p": bp[is_hold], "e": b.ex[pick][is_hold], "v": b.vcode[pick][is_hold],
+         "m": picked["m"][is_hold], "cap": b.cap[pick][is_hold]}
+    )  # fmt: skip
+    wk = daily.groupby(["p", "e", "v", "m"], sort=True)["cap"].median()
+    wk = wk[wk > 0]
+    first = wk.groupby(level=["p", "e", "v"], sort=False).transform("first")
+    return (wk / first).groupby(level=["p", "m"]).mean()
+
+
+def _push_up_weeks(b: BestDaily, picked: dict[str, np.ndarray], ladder: str) -> pd.DataFrame:
+    """Per (patient code, Monday): the week's highest ladder ``rank`` and the median daily
+    ``reps`` at it."""
+    bp, pick = picked["p"], b.pick
+    rank_p = b.rank[pick]
+    is_lad = (picked["name"] == ladder) & (bp >= 0) & ~np.isnan(rank_p)
+    lad = pd.DataFrame(
+        {"p": bp[is_lad], "m": picked["m"][is_lad], "rank": rank_p[is_lad],
+         "reps": b.reps[pick][is_lad]}
+    )  # fmt: skip
+    top = lad.groupby(["p", "m"])["rank"].transform("max").to_numpy()
+    return (
+        lad[lad["rank"].to_numpy() == top]
+        .groupby(["p", "m"])
+        .agg(rank=("rank", "max"), reps=("reps", "median"))
+    )
+
+
+@dataclass(frozen=True)
+class _WeekCells:
+    """Dense weeks per patient, from the first week to the last, laid end to end: cell
+    ``base[p] + w`` is week ``w`` of patient ``p`` (Monday ``lo[p] + 7 w``)."""
+
+    lo: np.ndarray  # first Monday per patient
+    n_weeks: np.ndarray  # weeks per patient
+    base: np.ndarray  # first cell per patient
+    wpat: np.ndarray  # per cell: patient code
+    widx: np.ndarray  # per cell: week number since the patient's first week
+
+    @property
+    def total(self) -> int:
+        """The number of cells."""
+        return self.wpat.size
+
+    def last_cells(self) -> np.ndarray:
+        """Each patient's last week (patients with weeks)."""
+        return (self.base + self.n_weeks - 1)[self.n_weeks > 0]
+
+    def dense(self, weekly: pd.Series) -> np.ndarray:
+        """A (patient code, Monday)-indexed series as one value per cell (NaN elsewhere)."""
+        out = np.full(self.total, np.nan)
+        if len(weekly):
+            pp = weekly.index.get_level_values(0).to_numpy()
+            mm = weekly.index.get_level_values(1).to_numpy()
+            out[self.base[pp] + (mm - self.lo[pp]) // 7] = weekly.to_numpy(dtype=np.float64)
+        return out
+
+
+def _week_cells(
+    g: PainGrid, window: Window | None, weekly: tuple[pd.Series | pd.DataFrame, ...]
+) -> _WeekCells:
+    """Each patient's weeks from the earlier of the programme start and the first week with
+    data to the window's last week (else the last week with data)."""
+    big = np.iinfo(np.int64).max
+    lo = np.full(len(g.ids), big)
+    hi = np.full(len(g.ids), -big)
+    for frame in weekly:
+        if len(frame):
+            pp = frame.index.get_level_values(0).to_numpy()
+            mm = frame.index.get_level_values(1).to_numpy()
+            np.minimum.at(lo, pp, mm)
+            np.maximum.at(hi, pp, mm)
+    lo = np.where(g.has_start & (hi > -big), np.minimum(lo, grid.monday(g.origin)), lo)
+    if window is not None:
+        hi = np.where(hi > -big, grid.monday(grid.day_number(window.end)), hi)
+    n_weeks = np.where(hi >= lo, (hi - lo) // 7 + 1, 0)
+    base = np.cumsum(n_weeks) - n_weeks
+    wpat = np.repeat(np.arange(len(g.ids)), n_weeks)
+    return _WeekCells(lo, n_weeks, base, wpat, np.arange(wpat.size) - base[wpat])
+
+
+def _trend_statistics(
+    weeks: _WeekCells,
+    ev: np.ndarray,
+    pain_d: np.ndarray,
+    index_d: np.ndarray,
+    order_d: np.ndarray,
+    min_weeks: int,
+    *,
+    last_only: bool,
+) -> tuple[dict[str, np.ndarray], ...]:
+    """Trend statistics of pain, capacity index and push-up order, pain-capacity τ and weeks
+    with capacity, each over the weeks 0..e of every evaluated cell e."""
+    # Every statistic of the weeks 0..e, for every evaluated week e at once, from each pair of
+    # weeks counted at its later week (the same numbers as trend_arrays on each prefix, without
+    # re-sorting the pairs of every prefix: O(weeks^2) per patient instead of O(weeks^3)).
+    pairs = _prefix_pairs(weeks.widx)
+    first_cell = weeks.base[weeks.wpat]
+    tp = _prefix_kendall(pairs, first_cell, pain_d, None, min_weeks)
+    tc = _prefix_kendall(pairs, first_cell, index_d, None, min_weeks)
+    tu = _prefix_kendall(pairs, first_cell, order_d, None, min_weeks)
+    tau = _prefix_kendall(pairs, first_cell, index_d, pain_d, min_weeks)
+    for t, y in ((tp, pain_d), (tc, index_d)):
+        slope = _prefix_sen(pairs, weeks.widx, weeks.base, weeks.n_weeks, y, last_only=last_only)
+        t["sen_slope"] = np.where(t["insufficient_data"], np.nan, slope)
+    has_cap = ~np.isnan(index_d) | ~np.isnan(order_d)
+    cap_weeks = _prefix_sum(has_cap.astype(np.float64), first_cell)[ev]
+    tp, tc, tu, tau = ({k: v[ev] for k, v in t.items()} for t in (tp, tc, tu, tau))
+    return tp, tc, tu, tau, cap_weeks
+
+
+def _ladder_steps(weeks: _WeekCells, ev: np.ndarray, rank_d: np.ndarray) -> np.ndarray:
+    """Ladder rungs gained from the patient's first push-up week to the highest rung reached
+    by each evaluated cell (NaN before the first push-up week)."""
+    first_rank = np.full(weeks.lo.size, np.nan)
+    has_rank = ~np.isnan(rank_d)
+    idx_first = np.flatnonzero(has_rank)
+    if idx_first.size:
+        uniq, at = np.unique(weeks.wpat[idx_first], return_index=True)
+        first_rank[uniq] = rank_d[idx_first[at]]
+    # highest rung reached so far
+    rank_so_far = (
+        pd.Series(np.where(has_rank, rank_d, -1.0)).groupby(weeks.wpat).cummax().to_numpy()
+    )
+    return np.where(rank_so_far[ev] >= 0, rank_so_far[ev] - first_rank[weeks.wpat[ev]], np.nan)
+
+
+def _trend_calls(
+    tp: dict[str, np.ndarray],
+    tc: dict[str, np.ndarray],
+    tu: dict[str, np.ndarray],
+    cap_weeks: np.ndarray,
+    p: VerdictPolicy,
+) -> dict[str, np.ndarray]:
+    """Per evaluation: whether pain fell or rose, the capacity index rose or fell, the
+    push-up rose, capacity rose (either way), and whether the data are too short."""
+    idx_up = (tc["sen_slope"] >= p.capacity_slope_min) & (tc["mk_p"] < p.p_max)
+    idx_down = (tc["sen_slope"] <= -p.capacity_slope_min) & (tc["mk_p"] < p.p_max)
+    push_up = (tu["mk_s"] > 0) & (tu["mk_p"] < p.p_max)
+    return {
+        "pain_down": (tp["sen_slope"] <= -p.pain_slope_min) & (tp["mk_p"] < p.p_max),
+        "pain_up": (tp["sen_slope"] >= p.pain_slope_min) & (tp["mk_p"] < p.p_max),
+        "idx_up": idx_up,
+        "idx_down": idx_down,
+        "push_up": push_up,
+        "cap_up": idx_up | (push_up & ~idx_down),
+        "short": (tp["n"] < p.min_weeks) | (cap_weeks < p.min_weeks),
+    }
 
 
 def _afmt(values: np.ndarray, spec: str) -> pa.Array:
@@ -434,6 +518,7 @@ def _cat(*parts: pa.Array | str) -> pa.Array:
 
 
 def _if(cond: np.ndarray, a: pa.Array | str, b: pa.Array | str) -> pa.Array:
+    """``a`` where ``cond`` else ``b``, element-wise (Arrow)."""
     return pc.if_else(pa.array(np.asarray(cond, dtype=bool)), a, b)
 
 
@@ -443,8 +528,18 @@ def _pval(p: np.ndarray) -> pa.Array:
     return _if(p < 0.01, "p < 0.01", _cat("p = ", _afmt(p, ".2f")))
 
 
-def _reasons(tp, tc, tu, steps, cap_weeks, p, pain_down, pain_up, idx_up, idx_down, push_up, short):
+def _reasons(
+    tp: dict[str, np.ndarray],
+    tc: dict[str, np.ndarray],
+    tu: dict[str, np.ndarray],
+    steps: np.ndarray,
+    cap_weeks: np.ndarray,
+    calls: dict[str, np.ndarray],
+    p: VerdictPolicy,
+) -> pa.Array:
     """One plain sentence per evaluation (vectorised string assembly in Arrow)."""
+    pain_down, pain_up, push_up = calls["pain_down"], calls["pain_up"], calls["push_up"]
+    idx_up, idx_down, short = calls["idx_up"], calls["idx_down"], calls["short"]
     n = tp["n"].size
     if n == 0:
         return pa.array([], type=pa.string())
