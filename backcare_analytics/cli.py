@@ -232,7 +232,11 @@ app.add_typer(report_app, name="report")
 WeekOption = Annotated[str, typer.Option("--week", help="YYYY-Www, or 'latest' (default).")]
 FormatOption = Annotated[str, typer.Option("--format", help="html, pdf or html,pdf.")]
 OutOption = Annotated[
-    Path | None, typer.Option("--out", help="Parent folder (default: reports/); files in a folder named after the week (2026-W15/).")
+    Path | None,
+    typer.Option(
+        "--out",
+        help="Parent folder (default: reports/); files in a folder named after the week (2026-W15/).",
+    ),
 ]
 JobsOption = Annotated[
     int | None, typer.Option("--jobs", min=1, max=64, help="Warm kernels (default: one per core).")
