@@ -25,9 +25,8 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/backcare demo
 
-## test: lint, then the whole test suite
-test: $(DEVSTAMP)
-	$(BIN)/ruff check .
+## test: lint (ruff check and the format check), then the whole test suite
+test: lint
 	$(BIN)/python -m pytest -n 2 --dist loadfile -q
 
 lint: $(DEVSTAMP)
