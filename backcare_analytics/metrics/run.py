@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from backcare_analytics.lifetime import end_with
 from backcare_analytics.metrics.adherence import adherence_daily
 from backcare_analytics.metrics.params import Window
 from backcare_analytics.metrics.persistence import gap_histogram, persistence
@@ -377,6 +378,8 @@ def metric_tables_parallel(
             max_workers=min(jobs, len(loaders)),
             mp_context=ctx,
             max_tasks_per_child=tasks_per_worker,
+            initializer=end_with,  # a worker ends when this process does, even by a kill
+            initargs=(os.getpid(),),
         ) as pool:
             futures = [pool.submit(_run_partition, load, options, reduce) for load in loaders]
             results = [f.result() for f in futures]
