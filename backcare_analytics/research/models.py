@@ -2,7 +2,8 @@
 
 Each function takes the tables of :mod:`backcare_analytics.research.cohort` and returns tidy
 frames of effect sizes with 95 % confidence intervals (``estimate, ci_low, ci_high, p_value``),
-kept apart from their formatting. Model fits run on the cohort tables (one row per patient or
+kept apart from their formatting. A model that cannot be trusted says so in ``status``
+(:data:`FIT_STATUSES`) and gives no estimate, interval or p-value. Model fits run on the cohort tables (one row per patient or
 patient-week), never on raw sessions, so they take seconds for thousands of patients.
 
 References
@@ -26,6 +27,7 @@ from scipy import stats
 
 __all__ = [
     "EFFECT_COLUMNS",
+    "FIT_STATUSES",
     "HingeFit",
     "adherence_tertiles",
     "capacity_pain_model",
@@ -38,7 +40,12 @@ __all__ = [
     "table_one",
 ]
 
-EFFECT_COLUMNS = ["effect", "estimate", "ci_low", "ci_high", "p_value", "n_patients", "n_obs"]
+EFFECT_COLUMNS = [
+    "effect", "estimate", "ci_low", "ci_high", "p_value", "n_patients", "n_obs", "status",
+]  # fmt: skip
+#: ``status`` of an effect: fitted; the optimiser stopped before converging (statsmodels'
+#: ``converged`` is false); or converged without a finite standard error (a singular Hessian).
+FIT_STATUSES = ("ok", "not_converged", "no_standard_error")
 Z95 = float(stats.norm.ppf(0.975))
 
 
@@ -69,21 +76,28 @@ def _fit_mixed(formula: str, data: pd.DataFrame, re_formula: str):
             return model.fit(method=["powell"], reml=True)
 
 
+def _fit_status(fit, se: float) -> str:
+    """One of :data:`FIT_STATUSES` for a term of a mixed-model fit with standard error ``se``."""
+    if not fit.converged:  # warnings are silenced in _fit_mixed: this flag is what tells
+        return "not_converged"
+    return "ok" if np.isfinite(se) else "no_standard_error"
+
+
 def _row(fit, term: str, effect: str, data: pd.DataFrame, sign: float = 1.0) -> dict:
-    est = float(fit.params[term])
-    se = float(fit.bse[term])
+    """One effect of a mixed-model fit: Wald 95 % interval, or NaNs and the reason in
+    ``status`` when the fit did not converge or gives no standard error."""
+    counts = {"n_patients": int(data["patient_id"].nunique()), "n_obs": len(data)}
+    est, se = float(fit.params[term]), float(fit.bse[term])
+    status = _fit_status(fit, se)
+    if status != "ok":
+        nan = float("nan")
+        return {"effect": effect, "estimate": nan, "ci_low": nan, "ci_high": nan,
+                "p_value": nan, **counts, "status": status}  # fmt: skip
     lo, hi = est - Z95 * se, est + Z95 * se
     if sign < 0:
         est, lo, hi = -est, -hi, -lo
-    return {
-        "effect": effect,
-        "estimate": est,
-        "ci_low": lo,
-        "ci_high": hi,
-        "p_value": float(fit.pvalues[term]),
-        "n_patients": int(data["patient_id"].nunique()),
-        "n_obs": len(data),
-    }
+    return {"effect": effect, "estimate": est, "ci_low": lo, "ci_high": hi,
+            "p_value": float(fit.pvalues[term]), **counts, "status": status}  # fmt: skip
 
 
 def adherence_tertiles(summary: pd.DataFrame) -> pd.Series:
@@ -221,6 +235,7 @@ def capacity_pain_model(
             "p_value": np.nan,
             "n_patients": int(data["patient_id"].nunique()),
             "n_obs": len(data),
+            "status": "ok",
         },
     ]
     return _effects(rows), hinge
@@ -260,6 +275,7 @@ def dropout_cox(summary: pd.DataFrame) -> pd.DataFrame:
                 "p_value": float(s["p"]),
                 "n_patients": len(frame),
                 "n_obs": int(frame["event"].sum()),
+                "status": "ok",
             }
         ]
     )
