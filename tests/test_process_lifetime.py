@@ -9,6 +9,7 @@ resource tracker, workers, Jupyter kernels).
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -57,20 +58,18 @@ def short_tmp() -> Iterator[Path]:
     """A short TMPDIR for the command (Unix socket paths must stay under 108 bytes)."""
     path = Path(tempfile.mkdtemp(prefix="bclt-"))
     yield path
-    import shutil
-
     shutil.rmtree(path, ignore_errors=True)
 
 
 def _kill_once_started(
-    args: list[str], env: dict[str, str], started: Callable[[Procs], bool], timeout: float = 180
+    argv: list[str], env: dict[str, str], started: Callable[[Procs], bool], timeout: float = 180
 ) -> tuple[str, Procs]:
-    """Run ``python -c CLI args`` in its own session; SIGKILL it as soon as ``started`` holds
-    for its helpers. Returns the marker and the helpers seen just before the kill."""
+    """Run ``argv`` in its own session; SIGKILL it as soon as ``started`` holds for its
+    helpers. Returns the marker and the helpers seen just before the kill."""
     marker = uuid.uuid4().hex
     env = {**os.environ, **env, MARK: marker}
     proc = subprocess.Popen(
-        [sys.executable, "-c", CLI, *args],
+        argv,
         env=env,
         start_new_session=True,
         stdout=subprocess.DEVNULL,
@@ -78,10 +77,12 @@ def _kill_once_started(
     )
     deadline = time.monotonic() + timeout
     helpers: Procs = {}
+    seen = False
     try:
         while time.monotonic() < deadline:
             helpers = {p: c for p, c in _marked(marker).items() if p != proc.pid}
             if started(helpers):
+                seen = True
                 break
             if proc.poll() is not None:
                 pytest.fail(
@@ -95,6 +96,8 @@ def _kill_once_started(
         proc.kill()  # SIGKILL: nothing runs in the command any more
         proc.wait()  # reaped, so that it is gone (not a zombie) for its helpers too
         proc.stderr.close()
+        if not seen:
+            _end_marked(marker)
     return marker, helpers
 
 
@@ -103,18 +106,23 @@ def _assert_all_end(marker: str, seconds: float = GRACE_S) -> None:
     deadline = time.monotonic() + seconds
     while (left := _marked(marker)) and time.monotonic() < deadline:
         time.sleep(0.1)
-    for pid in left:  # the test's own processes: do not leave them behind
+    _end_marked(marker)
+    assert not left, f"still running {seconds:.0f} s after the kill: {sorted(left.values())}"
+
+
+def _end_marked(marker: str) -> None:
+    """SIGKILL what is left of the test's own processes (found by their marker)."""
+    for pid in _marked(marker):
         try:
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
-    assert not left, f"still running {seconds:.0f} s after the kill: {sorted(left.values())}"
 
 
-def _is_forkserver_child(helpers: Procs) -> bool:
-    """A forkserver and a process forked from it (a worker) exist."""
+def _forkserver_children(helpers: Procs) -> int:
+    """How many of the helpers a forkserver among them has forked (workers)."""
     servers = [p for p, c in helpers.items() if "forkserver" in c]
-    return any(_parent(p) in servers for p in helpers)
+    return sum(_parent(p) in servers for p in helpers)
 
 
 def _parent(pid: int) -> int:
@@ -151,8 +159,8 @@ def test_import_workers_end_when_the_import_is_killed(tmp_path: Path, short_tmp:
 
     inbox = _inbox(tmp_path / "inbox", AUTO_WORKER_FILES + 40)
     env = {"BACKCARE_DATA_DIR": str(tmp_path / "data"), "TMPDIR": str(short_tmp)}
-    args = ["import", str(inbox), "--store", str(tmp_path / "s.duckdb")]
-    marker, helpers = _kill_once_started(args, env, _is_forkserver_child)
+    argv = [sys.executable, "-c", CLI, "import", str(inbox), "--store", str(tmp_path / "s.db")]
+    marker, helpers = _kill_once_started(argv, env, lambda h: _forkserver_children(h) >= 1)
     assert any("resource_tracker" in c for c in helpers.values()), helpers
     _assert_all_end(marker)
 
@@ -165,9 +173,10 @@ def test_report_workers_and_kernels_end_when_the_report_is_killed(
 
     store = clinic.demo_store(tmp_path / "store.duckdb")
     env = {"BACKCARE_DATA_DIR": str(tmp_path / "data"), "TMPDIR": str(short_tmp)}
-    args = ["report", "weekly", "--store", str(store), "--out", str(tmp_path / "out")]
+    argv = [sys.executable, "-c", CLI, "report", "weekly", "--store", str(store),
+            "--out", str(tmp_path / "out"), "--jobs", "2"]  # fmt: skip
     marker, helpers = _kill_once_started(
-        [*args, "--jobs", "2"], env, lambda h: any("ipykernel" in c for c in h.values())
+        argv, env, lambda h: any("ipykernel" in c for c in h.values())
     )
     workers = [p for p, c in helpers.items() if "spawn_main" in c]
     assert len(workers) == 2, helpers
@@ -189,25 +198,11 @@ def test_metrics_workers_end_when_their_owner_is_killed(tmp_path: Path, short_tm
         from backcare_analytics.metrics.run import metric_tables_parallel
         metric_tables_parallel([functools.partial(time.sleep, 60)] * 2, jobs=2)
     """)
-    marker = uuid.uuid4().hex
-    env = {**os.environ, MARK: marker, "TMPDIR": str(short_tmp)}
-    proc = subprocess.Popen(
-        [sys.executable, "-c", script], env=env, start_new_session=True,
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    try:
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline and proc.poll() is None:
-            helpers = {p: c for p, c in _marked(marker).items() if p != proc.pid}
-            servers = [p for p, c in helpers.items() if "forkserver" in c]
-            if sum(_parent(p) in servers for p in helpers) == 2:
-                break
-            time.sleep(0.05)
-        else:
-            pytest.fail(f"two workers not seen (rc {proc.returncode})")
-    finally:
-        proc.kill()
-        proc.wait()
+    marker, _ = _kill_once_started(
+        [sys.executable, "-c", script],
+        {"TMPDIR": str(short_tmp)},
+        lambda h: _forkserver_children(h) == 2,
+    )
     _assert_all_end(marker)
 
 
