@@ -35,6 +35,7 @@ from backcare_analytics.schemas.clean import PATIENT_ID_PATTERN
 
 __all__ = [
     "FORMATS",
+    "KERNEL_DIR_PREFIX",
     "TEMPLATES_DIR",
     "RenderResult",
     "RenderTask",
