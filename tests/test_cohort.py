@@ -187,7 +187,9 @@ def test_a_mixed_model_that_fails_is_reported_as_failed():
     if fit.converged:  # Powell ends on a singular Hessian: no finite standard error for all
         assert not np.isfinite(fit.bse[fit.fe_params.index]).all()
     expected = "no_standard_error" if fit.converged else "not_converged"
-    out = M.pain_adherence_model(weeks, summary)
+    with warnings.catch_warnings():  # statsmodels' SingularMatrixWarning: expected here
+        warnings.simplefilter("ignore")
+        out = M.pain_adherence_model(weeks, summary)
     assert list(out.columns) == M.EFFECT_COLUMNS
     assert out["status"].tolist() == [expected, expected]
     assert out[["estimate", "ci_low", "ci_high", "p_value"]].isna().all().all()
