@@ -4,6 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 DEVSTAMP := $(VENV)/.installed-dev
+BENCHSTAMP := $(VENV)/.installed-bench
 
 .PHONY: demo test lint bench lab clean install
 
@@ -11,13 +12,19 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
+# The extras (pyproject.toml): lab = JupyterLab for clinicians (demo, lab); dev = the tests;
+# bench = the command-line tools the benchmarks compare against.
 $(STAMP): pyproject.toml setup.py | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e .
+	$(BIN)/python -m pip install --quiet -e '.[lab]'
 	touch $@
 
 $(DEVSTAMP): pyproject.toml setup.py | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
-	touch $@ $(STAMP)
+	touch $@
+
+$(BENCHSTAMP): pyproject.toml setup.py | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+	touch $@ $(DEVSTAMP)
 
 install: $(STAMP)
 
@@ -25,9 +32,8 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/backcare demo
 
-## test: lint, then the whole test suite
-test: $(DEVSTAMP)
-	$(BIN)/ruff check .
+## test: lint (ruff check and the format check), then the whole test suite
+test: lint
 	$(BIN)/python -m pytest -n 2 --dist loadfile -q
 
 lint: $(DEVSTAMP)
@@ -35,7 +41,7 @@ lint: $(DEVSTAMP)
 	$(BIN)/ruff format --check backcare_analytics tests benchmarks
 
 ## bench: the performance benchmarks named in the issues (minutes, not part of `make test`)
-bench: $(DEVSTAMP)
+bench: $(BENCHSTAMP)
 	$(BIN)/python -m benchmarks
 
 ## lab: JupyterLab on notebooks/

@@ -143,6 +143,7 @@ def _planted_weeks(n: int = 150, weeks: int = 12, seed: int = 11):
 def test_mixed_models_recover_planted_effects():
     weeks, summary = _planted_weeks()
     pain = M.pain_adherence_model(weeks, summary).set_index("effect")
+    assert (pain["status"] == "ok").all()
     b3 = pain.loc["pain_slope_per_adherence"]
     assert b3["ci_low"] <= -0.5 <= b3["ci_high"]
     assert b3["ci_high"] - b3["ci_low"] < 0.3
@@ -152,6 +153,47 @@ def test_mixed_models_recover_planted_effects():
     g = e.loc["capacity_gain_per_pain_point"]
     assert g["ci_low"] <= 0.02 <= g["ci_high"] and g["p_value"] < 1e-6
     assert hinge.ci_low <= 5.0 <= hinge.ci_high
+
+
+def test_a_mixed_model_that_fails_is_reported_as_failed():
+    """4 patients x 2 weeks: a random intercept and a random week slope per patient leave no
+    residual to estimate. statsmodels' L-BFGS stops without converging (where the model used to
+    report a Wald interval anyway); what the model's optimisers end with is checked below on
+    statsmodels itself. The model must give no estimate and no interval, and say why."""
+    import statsmodels.formula.api as smf
+
+    ids = ["P0", "P1", "P2", "P3"]
+    weeks = pd.DataFrame(
+        {
+            "patient_id": pd.Series(np.repeat(ids, 2), dtype="str"),
+            "week": np.tile([0, 1], 4),
+            "pain_mean": pd.array([8, 7, 6, 6, 9, 7, 5, 5], dtype="Float64"),
+        }
+    )
+    adherence = [0.2, 0.4, 0.6, 0.8]
+    summary = pd.DataFrame({"patient_id": pd.Series(ids, dtype="str"), "adherence": adherence})
+    data = weeks.assign(
+        pain_mean=weeks["pain_mean"].astype(float),
+        week=weeks["week"].astype(float),
+        adh_c=np.repeat(adherence, 2) - np.mean(adherence),
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = smf.mixedlm("pain_mean ~ week * adh_c", data, groups=data["patient_id"],
+                            re_formula="~week")  # fmt: skip
+        lbfgs = model.fit(method=["lbfgs"], reml=True)
+        fit = model.fit(method=list(M.MIXED_OPTIMIZERS), reml=True)
+    assert not lbfgs.converged and np.isfinite(lbfgs.bse["week:adh_c"])  # a CI, before
+    if fit.converged:  # Powell ends on a singular Hessian: no finite standard error for all
+        assert not np.isfinite(fit.bse[fit.fe_params.index]).all()
+    expected = "no_standard_error" if fit.converged else "not_converged"
+    with warnings.catch_warnings():  # statsmodels' SingularMatrixWarning: expected here
+        warnings.simplefilter("ignore")
+        out = M.pain_adherence_model(weeks, summary)
+    assert list(out.columns) == M.EFFECT_COLUMNS
+    assert out["status"].tolist() == [expected, expected]
+    assert out[["estimate", "ci_low", "ci_high", "p_value"]].isna().all().all()
+    assert (out["n_patients"] == 4).all() and (out["n_obs"] == 8).all()
 
 
 def test_cox_recovers_planted_hazard_ratio_and_km_starts_at_one():

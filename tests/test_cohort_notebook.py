@@ -33,7 +33,6 @@ def test_paired_notebook_has_no_outputs_and_matches_the_script():
 
 @pytest.mark.slow
 def test_notebook_recovers_the_planted_effects(tmp_path: Path):
-    pytest.importorskip("backcare_analytics.synth", reason="the synthetic clinic")
     import jupytext
     import nbformat
     from nbclient import NotebookClient

@@ -112,7 +112,7 @@ def test_dask_cluster_agrees_with_local(tmp_path):
 
 @pytest.fixture(scope="module")
 def synthetic_clinic():
-    synth = pytest.importorskip("backcare_analytics.synth", reason="the synthetic clinic")
+    from backcare_analytics import synth
     from backcare_analytics.synth.config import SynthConfig
 
     clinic = synth.simulate(SynthConfig(patients=30, weeks=6, seed=3))

@@ -499,7 +499,8 @@ def test_every_row_lands_once_and_no_bad_cell_hides_another(rows: list[tuple]) -
 
 @pytest.mark.slow
 def test_synthetic_clinic_rejects_exactly_the_planted_rows() -> None:
-    synth = pytest.importorskip("backcare_analytics.synth")
+    from backcare_analytics import synth
+
     clinic = synth.simulate(synth.SynthConfig(patients=6, weeks=4, seed=11, bad_share=0.04))
     truth = clinic.truth
     expected = {f["file"]: f for f in truth["files"]}
@@ -563,9 +564,9 @@ def test_identical_repeat_shares_the_verdict_of_its_first() -> None:
 
 @pytest.mark.slow
 def test_normalize_many_equals_one_file_at_a_time() -> None:
+    from backcare_analytics import synth
     from backcare_analytics.io.normalize import normalize_many
 
-    synth = pytest.importorskip("backcare_analytics.synth")
     clinic = synth.simulate(synth.SynthConfig(patients=5, weeks=3, seed=5, bad_share=0.05))
     exports = [read_export(Path(n), data=d) for n, d in clinic.files.items()]
     (patients_table,) = exports[0].tables

@@ -115,7 +115,8 @@ def test_overview_links_every_patient_in_attention_order(rendered) -> None:
 
 
 def test_pdf_has_pages_and_the_verdict(rendered) -> None:
-    pypdf = pytest.importorskip("pypdf", reason="pypdf extracts the PDF's text")
+    import pypdf
+
     store, summary = rendered
     reader = pypdf.PdfReader(summary.out_dir / "patient-DEMO-001.pdf")
     assert 2 <= len(reader.pages) <= 8

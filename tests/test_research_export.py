@@ -303,7 +303,7 @@ def test_missing_or_short_key_is_refused(tmp_path):
 
 @pytest.fixture(scope="module")
 def imported_store(tmp_path_factory):
-    synth = pytest.importorskip("backcare_analytics.synth", reason="the synthetic clinic")
+    from backcare_analytics import synth
     from backcare_analytics.cli import main
     from backcare_analytics.synth.config import SynthConfig
 

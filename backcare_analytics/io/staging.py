@@ -24,6 +24,7 @@ import pandas as pd
 
 from backcare_analytics.config import Settings
 from backcare_analytics.errors import InputDataError
+from backcare_analytics.lifetime import end_with
 from backcare_analytics.protocol import Protocol
 from backcare_analytics.schemas import ensure_validation_enabled
 from backcare_analytics.store.archive import sha256_bytes
@@ -229,8 +230,9 @@ class _StageEnv:
 _WORKER_ENV: _StageEnv | None = None
 
 
-def _worker_init(env: _StageEnv) -> None:
+def _worker_init(env: _StageEnv, owner_pid: int) -> None:
     global _WORKER_ENV
+    end_with(owner_pid)  # the worker (the forkserver's child) ends when the import does
     _WORKER_ENV = env
     ensure_validation_enabled()
 
@@ -329,7 +331,9 @@ def _make_pool(ctx: _Env, n: int) -> Executor:
     mpc = mp.get_context("forkserver")
     mpc.set_forkserver_preload(["backcare_analytics.io.staging"])
     env = _StageEnv(ctx.settings, ctx.protocol, ctx.now, dict(ctx.shas))
-    pool = ProcessPoolExecutor(n, mp_context=mpc, initializer=_worker_init, initargs=(env,))
+    pool = ProcessPoolExecutor(
+        n, mp_context=mpc, initializer=_worker_init, initargs=(env, os.getpid())
+    )
     try:
         for _ in range(n):  # start the workers now (about a second) while the first is staged
             pool.submit(os.getpid)

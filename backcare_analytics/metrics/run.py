@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from backcare_analytics.lifetime import end_with
 from backcare_analytics.metrics.params import Window
 from backcare_analytics.metrics.registry import MetricInputs, compute
 from backcare_analytics.protocol import Protocol, load_protocol
@@ -249,6 +250,8 @@ def metric_tables_parallel(
             max_workers=min(jobs, len(loaders)),
             mp_context=ctx,
             max_tasks_per_child=tasks_per_worker,
+            initializer=end_with,  # a worker ends when this process does, even by a kill
+            initargs=(os.getpid(),),
         ) as pool:
             futures = [pool.submit(_run_partition, load, options, reduce) for load in loaders]
             results = [f.result() for f in futures]

@@ -22,7 +22,6 @@ import copy
 import os
 import re
 import shutil
-import tempfile
 import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -33,11 +32,13 @@ from pathlib import Path
 from typing import Any
 
 from backcare_analytics.config import PROJECT_ROOT, shipped_dir
+from backcare_analytics.lifetime import end_with, owned_temp_dir, remove_stale_temp_dirs
 from backcare_analytics.safety import write_private_bytes, write_private_text
 from backcare_analytics.schemas.clean import PATIENT_ID_PATTERN
 
 __all__ = [
     "FORMATS",
+    "KERNEL_DIR_PREFIX",
     "TEMPLATES_DIR",
     "RenderResult",
     "RenderTask",
@@ -56,6 +57,8 @@ FORMATS = ("html", "pdf")
 _WEEK = re.compile(r"^\d{4}-W\d{2}$")
 _PATIENT = re.compile(PATIENT_ID_PATTERN)
 _CELL_TIMEOUT_S = 300
+#: Name prefix of a kernel's socket folder in the temporary folder (the owner's pid follows).
+KERNEL_DIR_PREFIX = "backcare-kernel-"
 
 
 def patient_file_name(patient_id: str, ext: str = "html") -> str:
@@ -246,10 +249,16 @@ class WarmKernel:
 
         env = {**os.environ, "MPLBACKEND": "Agg", "PYDEVD_DISABLE_FILE_VALIDATION": "1"}
         # Unix sockets in an owner-only folder, not localhost TCP: report data never crosses
-        # a network interface, even the loopback one.
-        self._sockets = tempfile.mkdtemp(prefix="backcare-kernel-")
+        # a network interface, even the loopback one. The connection file goes there too, and
+        # the folder is named after this process, so one left by a kill is removed at the next
+        # batch (:func:`render_tasks`). The kernel ends with this process by itself (ipykernel
+        # polls the parent named by ``JPY_PARENT_PID``, which jupyter_client sets).
+        self._sockets = str(owned_temp_dir(KERNEL_DIR_PREFIX))
         self.km = KernelManager(
-            kernel_name="python3", transport="ipc", ip=os.path.join(self._sockets, "k")
+            kernel_name="python3",
+            transport="ipc",
+            ip=os.path.join(self._sockets, "k"),
+            connection_file=os.path.join(self._sockets, "kernel.json"),
         )
         self.km.start_kernel(env=env, cwd=str(cwd or PROJECT_ROOT))
         self.client = NotebookClient(
@@ -342,16 +351,20 @@ def run_task(kernel: WarmKernel, task: RenderTask) -> RenderResult:
 _KERNEL: WarmKernel | None = None
 
 
-def _worker_init() -> None:
+def _start_worker_kernel() -> None:
     global _KERNEL
     _KERNEL = WarmKernel()
     atexit.register(_KERNEL.close)
 
 
+def _worker_init(owner_pid: int) -> None:
+    end_with(owner_pid)  # the worker, and so its kernel, ends when the batch's process does
+    _start_worker_kernel()
+
+
 def _worker_run(task: RenderTask) -> RenderResult:
-    global _KERNEL
     if _KERNEL is None or not _KERNEL.alive():
-        _worker_init()
+        _start_worker_kernel()
     assert _KERNEL is not None  # for the type checker; set just above
     return run_task(_KERNEL, task)
 
@@ -370,6 +383,7 @@ def render_tasks(
     todo = list(tasks)
     if not todo:
         return []
+    remove_stale_temp_dirs(KERNEL_DIR_PREFIX)  # kernel sockets left by a killed batch
     jobs = max(1, min(jobs or os.cpu_count() or 1, len(todo)))
     results: list[RenderResult] = []
     if jobs == 1:
@@ -387,7 +401,10 @@ def render_tasks(
             kernel.close()
         return results
     with ProcessPoolExecutor(
-        max_workers=jobs, mp_context=get_context("spawn"), initializer=_worker_init
+        max_workers=jobs,
+        mp_context=get_context("spawn"),
+        initializer=_worker_init,
+        initargs=(os.getpid(),),
     ) as pool:
         futures = {pool.submit(_worker_run, task): task for task in todo}
         for future in as_completed(futures):
