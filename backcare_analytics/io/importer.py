@@ -253,24 +253,29 @@ def _run(
 def _stopped(
     exc: BaseException, store: Store, report: ImportReport, ordered: list[_Item]
 ) -> StoreError:
-    """The error that stops a batch while writing (store busy, disk full, read-only, …):
-    what happened, which file stopped it and how many were done; the files before it stay
-    committed (``report`` of them attached as ``.report``). An OSError that is not about the
-    store's disk is re-raised as it is."""
-    if isinstance(exc, OSError) and not _about_the_store(exc, store):
-        raise exc
+    """The error that stops a batch while writing (store busy, a full or read-only disk, a
+    damaged store): what happened, which file stopped it and how many were done; the files
+    before it stay committed (``report`` of them attached as ``.report``). Anything else (an
+    OSError about an input file, a DuckDB error that is no failure of the machine: a bug) is
+    re-raised as it is."""
     base = environment_error(exc, store.path)
+    if not isinstance(exc, StoreError) and (
+        base.reason is None or (isinstance(exc, OSError) and not _about_the_store(exc, store))
+    ):
+        raise exc
     k = len(report.files)
     done = sum(f.status == "imported" for f in report.files)
-    where = (
-        f" {ordered[k].name} and {len(ordered) - k - 1} later file(s) were not imported; "
-        if k < len(ordered)
-        else " every file was written, but the final retry of refused rows was not; "
-    )
-    err = type(base)(
-        f"{base}{where}{done} earlier file(s) were (run the command again to finish).",
-        base.reason,
-    )
+    if k < len(ordered):
+        where = (
+            f"{ordered[k].name} and {len(ordered) - k - 1} later file(s) were not imported; "
+            f"{done} earlier file(s) were (run the command again to finish)."
+        )
+    else:
+        where = (
+            f"Every file was written ({done} imported now), but not the final retry of rows "
+            "refused unknown_patient (run the command again to finish it)."
+        )
+    err = type(base)(f"{base} {where}", base.reason)
     err.report = report  # type: ignore[attr-defined]
     return err
 
