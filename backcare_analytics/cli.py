@@ -419,7 +419,7 @@ def _environment_failure(exc: Exception) -> BackcareError | None:
     if isinstance(exc, duckdb.IOException | duckdb.FatalException) or (
         isinstance(exc, OSError) and exc.errno in disk
     ):
-        where = getattr(exc, "filename", None) or "the store or an output"
+        where = getattr(exc, "filename", None) or "a file of the store or an output"
         return environment_error(exc, where)
     return None
 

@@ -166,7 +166,7 @@ def environment_error(exc: BaseException, path: Path | str) -> StoreError:
     code = getattr(exc, "errno", None)
     for reason, codes, markers, advice in _ENVIRONMENT:
         if code in codes or any(m in text for m in markers):
-            return StoreError(f"cannot open or write the store {path}: {advice}", reason)
+            return StoreError(f"cannot open or write {path}: {advice}", reason)
     what = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
     return StoreError(
         f"cannot open or write the store {path} ({what}). Fix: check the path is a backcare "
