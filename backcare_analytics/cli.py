@@ -1,8 +1,9 @@
 """The ``backcare`` command: a thin face over the package's functions.
 
 Exit codes: 0 done and everything accepted; 2 finished but some input was refused; 1 could not
-run (bad arguments, store busy, a broken protocol). Errors are printed as one plain message
-(what, what was received, how to fix it), never as a traceback, and never carry patient values.
+run (bad arguments, store busy, a broken protocol, a full or read-only disk). Errors are printed
+as one plain message (what, what was received, how to fix it), never as a traceback, and never
+carry patient values; with ``--json`` stdout holds ``{"error": ..., "reason": ...}``.
 """
 
 from __future__ import annotations
@@ -115,6 +116,20 @@ def _open_store(store: Path | None):  # -> Store
     return Store.from_settings(settings) if store is None else Store(store, settings=settings)
 
 
+def _say(message: str) -> None:
+    """A note on stderr (e.g. waiting for another writer of the store)."""
+    typer.echo(f"backcare: {message}", err=True)
+
+
+def _json_error(exc: BackcareError, **extra: object) -> str:
+    """``{"error": message, "reason": code?, ...}``: what a --json command prints instead of
+    its result when it cannot run."""
+    import json
+
+    reason = getattr(exc, "reason", None)
+    return json.dumps({"error": str(exc), **({"reason": reason} if reason else {}), **extra})
+
+
 def _import_command(paths: list[Path], store: Path | None, as_json: bool, dry_run: bool) -> None:
     import json
 
@@ -124,13 +139,15 @@ def _import_command(paths: list[Path], store: Path | None, as_json: bool, dry_ru
     bar = sys.stdout.isatty() and sys.stderr.isatty() and not as_json
     try:
         with progress_bar(bar, "validating" if dry_run else "importing") as progress:
-            report = import_paths(paths, _open_store(store), dry_run=dry_run, progress=progress)
+            report = import_paths(
+                paths, _open_store(store), dry_run=dry_run, progress=progress, on_wait=_say
+            )
     except BackcareError as exc:
+        partial = getattr(exc, "report", None)  # files done before the batch was stopped
         if as_json:
-            partial = getattr(exc, "report", None)  # files done before a busy store stopped it
-            typer.echo(json.dumps({"error": str(exc), **(partial.to_json() if partial else {})}))
-        elif getattr(exc, "report", None) is not None:
-            typer.echo(exc.report.summary())  # type: ignore[attr-defined]
+            typer.echo(_json_error(exc, **(partial.to_json() if partial else {})))
+        elif partial is not None:
+            typer.echo(partial.summary())
         raise _fail(str(exc)) from None
     typer.echo(json.dumps(report.to_json()) if as_json else report.summary())
     raise typer.Exit(report.exit_code)
@@ -165,17 +182,42 @@ def rejects(
     if file is not None and len(file) < 8:
         raise _fail(f"--file expects a SHA-256 or its first 8+ characters; received {file!r}")
     st = _open_store(store)
-    summary = rejects_summary(st.rejects(), st.imports(), file)
+    try:
+        summary = rejects_summary(st.rejects(), st.imports(), file)
+    except BackcareError as exc:
+        if as_json:
+            typer.echo(_json_error(exc))
+        raise _fail(str(exc)) from None
     typer.echo(json.dumps(summary) if as_json else rejects_text(summary))
 
 
 @app.command()
-def rebuild(store: StoreOption = None) -> None:
-    """Recreate the store from the raw archive alone (the old file is kept as .bak)."""
+def rebuild(
+    store: StoreOption = None,
+    force: Annotated[
+        bool,
+        typer.Option("--force", help="Replace the store even if the rebuilt one has fewer rows."),
+    ] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Recreate the store from every file in the raw archive; the old file is kept as a
+    numbered backup (.bak, .bak.1, ...). Refuses to shrink the store unless --force."""
+    import json
+
     from backcare_analytics.io.importer import rebuild as rebuild_store
 
-    report = rebuild_store(_open_store(store))
-    typer.echo(report.summary())
+    try:
+        result = rebuild_store(_open_store(store), force=force, on_wait=_say)
+    except BackcareError as exc:
+        if as_json:
+            typer.echo(_json_error(exc))
+        raise _fail(str(exc)) from None
+    if as_json:
+        doc = {**result.report.to_json(), "backup": str(result.backup) if result.backup else None,
+               "before": result.before, "after": result.after}  # fmt: skip
+        typer.echo(json.dumps(doc))
+    else:
+        typer.echo(result.summary())
 
 
 # ---------------------------------------------------------------------------------------------
@@ -360,6 +402,25 @@ def metrics_(
     )
 
 
+def _environment_failure(exc: Exception) -> BackcareError | None:
+    """A failure of the machine rather than of the program (a DuckDB I/O or fatal error, a
+    full or read-only disk) as a :class:`StoreError` with advice; None for anything else,
+    which stays a traceback (a bug to report)."""
+    import errno
+
+    import duckdb
+
+    from backcare_analytics.store.db import environment_error
+
+    disk = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO)
+    if isinstance(exc, duckdb.IOException | duckdb.FatalException) or (
+        isinstance(exc, OSError) and exc.errno in disk
+    ):
+        where = getattr(exc, "filename", None) or "a file of the store or an output"
+        return environment_error(exc, where)
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``backcare`` console script."""
     try:
@@ -380,6 +441,14 @@ def main(argv: list[str] | None = None) -> int:
         if show is None:
             raise
         show()
+        return EXIT_FAILED
+    except Exception as exc:
+        error = _environment_failure(exc)
+        if error is None:
+            raise
+        if "--json" in (sys.argv[1:] if argv is None else argv):
+            typer.echo(_json_error(error))
+        typer.echo(f"backcare: error: {error}", err=True)
         return EXIT_FAILED
     return EXIT_OK
 

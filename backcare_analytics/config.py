@@ -112,6 +112,9 @@ class Settings:
     max_xlsx_uncompressed_bytes: int = 200 * 1024 * 1024
     max_xlsx_ratio: int = 100
     store_busy_timeout_s: float = 10.0
+    #: How long ``import`` or ``rebuild`` waits for another writer of the same store (the
+    #: ``<store>.lock`` file, docs/import.md) before giving up with "store busy".
+    store_lock_timeout_s: float = 300.0
     default_timezone: str = "Europe/Amsterdam"
     #: Order of slash/dot dates such as 02/03/2026: "DMY" (day first) or "MDY" (month first).
     date_order: str = "DMY"

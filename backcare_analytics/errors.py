@@ -53,11 +53,23 @@ class ValidationDisabledError(BackcareError, RuntimeError):
 
 
 class StoreError(BackcareError, RuntimeError):
-    """The DuckDB store cannot be opened or written."""
+    """The DuckDB store cannot be opened or written.
+
+    ``reason`` is a short code for programs (``--json`` prints it): ``disk_full``,
+    ``read_only``, ``no_permission``, ``damaged_store``, ``missing_tables``, ``store_busy``,
+    ``no_archive``, ``smaller_store``, or None.
+    """
+
+    def __init__(self, message: str, reason: str | None = None) -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 class StoreBusyError(StoreError):
     """Another process holds the store for writing; nothing was changed."""
+
+    def __init__(self, message: str, reason: str | None = "store_busy") -> None:
+        super().__init__(message, reason)
 
 
 class UnsafeOutputError(ConfigError):

@@ -21,18 +21,20 @@ prescriptions); this module orders the files, groups them and runs the pipeline.
 
 from __future__ import annotations
 
-import os
+import errno
 from collections import deque
 from collections.abc import Callable, Iterable
 from concurrent.futures import Executor, Future
 from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+import duckdb
 import pandas as pd
 
 from backcare_analytics.config import Settings
-from backcare_analytics.errors import InputDataError, StoreBusyError, StoreError
+from backcare_analytics.errors import InputDataError, StoreError
 from backcare_analytics.io.import_report import ImportReport
 from backcare_analytics.io.staging import (
     LAST_WORKER_USAGE as LAST_WORKER_USAGE,  # for benchmarks: the last batch's workers
@@ -49,13 +51,15 @@ from backcare_analytics.io.staging import (
 from backcare_analytics.io.staging import (
     _vm_hwm_mib as _vm_hwm_mib,  # for benchmarks: peak resident memory of this process
 )
-from backcare_analytics.io.writer import _Context, _write_staged_group
+from backcare_analytics.io.writer import _Context, _retry_registered, _write_staged_group
 from backcare_analytics.protocol import Protocol, load_protocol
 from backcare_analytics.schemas import ensure_validation_enabled
+from backcare_analytics.store.backup import rebuild_path, row_counts, swap_in, wal_path
 from backcare_analytics.store.core import Store
+from backcare_analytics.store.db import environment_error
 from backcare_analytics.store.target import WriteTarget
 
-__all__ = ["ImportReport", "expand_paths", "import_paths", "rebuild"]
+__all__ = ["ImportReport", "RebuildResult", "expand_paths", "import_paths", "rebuild"]
 
 #: ``progress(done, total, name)`` after each file.
 Progress = Callable[[int, int, str], None]
@@ -97,12 +101,15 @@ GROUP_MAX_BYTES = 16 << 20
 
 
 def _is_store_file(path: Path, store: Store) -> bool:
-    """The store file, its WAL and the raw archive are never offered as exports (a folder
-    given to ``import`` may contain them)."""
+    """The store file and the files beside it named after it (its WAL, lock, backups, a
+    rebuild in progress) and the raw archive are never offered as exports (a folder given to
+    ``import`` may contain them)."""
     p = path.resolve()
     db = store.path.resolve()
-    return p in (db, db.with_name(db.name + ".wal")) or p.is_relative_to(
-        store.archive.root.resolve()
+    return (
+        p == db
+        or (p.parent == db.parent and p.name.startswith(db.name + "."))
+        or p.is_relative_to(store.archive.root.resolve())
     )
 
 
@@ -228,23 +235,60 @@ def _run(
                     nxt += 1
             try:
                 version = _write_staged_group(ctx, staged, version)
-            except StoreBusyError as exc:
-                # Files before this one stay committed: say which, then stop.
-                k = len(report.files)
-                done = sum(f.status == "imported" for f in report.files)
-                err = StoreBusyError(
-                    f"{exc} {ordered[k].name} and {len(ordered) - k - 1} later file(s) were not "
-                    f"imported; {done} earlier file(s) were (run the command again to finish)."
-                )
-                err.report = report  # type: ignore[attr-defined]
-                raise err from None
+            except (StoreError, duckdb.Error, OSError) as exc:
+                raise _stopped(exc, store, report, ordered) from None
             if progress:
                 progress(len(report.files), len(ordered), group[-1].name)
+        try:
+            _retry_registered(ctx)
+        except (StoreError, duckdb.Error, OSError) as exc:
+            raise _stopped(exc, store, report, ordered) from None
     finally:
         if pool is not None:
             _close_pool(pool, n_proc)
         target.close()
     return report
+
+
+def _stopped(
+    exc: BaseException, store: Store, report: ImportReport, ordered: list[_Item]
+) -> StoreError:
+    """The error that stops a batch while writing (store busy, a full or read-only disk, a
+    damaged store): what happened, which file stopped it and how many were done; the files
+    before it stay committed (``report`` of them attached as ``.report``). Anything else (an
+    OSError about an input file, a DuckDB error that is no failure of the machine: a bug) is
+    re-raised as it is."""
+    base = environment_error(exc, store.path)
+    if not isinstance(exc, StoreError) and (
+        base.reason is None or (isinstance(exc, OSError) and not _about_the_store(exc, store))
+    ):
+        raise exc
+    k = len(report.files)
+    done = sum(f.status == "imported" for f in report.files)
+    if k < len(ordered):
+        where = (
+            f"{ordered[k].name} and {len(ordered) - k - 1} later file(s) were not imported; "
+            f"{done} earlier file(s) were (run the command again to finish)."
+        )
+    else:
+        where = (
+            f"Every file was written ({done} imported now), but not the final retry of rows "
+            "refused unknown_patient (run the command again to finish it)."
+        )
+    err = type(base)(f"{base} {where}", base.reason)
+    err.report = report  # type: ignore[attr-defined]
+    return err
+
+
+def _about_the_store(exc: OSError, store: Store) -> bool:
+    """Whether an OSError concerns the disk under the store (a full or read-only disk, or a
+    file of the store or its archive), not an input file."""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
+        return True
+    name = Path(str(exc.filename)) if exc.filename else None
+    return name is not None and (
+        name.is_relative_to(store.archive.root) or name.name.startswith(store.path.name)
+    )
 
 
 def import_paths(
@@ -257,8 +301,14 @@ def import_paths(
     protocol: Protocol | None = None,
     now: datetime | pd.Timestamp | None = None,
     workers: int | None = None,
+    on_wait: Callable[[str], None] | None = None,
 ) -> ImportReport:
     """Import files and folders into ``store`` (or, with ``dry_run``, only report).
+
+    One writer at a time: the import holds the store's writer lock
+    (:meth:`Store.exclusive`) for the whole batch, taken before the registered patients are
+    read; a second import waits for it (``Settings.store_lock_timeout_s``). At the end, rows
+    refused ``unknown_patient`` whose patient is registered by then are retried.
 
     Parameters
     ----------
@@ -274,6 +324,8 @@ def import_paths(
         Worker processes that read and normalise files ahead of the writer; 0 for a helper
         thread in this process; None (the default) chooses: one worker process for a batch
         of hundreds of small files, else the thread (:func:`_pool_workers`).
+    on_wait
+        Called once with a message when another writer holds the store and this one waits.
 
     Returns
     -------
@@ -287,49 +339,135 @@ def import_paths(
     ValidationDisabledError
         When pandera's data checks are switched off.
     StoreBusyError
-        When another process holds the store longer than ``store_busy_timeout_s``; files
-        committed before that stay committed, the file in hand is not written.
+        When another writer holds the store longer than ``store_lock_timeout_s`` (nothing
+        written), or a DuckDB connection holds the file longer than ``store_busy_timeout_s``
+        mid-batch (files committed before that stay committed, the file in hand is not).
+    StoreError
+        The disk under the store is full or read-only, or the store file is damaged; the
+        message gives the advice that fits, files committed before stay committed.
     """
     store = store or Store.from_settings(settings)
     settings = settings or store.settings
     ensure_validation_enabled()
     items = [_Item(p, p.name) for p in expand_paths(paths) if not _is_store_file(p, store)]
-    return _run(
-        items, store, dry_run=dry_run, progress=progress, settings=settings,
-        protocol=protocol, now=now, patients_first=True, workers=workers,
-    )  # fmt: skip
+
+    def run() -> ImportReport:
+        return _run(
+            items, store, dry_run=dry_run, progress=progress, settings=settings,
+            protocol=protocol, now=now, patients_first=True, workers=workers,
+        )  # fmt: skip
+
+    if dry_run:  # reads a copy of the store: no lock (it never waits for a writer's batch)
+        return run()
+    with store.exclusive(on_wait):  # before anything (the patients, the ledger) is read
+        if store.exists():
+            store.initialise()  # adds any table an interrupted or older version left out
+        return run()
+
+
+@dataclass(frozen=True)
+class RebuildResult:
+    """What :func:`rebuild` did: the replay's report, the backup of the old store (None when
+    there was none), and the rows of ``sessions``, ``pain`` and ``patients`` before (None:
+    no readable store) and after."""
+
+    report: ImportReport
+    backup: Path | None
+    before: dict[str, int] | None
+    after: dict[str, int]
+
+    def summary(self) -> str:
+        """The replay's summary, then where the old store was kept."""
+        counts = ", ".join(f"{n} {t}" for t, n in self.after.items())
+        kept = f"; the old store is kept as {self.backup}" if self.backup else ""
+        return f"{self.report.summary()}\nrebuilt store: {counts}{kept}"
 
 
 def rebuild(
-    store: Store, raw_archive: Path | str | None = None, *, progress: Progress | None = None
-) -> ImportReport:
-    """Recreate ``store`` from the raw archive alone, replaying files in their original order.
+    store: Store,
+    raw_archive: Path | str | None = None,
+    *,
+    progress: Progress | None = None,
+    force: bool = False,
+    on_wait: Callable[[str], None] | None = None,
+) -> RebuildResult:
+    """Recreate ``store`` from the raw archive alone, replaying every archived file (from
+    the manifests) in its original order.
 
-    The new store is built beside the old one and swapped in when complete; the old file is
-    kept as ``<store>.bak``. Files refused whole were never archived and are not replayed.
+    The new store is built beside the old one (:func:`~backcare_analytics.store.backup.rebuild_path`)
+    and swapped in when complete (:func:`~backcare_analytics.store.backup.swap_in`): the old
+    file is kept as the next free numbered backup (``.bak``, ``.bak.1``, …) and the store's
+    name never points at nothing. Holds the store's writer lock throughout. Files refused
+    whole were never archived and are not replayed.
+
+    Parameters
+    ----------
+    force
+        Replace the store even when the rebuilt one has fewer rows in ``sessions``, ``pain``
+        or ``patients`` (archived files missing).
+    on_wait
+        Called once with a message when another writer holds the store and this one waits.
+
+    Raises
+    ------
+    StoreError
+        No archive (``reason`` ``no_archive``), a rebuilt store smaller than the current one
+        without ``force`` (``smaller_store``), or a failure of the disk; in each case the
+        store is left as it was.
     """
     from backcare_analytics.store.archive import RawArchive
 
     archive = RawArchive(raw_archive) if raw_archive is not None else store.archive
-    files = archive.files()
-    try:  # leave out archived bytes whose import never committed (a crash between the two)
-        ledger = store.imports() if store.exists() else None
-    except StoreError:
-        ledger = None
-    if ledger is not None and len(ledger):
-        ok = set(ledger.loc[ledger["status"] == "imported", "sha256"])
-        files = [f for f in files if f.sha256 in ok]
-    tmp = store.path.with_name(store.path.name + ".rebuild")
-    for p in (tmp, tmp.with_name(tmp.name + ".wal")):
+    timeout = store.settings.store_busy_timeout_s
+    with store.exclusive(on_wait):
+        if not archive.root.is_dir():
+            raise StoreError(
+                f"no raw archive at {archive.root}: `rebuild` recreates the store from the raw "
+                "files that `import` keeps in that folder beside the store, and without them it "
+                "would make an empty store. Nothing was changed. Fix: copy the store's .raw "
+                "folder along with the .duckdb file (or set BACKCARE_RAW_ARCHIVE to where it "
+                "is), then run `backcare rebuild` again.",
+                "no_archive",
+            )
+        tmp = rebuild_path(store.path)
+        try:
+            _remove_store_file(tmp)
+            new = Store(tmp, archive.root, settings=store.settings)
+            new.initialise()
+            report = _run(
+                [_Item(f.path, f.name) for f in archive.files()], new, dry_run=False,
+                progress=progress, settings=store.settings, protocol=None, now=None,
+                patients_first=False,
+            )  # fmt: skip
+            before = row_counts(store.path, timeout)
+            after = row_counts(tmp, timeout) or {}
+            _refuse_smaller(store, before, after, force)
+            backup = swap_in(tmp, store.path, timeout)
+        finally:
+            _remove_store_file(tmp)
+    return RebuildResult(report, backup, before, after)
+
+
+def _remove_store_file(path: Path) -> None:
+    for p in (path, wal_path(path)):
         p.unlink(missing_ok=True)
-    new = Store(tmp, archive.root, settings=store.settings)
-    new.initialise()
-    report = _run(
-        [_Item(f.path, f.name) for f in files], new, dry_run=False, progress=progress,
-        settings=store.settings, protocol=None, now=None, patients_first=False,
-    )  # fmt: skip
-    if store.exists():
-        os.replace(store.path, store.path.with_name(store.path.name + ".bak"))
-        store.path.with_name(store.path.name + ".wal").unlink(missing_ok=True)
-    os.replace(tmp, store.path)
-    return report
+
+
+def _refuse_smaller(
+    store: Store, before: dict[str, int] | None, after: dict[str, int], force: bool
+) -> None:
+    """Raise when the rebuilt store has fewer rows than the current one, unless ``force``."""
+    if force or before is None:
+        return
+    shrunk = {t: (n, after.get(t, 0)) for t, n in before.items() if after.get(t, 0) < n}
+    if not shrunk:
+        return
+    what = ", ".join(f"{t} {old} -> {new}" for t, (old, new) in shrunk.items())
+    raise StoreError(
+        f"rebuild refused: the store rebuilt from {store.archive.root} would have fewer rows "
+        f"than {store.path} ({what}), so some archived files are missing (a .duckdb copied "
+        "without its .raw folder?). Nothing was changed. Fix: restore the archive folder, or "
+        "run `backcare rebuild --force` to accept the smaller store (the current one is kept "
+        "as a numbered .bak).",
+        "smaller_store",
+    )

@@ -6,7 +6,8 @@ its raw copy (:mod:`backcare_analytics.io.ledger`, :mod:`backcare_analytics.stor
 Consecutive small files share one transaction (group commit: one set-wise merge per table,
 rejects and ledger rows written once, raw copies flushed together), each still all or none; a
 group that fails is rolled back and its files written one transaction each. Rows refused
-``unknown_patient`` are retried in the transaction of the patients file that registers them.
+``unknown_patient`` are retried in the transaction of the patients file that registers them,
+and again at the end of every import for any whose patient is registered by then.
 Part of the importer (:mod:`backcare_analytics.io.importer` drives it). Names with a leading
 underscore are private to the ``io`` package.
 """
@@ -228,21 +229,50 @@ class _GroupWrite:
         return [sha for (sha, *_), fresh in zip(self.archive, new, strict=True) if fresh]
 
 
-def _retry_unknown_patients(ctx: _Context, con: duckdb.DuckDBPyConnection, this_sha: str) -> None:
-    """Re-normalise rows refused ``unknown_patient`` now that new patients are registered.
+#: Files holding a row refused ``unknown_patient`` whose patient is registered now. The raw
+#: row keeps the id as read; a valid id is plain ASCII, which normalisation does not change.
+_NOW_REGISTERED = """SELECT DISTINCT r.file_sha FROM rejects r
+    WHERE r.reason = 'unknown_patient' AND json_valid(r.raw)
+    AND json_extract_string(r.raw, '$.patient_id') IN (SELECT patient_id FROM patients)"""
 
-    Runs inside the transaction of the patients file, so it commits or rolls back with it.
-    Each earlier file's ledger counts move rows from ``rejected`` to ``accepted`` (or
-    ``duplicates``), keeping ``rows_read == accepted + rejected + duplicates``.
+
+def _retry_registered(ctx: _Context) -> None:
+    """At the end of every import: retry the ``unknown_patient`` rows whose patient is
+    registered now, whoever registered it and whenever (an earlier import, another writer
+    before this one took the lock, an import interrupted before its retry ran). One cheap
+    query decides; nothing is read from the archive unless some such row exists."""
+    if not ctx.target.dry_run and not ctx.target.store.exists():
+        return
+    with ctx.target.transaction() as con:
+        shas = [r[0] for r in con.execute(_NOW_REGISTERED).fetchall()]
+        if shas:
+            _retry_unknown_patients(ctx, con, None, only=shas)
+
+
+def _retry_unknown_patients(
+    ctx: _Context,
+    con: duckdb.DuckDBPyConnection,
+    this_sha: str | None,
+    *,
+    only: list[str] | None = None,
+) -> None:
+    """Re-normalise rows refused ``unknown_patient`` against the patients registered now.
+
+    Runs inside the caller's transaction (the patients file's, or :func:`_retry_registered`'s),
+    so it commits or rolls back with it. Files: every file with such rows except
+    ``this_sha``, or only the files ``only``. Each file's ledger counts move rows from
+    ``rejected`` to ``accepted`` (or ``duplicates``), keeping
+    ``rows_read == accepted + rejected + duplicates``.
     """
     from backcare_analytics.store.core import to_frame
 
     targets = con.execute(
         """SELECT r.file_sha, r.kind, list(DISTINCT r."row" ORDER BY r."row"), i.path, i.seq
         FROM rejects r JOIN imports i ON i.sha256 = r.file_sha
-        WHERE r.reason = 'unknown_patient' AND r.file_sha <> ?
+        WHERE r.reason = 'unknown_patient' AND r.file_sha IS DISTINCT FROM ?
+        AND (?::VARCHAR[] IS NULL OR list_contains(?::VARCHAR[], r.file_sha))
         GROUP BY ALL ORDER BY i.seq, r.kind""",
-        [this_sha],
+        [this_sha, only, only],
     ).fetchall()
     if not targets:
         return

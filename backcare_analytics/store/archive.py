@@ -18,7 +18,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["ArchivedFile", "RawArchive", "sha256_bytes"]
+from backcare_analytics.safety import create_private_folders
+from backcare_analytics.store.db import sync_folder
+
+__all__ = ["ArchivedFile", "RawArchive", "is_dead_pid_name", "sha256_bytes"]
 
 
 def sha256_bytes(data: bytes) -> str:
@@ -28,6 +31,25 @@ def sha256_bytes(data: bytes) -> str:
     'e3b0c44298fc'
     """
     return hashlib.sha256(data).hexdigest()
+
+
+def is_dead_pid_name(stem: str) -> bool:
+    """Whether ``stem`` ends in ``.<pid>`` of a process that no longer exists (a temporary
+    file named ``.<name>.<pid>.tmp`` is then an orphan).
+
+    >>> is_dead_pid_name(f"x.{os.getpid()}"), is_dead_pid_name("x.notapid")
+    (False, False)
+    """
+    pid = stem.rpartition(".")[2]
+    if not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # e.g. EPERM: alive, someone else's
+        return False
+    return False
 
 
 @dataclass(frozen=True)
@@ -48,7 +70,7 @@ class RawArchive:
         self.root = Path(root)
 
     def _ensure(self) -> None:
-        self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        create_private_folders(self.root)  # and its parents: 0o700 whatever the umask
         os.chmod(self.root, 0o700)
 
     def file(self, sha: str) -> Path:
@@ -96,7 +118,7 @@ class RawArchive:
                     os.close(fd)
             for tmp, (target, _) in zip(tmps, writes, strict=True):
                 os.replace(tmp, target)
-            self._sync_folder()
+            sync_folder(self.root)
         except BaseException:
             for path in tmps:
                 with contextlib.suppress(FileNotFoundError):
@@ -107,24 +129,26 @@ class RawArchive:
             raise
         return new
 
-    def _sync_folder(self) -> None:
-        """Make the renames durable (where the platform allows opening a folder)."""
-        try:
-            fd = os.open(self.root, os.O_RDONLY)
-        except OSError:  # pragma: no cover - e.g. Windows
-            return
-        try:
-            os.fsync(fd)
-        except OSError:  # pragma: no cover - a file system that cannot flush folders
-            pass
-        finally:
-            os.close(fd)
-
     def discard(self, sha: str) -> None:
         """Remove ``sha`` and its manifest (used when the import that wrote them rolled back)."""
         for p in (self.file(sha), self.root / f"{sha}.json"):
             with contextlib.suppress(FileNotFoundError):
                 p.unlink()
+
+    def remove_temporaries(self) -> int:
+        """Remove temporary copies (``.<name>.<pid>.tmp``: patient data) that a writer killed
+        mid-write left behind, when that process is gone; returns how many. Called at the start
+        of every write under the store's lock (:meth:`Store.exclusive`)."""
+        if not self.root.is_dir():
+            return 0
+        removed = 0
+        for tmp in self.root.glob(".*.tmp"):
+            if not is_dead_pid_name(tmp.name.removesuffix(".tmp")):
+                continue
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+                removed += 1
+        return removed
 
     def read(self, sha: str) -> bytes:
         return self.file(sha).read_bytes()

@@ -13,8 +13,9 @@ False
 
 from __future__ import annotations
 
+import glob
 import warnings
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -23,14 +24,15 @@ import pandas as pd
 import pyarrow as pa
 
 from backcare_analytics.config import Settings, get_settings
-from backcare_analytics.errors import BackcareWarning
+from backcare_analytics.errors import BackcareWarning, StoreError
 from backcare_analytics.protocol import (
     Protocol,
     build_prescriptions,
     load_prescription_overrides,
 )
-from backcare_analytics.store.archive import RawArchive
-from backcare_analytics.store.db import connect, create_tables
+from backcare_analytics.store.archive import RawArchive, is_dead_pid_name
+from backcare_analytics.store.db import TABLES, connect, create_tables, environment_error
+from backcare_analytics.store.lock import write_lock
 from backcare_analytics.store.merge import SPECS
 
 __all__ = ["CLEAN_DTYPES", "IMPORT_COLUMNS", "REJECT_COLUMNS", "Store", "to_frame"]
@@ -135,6 +137,22 @@ class Store:
             yield c
 
     @contextmanager
+    def exclusive(self, on_wait: Callable[[str], None] | None = None) -> Iterator[None]:
+        """Be the store's only writer for the ``with`` block (``import``, ``rebuild``).
+
+        Takes the writer lock (:func:`backcare_analytics.store.lock.write_lock`, waiting up
+        to ``Settings.store_lock_timeout_s`` and calling ``on_wait`` once if another writer
+        holds it), then tidies what a killed writer left behind: temporary raw copies in the
+        archive and a half-created store file. Read the store's contents only inside.
+        """
+        with write_lock(self.path, self.settings.store_lock_timeout_s, on_wait):
+            self.archive.remove_temporaries()
+            for tmp in self.path.parent.glob(f".{glob.escape(self.path.name)}.*.creating*"):
+                if is_dead_pid_name(tmp.name.removesuffix(".wal").removesuffix(".creating")):
+                    tmp.unlink(missing_ok=True)
+            yield
+
+    @contextmanager
     def writer(self) -> Iterator[duckdb.DuckDBPyConnection]:
         """A read-write connection with the tables created; raises StoreBusyError when held."""
         with connect(self.path, read_only=False, timeout_s=self.settings.store_busy_timeout_s) as c:
@@ -174,13 +192,38 @@ class Store:
             pass
 
     def query(self, sql: str, params: Sequence[object] | None = None) -> pa.Table:
-        """Run a read-only query and return its Arrow table."""
+        """Run a read-only query and return its Arrow table.
+
+        Raises
+        ------
+        StoreError
+            The store lacks a table (created by an interrupted or older version: any write,
+            such as the next ``backcare import``, adds it), or its file cannot be read.
+        """
         with self.reader() as con:
-            return (
-                con.sql(sql, params=params).to_arrow_table()
-                if params
-                else con.sql(sql).to_arrow_table()
-            )
+            try:
+                return (
+                    con.sql(sql, params=params).to_arrow_table()
+                    if params
+                    else con.sql(sql).to_arrow_table()
+                )
+            except duckdb.CatalogException:
+                missing = sorted(set(TABLES) - self._tables(con))
+                if not missing:
+                    raise
+                raise StoreError(
+                    f"the store {self.path} has no {', '.join(missing)} table(s) (its creation "
+                    "was interrupted, or an older version made it). Fix: run `backcare import` "
+                    "with any file (it adds the missing tables), or `backcare rebuild`.",
+                    "missing_tables",
+                ) from None
+            except (duckdb.IOException, duckdb.InternalException) as exc:
+                raise environment_error(exc, self.path) from exc
+
+    @staticmethod
+    def _tables(con: duckdb.DuckDBPyConnection) -> set[str]:
+        q = "SELECT table_name FROM duckdb_tables() WHERE database_name = current_database()"
+        return {r[0] for r in con.execute(q).fetchall()}
 
     # -- typed queries -------------------------------------------------------------------------
 

@@ -1,13 +1,20 @@
-"""The DuckDB file: table definitions and short-lived connections.
+"""The DuckDB file: table definitions, short-lived connections, and what a failure of the disk
+under it means.
 
 Every connection sets ``TimeZone='UTC'`` and lives for one operation. A write connection that
 cannot get DuckDB's file lock (another process is writing, or a reader is mid-query) is retried
 with backoff for ``Settings.store_busy_timeout_s`` seconds, then :class:`StoreBusyError` is
-raised with nothing changed. Files are created readable by the owner only (``0o600``).
+raised with nothing changed. Files are created readable by the owner only (``0o600``). A new
+store file is created whole, tables included (:func:`create_store`); :func:`create_tables`
+adds any table an older or damaged store lacks (``CREATE TABLE IF NOT EXISTS``, in one
+transaction). Failures of the disk or the file become a :class:`StoreError` with advice
+(:func:`environment_error`).
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
 import time
 from collections.abc import Iterator
@@ -19,7 +26,15 @@ import duckdb
 from backcare_analytics.errors import StoreBusyError, StoreError
 from backcare_analytics.safety import create_private_folders
 
-__all__ = ["DDL", "SCHEMA_VERSION", "connect", "create_tables", "is_lock_error"]
+__all__ = [
+    "DDL",
+    "SCHEMA_VERSION",
+    "TABLES",
+    "connect",
+    "create_tables",
+    "environment_error",
+    "is_lock_error",
+]
 
 SCHEMA_VERSION = "1"
 
@@ -56,6 +71,9 @@ CREATE TABLE IF NOT EXISTS imports (
     imported_at TIMESTAMPTZ NOT NULL, package_version VARCHAR);
 """
 
+#: The tables :data:`DDL` creates.
+TABLES = ("meta", "patients", "sessions", "pain", "prescriptions", "rejects", "imports")
+
 _LOCK_MARKERS = ("could not set lock", "conflicting lock", "different configuration")
 
 
@@ -82,10 +100,7 @@ def _open(path: Path | str, read_only: bool, timeout_s: float) -> duckdb.DuckDBP
             con = duckdb.connect(str(path), read_only=read_only)
         except duckdb.Error as exc:
             if not is_lock_error(exc):
-                raise StoreError(
-                    f"cannot open the store {path}: {type(exc).__name__}. Fix: check the path "
-                    "is a backcare store, or rebuild it from the raw archive (`backcare rebuild`)."
-                ) from exc
+                raise environment_error(exc, path) from exc
             if time.monotonic() + delay > deadline:
                 raise StoreBusyError(
                     f"store busy: {path} is held by another process (an import or an open "
@@ -100,11 +115,73 @@ def _open(path: Path | str, read_only: bool, timeout_s: float) -> duckdb.DuckDBP
         return con
 
 
+#: What an environment failure says (lower case; DuckDB's messages or an OSError's errno) and
+#: the code and advice it gets. The first match wins.
+_ENVIRONMENT = (
+    (
+        "disk_full",
+        (errno.ENOSPC, errno.EDQUOT),
+        ("no space left", "disk quota", "disk is full"),
+        "the disk is full. Nothing of the file in hand was stored (each file is all or "
+        "none). Fix: free some space, then run the same command again (files already "
+        "imported are skipped).",
+    ),
+    (
+        "read_only",
+        (errno.EROFS,),
+        ("read-only file system",),
+        "the file system is mounted read-only, so nothing can be written there. Fix: use a "
+        "store on a writable disk (--store or BACKCARE_STORE), or remount it read-write; "
+        "reading (report, metrics, rejects) still works.",
+    ),
+    (
+        "no_permission",
+        (errno.EACCES, errno.EPERM),
+        ("permission denied", "operation not permitted"),
+        "permission denied. Fix: run as the store's owner, or check the folder's permissions.",
+    ),
+    (
+        "damaged_store",
+        (),
+        ("could not read enough bytes", "not a valid duckdb", "corrupt", "checksum",
+         "invalid database", "unable to open database", "replaying wal"),
+        "the file is not a readable backcare store (truncated or damaged). Fix: check the "
+        "path, then recreate it from the raw archive with `backcare rebuild` (the damaged "
+        "file is kept as a numbered .bak).",
+    ),
+)  # fmt: skip
+
+
+def environment_error(exc: BaseException, path: Path | str) -> StoreError:
+    """A :class:`StoreError` for a failure of the disk or file under the store: what
+    happened, which file, and the advice that fits (a full disk, a read-only mount, missing
+    permission, a damaged store file), with ``reason`` set accordingly. Never carries data
+    values: only the file, the error's type and the operating system's description.
+
+    >>> environment_error(OSError(28, "No space left on device"), "s.duckdb").reason
+    'disk_full'
+    """
+    if isinstance(exc, StoreError):
+        return exc
+    text = str(exc).lower()
+    code = getattr(exc, "errno", None)
+    for reason, codes, markers, advice in _ENVIRONMENT:
+        if code in codes or any(m in text for m in markers):
+            return StoreError(f"cannot open or write {path}: {advice}", reason)
+    what = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
+    return StoreError(
+        f"cannot open or write the store {path} ({what}). Fix: check the path is a backcare "
+        "store on a writable disk; if the file itself is damaged, `backcare rebuild` recreates "
+        "it from the raw archive."
+    )
+
+
 @contextmanager
 def connect(
     path: Path | str, *, read_only: bool, timeout_s: float
 ) -> Iterator[duckdb.DuckDBPyConnection]:
-    """A short-lived connection, closed on exit. Write connections create owner-only files."""
+    """A short-lived connection, closed on exit. Write connections create owner-only files;
+    a store file that does not exist yet is created whole (:func:`create_store`)."""
     path = Path(path)
     if read_only:
         if not path.exists():
@@ -114,7 +191,8 @@ def connect(
             )
         con = _open(path, True, timeout_s)
     else:
-        create_private_folders(path.parent)  # data/ and parents: 0o700 whatever the umask
+        if not path.exists():
+            create_store(path)
         with owner_only_umask():  # the WAL is created during writes: keep the mask until closed
             con = _open(path, False, timeout_s)
             try:
@@ -130,6 +208,64 @@ def connect(
         yield con
     finally:
         con.close()
+
+
+def creating_path(path: Path) -> Path:
+    """Where :func:`create_store` builds ``path`` before it appears under its name."""
+    return path.with_name(f".{path.name}.{os.getpid()}.creating")
+
+
+def create_store(path: Path) -> None:
+    """Create the store file with all its tables, atomically: built under a temporary name
+    beside it (:func:`creating_path`), closed (so it has no WAL), then linked to ``path``.
+    A process killed meanwhile leaves no store, never one without tables; if another process
+    created ``path`` first, that one is kept."""
+    create_private_folders(path.parent)  # data/ and parents: 0o700 whatever the umask
+    tmp = creating_path(path)
+    try:
+        with owner_only_umask():
+            for p in (tmp, tmp.with_name(tmp.name + ".wal")):
+                p.unlink(missing_ok=True)
+            try:
+                con = duckdb.connect(str(tmp))
+            except duckdb.Error as exc:
+                raise environment_error(exc, path) from exc
+            try:
+                create_tables(con)
+            except duckdb.Error as exc:
+                raise environment_error(exc, path) from exc
+            finally:
+                con.close()
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            pass  # created meanwhile by another process: keep theirs
+        except OSError as exc:
+            if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EXDEV):
+                raise environment_error(exc, path) from exc
+            if not path.exists():  # a file system without hard links
+                os.replace(tmp, path)
+        sync_folder(path.parent)
+    except OSError as exc:
+        raise environment_error(exc, path) from exc
+    finally:
+        for p in (tmp, tmp.with_name(tmp.name + ".wal")):
+            with contextlib.suppress(OSError):
+                p.unlink()
+
+
+def sync_folder(folder: Path) -> None:
+    """Make renames and links in ``folder`` durable (where the platform can open a folder)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:  # pragma: no cover - e.g. Windows
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # pragma: no cover - a file system that cannot flush folders
+        pass
+    finally:
+        os.close(fd)
 
 
 def create_tables(con: duckdb.DuckDBPyConnection) -> None:

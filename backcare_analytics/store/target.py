@@ -11,7 +11,7 @@ import pandas as pd
 
 from backcare_analytics.errors import StoreBusyError, StoreError
 from backcare_analytics.store.core import CLEAN_DTYPES, Store, to_frame
-from backcare_analytics.store.db import DDL, is_lock_error
+from backcare_analytics.store.db import DDL, environment_error, is_lock_error
 
 __all__ = ["WriteTarget"]
 
@@ -45,7 +45,7 @@ class WriteTarget:
                 break
             except duckdb.Error as exc:
                 if not is_lock_error(exc):
-                    raise StoreError(f"cannot open the store {store.path}: {exc}") from None
+                    raise environment_error(exc, store.path) from None
                 if time.monotonic() + delay > deadline:
                     raise StoreBusyError(
                         f"store busy: {store.path} is held by another process; nothing was read."
@@ -55,6 +55,13 @@ class WriteTarget:
         try:
             for t in ("patients", "sessions", "pain", "rejects", "imports"):
                 self._mem.execute(f"INSERT INTO {t} SELECT * FROM src.{t}")
+        except duckdb.CatalogException:
+            raise StoreError(
+                f"the store {store.path} lacks some tables (its creation was interrupted, or an "
+                "older version made it). Fix: run `backcare import` with any file (it adds the "
+                "missing tables), or `backcare rebuild`.",
+                "missing_tables",
+            ) from None
         finally:
             self._mem.execute("DETACH src")
 
