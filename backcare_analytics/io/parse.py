@@ -43,8 +43,9 @@ __all__ = [
     "take_text",
 ]
 
-_NUMBER = re.compile(r"^[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d{1,3})?$")
-_DECIMAL_COMMA = re.compile(r"^[+-]?\d+,\d+$")
+# ASCII digits only (re.ASCII): ``٥`` or a full-width ``５`` is not a number here.
+_NUMBER = re.compile(r"^[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d{1,3})?$", re.ASCII)
+_DECIMAL_COMMA = re.compile(r"^[+-]?\d+,\d+$", re.ASCII)
 #: Unit suffixes stripped where unambiguous: ``"10 reps"``, ``"10 breaths"``.
 REPS_UNITS = re.compile(r"^(.*?)\s*(?:reps?|repetitions?|breaths?|times|x)$", re.IGNORECASE)
 #: ``"7/10"`` is an NRS score out of 10.
@@ -53,7 +54,7 @@ PAIN_UNITS = re.compile(r"^(.*?)\s*/\s*10$")
 HOLD_UNITS = re.compile(
     r"^(.*?)\s*(s|sec|secs|second|seconds|min|mins|minute|minutes)\.?$", re.IGNORECASE
 )
-_MSS = re.compile(r"^(\d{1,2}):([0-5]\d)$")
+_MSS = re.compile(r"^(\d{1,2}):([0-5]\d)$", re.ASCII)
 _MAX_DIGITS = 30  # longer digit runs are out of any range here; never handed to int()
 
 
@@ -114,12 +115,14 @@ def _number(text: str, decimal_comma: bool) -> tuple[float | None, str, str]:
             return None, "bad_number", "a decimal comma is ambiguous in a comma-separated file"
         text = text.replace(",", ".")
     if not _NUMBER.match(text):
-        return None, "bad_number", "not a number"
+        return None, "bad_number", "not a number (digits 0-9)"
     if len(text) > _MAX_DIGITS:
         return None, "out_of_range", "far too many digits"
     value = float(text)
     if not math.isfinite(value):
         return None, "out_of_range", "too large"
+    if value == 0 and text.lower().partition("e")[0].strip("+-.0"):  # 1e-400 underflows to 0
+        return None, "out_of_range", "too close to zero to be stored"
     return value, "", ""
 
 
