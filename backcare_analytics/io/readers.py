@@ -496,7 +496,9 @@ def estimated_peak_bytes(size: int, rows: int, columns: int) -> int:
 def check_lines(data: bytes, settings: Settings, where: str) -> None:
     """Refuse a text file of more than ``max_rows`` lines after its first (``too_many_rows``),
     counted in its bytes before anything is decoded or allocated per line."""
-    lines = max(data.count(b"\n"), data.count(b"\r"))
+    if len(data) <= settings.max_rows:  # a line takes at least one byte
+        return
+    lines = data.count(b"\n") or data.count(b"\r")  # CR only: classic Mac line ends
     if lines - 1 > settings.max_rows:
         raise FileRefused(
             "too_many_rows",
