@@ -115,6 +115,7 @@ def test_rows_of_empty_cells_are_blank_rows_and_a_file_of_them_is_empty() -> Non
     assert slow.tables[0].row_numbers.tolist() == [2, 5]
     assert slow.blank_rows == 1
     assert refused(rows_of([",,,,"] * 3)) == "empty_file"
+    assert refused(rows_of(["   ", " \t"])) == "empty_file"  # whitespace lines only
 
 
 def test_a_huge_header_name_is_not_echoed() -> None:

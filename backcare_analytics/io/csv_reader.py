@@ -210,7 +210,7 @@ def _csv_fast(
 
     if not bytes(body[:4096]).strip() and not bytes(body).strip():
         empty = pd.DataFrame({f"c{i}": pd.Series(dtype="str") for i in range(width)})
-        return empty, np.zeros(0, dtype=bool)
+        return empty, np.zeros(lines, dtype=bool)  # whitespace only: every line is blank
     names = [f"c{i}" for i in range(width)]
     try:
         table = pcsv.read_csv(
