@@ -12,7 +12,7 @@ times, medians reported:
 - ``wide_header``: a header of a million empty columns;
 - ``wide_rows``: a header at the column limit and rows of empty cells but one;
 - ``long_lines``: rows whose note is far over the cell limit;
-- ``jsonl_garbage``: JSON Lines of lines that are not JSON.
+- ``jsonl_garbage``: JSON Lines of one record, then lines that are not JSON.
 
 For each: the outcome (status, reason), peak RSS in MiB, peak per input byte, and the peak
 above an import of a one-row file (the interpreter and its libraries) per input byte.
@@ -80,9 +80,11 @@ def shapes(size: int) -> dict[str, tuple[str, bytes]]:
         stamp = f"2026-{1 + day // 28 % 12:02d}-{1 + day % 28:02d}T{6 + minute // 60:02d}:{minute % 60:02d}"
         return f"P001,S{i},{stamp}:00Z,bridge,,1,5,15,,,2,2,ok\n".encode()
 
-    extra = ",".join(f"x{i}" for i in range(990))
+    extra = ",".join(f"x{i}" for i in range(980))  # 993 columns: under the limit
     wide_head = f"{SESSION_HEADER},{extra}\n".encode()
     note = b"n" * 100_000
+    # one good record, so the kind is known and each later line is refused on its own
+    first = b'{"patient_id": "P001", "recorded_at": "2026-03-02T07:15:00Z", "back_pain": 3}\n'
     return {
         "normal": ("normal.csv", _repeat_to(size, head, normal)),
         "empty_cells": ("empty_cells.csv", _repeat_to(size, head, lambda i: b"," * width + b"\n")),
@@ -91,13 +93,13 @@ def shapes(size: int) -> dict[str, tuple[str, bytes]]:
         ),
         "wide_header": ("wide_header.csv", b"patient_id,performed_at,exercise" + b"," * size),
         "wide_rows": (
-            "wide_rows.csv", _repeat_to(size, wide_head, lambda i: b"x" + b"," * 1002 + b"\n")
+            "wide_rows.csv", _repeat_to(size, wide_head, lambda i: b"x" + b"," * 992 + b"\n")
         ),
         "long_lines": (
             "long_lines.csv",
             _repeat_to(size, head, lambda i: b"P001,,2026-03-02 07:15,bridge,,,5,,,,,," + note + b"\n"),
         ),
-        "jsonl_garbage": ("garbage.jsonl", _repeat_to(size, b"", lambda i: b"not json\n")),
+        "jsonl_garbage": ("garbage.jsonl", _repeat_to(size, first, lambda i: b"not json\n")),
     }  # fmt: skip
 
 
