@@ -108,6 +108,13 @@ class Settings:
     prescriptions: Path | None = None
     max_file_bytes: int = 50 * 1024 * 1024
     max_field_chars: int = 4_000
+    #: Columns of a CSV header (``too_wide``), lines of a text file (``too_many_rows``).
+    max_columns: int = 1_000
+    max_rows: int = 2_000_000
+    #: The memory one file may take while it is read and normalised: a file whose estimated
+    #: peak (io.readers.estimated_peak_bytes) is higher is refused before it is read
+    #: (``too_many_cells``). ``BACKCARE_MAX_MEMORY_MIB``.
+    max_memory_bytes: int = 1024 * 1024 * 1024
     max_json_depth: int = 32
     max_xlsx_uncompressed_bytes: int = 200 * 1024 * 1024
     max_xlsx_ratio: int = 100

@@ -139,9 +139,10 @@ def test_empty_and_blank_files_are_refused(data: bytes) -> None:
     assert refused("s.csv", data) == "empty_file"
 
 
-def test_header_only_is_an_empty_table() -> None:
-    export = read("s.csv", f"{HEADER}\n".encode())
-    assert export.tables[0].rows_read == 0
+def test_header_only_is_refused_as_empty() -> None:
+    """Issue 10, defect 10: a header without rows is an empty export (as ``[]`` in JSON)."""
+    assert refused("s.csv", f"{HEADER}\n".encode()) == "empty_file"
+    assert refused("s.csv", f"{HEADER}\n\n,,,,\n , \n".encode()) == "empty_file"
 
 
 def test_binary_and_unknown_formats() -> None:
@@ -508,10 +509,15 @@ def test_json_records_with_mixed_keys_and_types() -> None:
     assert table.frame["back_pain"].tolist() == ["3", "4", ""]
 
 
-def test_bom_with_broken_utf8_is_refused() -> None:
-    assert refused("s.csv", b"\xef\xbb\xbfpatient_id,performed_at,exercise\nP1,\xae,b\n") == (
-        "not_utf_decodable"
-    )
+def test_bom_with_broken_utf8_refuses_only_the_broken_rows() -> None:
+    """A file marked UTF-8 is UTF-8: a row holding an invalid byte is refused, not the file
+    (the same rule as for UTF-8 without a mark, issue 10 defect 9); a broken header is."""
+    data = b"\xef\xbb\xbfpatient_id,performed_at,exercise\nP1,\xae,b\nP2,t,b\n"
+    table = read("s.csv", data).tables[0]
+    assert table.row_numbers.tolist() == [3]
+    err = table.row_errors.iloc[0]
+    assert (err["row"], err["column"], err["reason"]) == (2, "performed_at", "bad_encoding")
+    assert refused("s.csv", b"\xef\xbb\xbfpatient_id,\xae\nP1,b\n") == "not_utf_decodable"
 
 
 _SAMPLES = sorted(p for p in FIXTURES.glob("*.*")) + [None]

@@ -9,15 +9,15 @@ codes; :func:`rejects_frame` turns the issues into the rejects table with each r
 from __future__ import annotations
 
 import copy
-import json
 from functools import lru_cache
 
 import numpy as np
 import pandas as pd
 import pandera.pandas as pa
+import pyarrow.compute as pc
 
 from backcare_analytics.config import Settings
-from backcare_analytics.io.parse import Parsed
+from backcare_analytics.io.parse import Parsed, raw_cells
 from backcare_analytics.protocol import Protocol
 from backcare_analytics.schemas import (
     ALLOWED_SIDES,
@@ -311,24 +311,17 @@ def rejects_frame(
     """The rejects table (``row, column, reason, detail, raw``) of the issues found, with the
     reader's ``row_errors``, sorted by row and column. With ``file_of`` (the file index of each
     batch position) a ``_file`` column is added and the sort is by file first."""
-    limit = settings.max_field_chars
     found = found.drop_duplicates(["pos", "column", "reason"])
     pos = found["pos"].to_numpy(dtype=np.int64)
-    distinct = np.unique(pos)
-    columns = list(frame.columns)
-    rejected = frame.take(distinct)
-    cells = zip(*(rejected[c].to_numpy(dtype=object) for c in columns), strict=True)
-    raw_by_pos = {
-        int(p): json.dumps(dict(zip(columns, values, strict=True)), ensure_ascii=False)[:limit]
-        for p, values in zip(distinct, cells, strict=True)
-    }
+    distinct, which = np.unique(pos, return_inverse=True)
+    raw = raw_cells(frame, distinct, settings.max_field_chars)
     out = pd.DataFrame(
         {
             "row": rows[pos] if len(pos) else np.array([], dtype=np.int64),
             "column": found["column"].astype("str").to_numpy(),
             "reason": found["reason"].astype("str").to_numpy(),
             "detail": found["detail"].astype("str").to_numpy(),
-            "raw": [raw_by_pos[int(p)] for p in pos],
+            "raw": pd.Series(pc.take(raw, which.astype(np.int64)), dtype="str"),
         }
     )
     order = ["row", "column"]

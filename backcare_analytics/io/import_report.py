@@ -47,6 +47,7 @@ REASON_WORDS: dict[str, str] = {
     "no_dose": "neither reps nor hold given",
     "field_too_long": "cell too long",
     "bad_record": "malformed record",
+    "bad_encoding": "bytes that are not UTF-8 in the row",
     "formula_cell": "spreadsheet formula instead of a value",
     "conflicting_edit": "conflicts with a stored version",
     "duplicate_in_file": "same record twice in the file with different content",

@@ -20,6 +20,7 @@ by format, leaving only the rare leftovers refused.
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from collections.abc import Callable, Mapping
@@ -40,11 +41,13 @@ __all__ = [
     "parse_integer",
     "parse_times",
     "parse_vocabulary",
+    "raw_cells",
     "take_text",
 ]
 
-_NUMBER = re.compile(r"^[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d{1,3})?$")
-_DECIMAL_COMMA = re.compile(r"^[+-]?\d+,\d+$")
+# ASCII digits only (re.ASCII): ``٥`` or a full-width ``５`` is not a number here.
+_NUMBER = re.compile(r"^[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d{1,3})?$", re.ASCII)
+_DECIMAL_COMMA = re.compile(r"^[+-]?\d+,\d+$", re.ASCII)
 #: Unit suffixes stripped where unambiguous: ``"10 reps"``, ``"10 breaths"``.
 REPS_UNITS = re.compile(r"^(.*?)\s*(?:reps?|repetitions?|breaths?|times|x)$", re.IGNORECASE)
 #: ``"7/10"`` is an NRS score out of 10.
@@ -53,7 +56,7 @@ PAIN_UNITS = re.compile(r"^(.*?)\s*/\s*10$")
 HOLD_UNITS = re.compile(
     r"^(.*?)\s*(s|sec|secs|second|seconds|min|mins|minute|minutes)\.?$", re.IGNORECASE
 )
-_MSS = re.compile(r"^(\d{1,2}):([0-5]\d)$")
+_MSS = re.compile(r"^(\d{1,2}):([0-5]\d)$", re.ASCII)
 _MAX_DIGITS = 30  # longer digit runs are out of any range here; never handed to int()
 
 
@@ -97,6 +100,37 @@ def take_text(uniques: object, codes: np.ndarray) -> pd.Series:
     return pd.Series(pc.take(values, pa.array(codes, mask=codes < 0)), dtype="str")
 
 
+def raw_cells(frame: pd.DataFrame, positions: np.ndarray, limit: int) -> pa.Array:
+    """The raw cells of the rows at ``positions`` as JSON objects, cut to ``limit`` characters.
+
+    Blank cells are left out (``{"patient_id": "x", "reps": "11"}``): a refused row is kept
+    with what it holds, and a row of a few short cells stays a few bytes, however many empty
+    columns it has. Built in Arrow from each column's distinct cells, once per row (a row
+    refused for several reasons shares it).
+
+    >>> f = pd.DataFrame({"a": ["1", "", "2"], "b": ["", "", "x"]}, dtype="str")
+    >>> raw_cells(f, np.array([0, 1, 2]), 4000).to_pylist()
+    ['{"a": "1"}', '{}', '{"a": "2", "b": "x"}']
+    """
+    empty = pa.scalar("", type=pa.large_string())
+    pieces = []
+    for column in frame.columns:
+        codes, uniques = pd.factorize(frame[column].take(positions), use_na_sentinel=False)
+        key = json.dumps(str(column), ensure_ascii=False) + ": "
+        encoded = [
+            key + json.dumps(u, ensure_ascii=False) + ", " if isinstance(u, str) and u else ""
+            for u in uniques
+        ]
+        values = pa.array(encoded, type=pa.large_string())
+        pieces.append(pc.take(values, pa.array(codes.astype(np.int64))))
+    if not pieces or not len(positions):
+        return pa.array(["{}"] * len(positions), type=pa.large_string())
+    joined = pc.binary_join_element_wise(*pieces, empty)  # each piece ends in ", "
+    brace, end = pa.scalar("{", pa.large_string()), pa.scalar("}", pa.large_string())
+    whole = pc.binary_join_element_wise(brace, pc.utf8_slice_codeunits(joined, 0, -2), end, empty)
+    return pc.utf8_slice_codeunits(whole, 0, limit)
+
+
 def _by_distinct(
     cells: pd.Series, parse_one: Callable[[str], tuple[object, str, str]], dtype: str
 ) -> Parsed:
@@ -114,12 +148,14 @@ def _number(text: str, decimal_comma: bool) -> tuple[float | None, str, str]:
             return None, "bad_number", "a decimal comma is ambiguous in a comma-separated file"
         text = text.replace(",", ".")
     if not _NUMBER.match(text):
-        return None, "bad_number", "not a number"
+        return None, "bad_number", "not a number (digits 0-9)"
     if len(text) > _MAX_DIGITS:
         return None, "out_of_range", "far too many digits"
     value = float(text)
     if not math.isfinite(value):
         return None, "out_of_range", "too large"
+    if value == 0 and text.lower().partition("e")[0].strip("+-.0"):  # 1e-400 underflows to 0
+        return None, "out_of_range", "too close to zero to be stored"
     return value, "", ""
 
 

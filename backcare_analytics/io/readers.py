@@ -51,11 +51,15 @@ __all__ = [
     "RawExport",
     "RawTable",
     "build_table",
+    "check_lines",
+    "check_shape",
     "detect_kind",
+    "estimated_peak_bytes",
     "header_names",
     "normalize_header",
     "raw_json",
     "read_export",
+    "shown_name",
 ]
 
 Kind = Literal["sessions", "pain", "patients"]
@@ -80,6 +84,20 @@ _MARKERS: dict[str, tuple[str, str]] = {
 }
 SUPPORTED_MAJOR_VERSION = "1"
 ERROR_COLUMNS = ("row", "column", "reason", "detail", "raw")
+#: Longest warning kept (the report and the ledger store warnings), and the longest column
+#: name a message shows.
+MAX_WARNING_CHARS = 300
+SHOWN_NAME_CHARS = 40
+MAX_UNKNOWN_COLUMN_WARNINGS = 10
+#: Peak memory of importing one CSV file: the interpreter with its libraries (measured 247 MiB
+#: for a one-row file), and per byte, per row and per cell of the file. Upper bounds of the
+#: worst shapes measured by ``benchmarks/bench_memory.py`` (docs/import.md, *Memory*): a row
+#: refused for several reasons costs ~4.4 KB from reading to the store, a cell of a wide row
+#: ~15 bytes, a byte of a long cell a few bytes.
+PEAK_BASE_BYTES = 256 * 2**20
+PEAK_PER_BYTE = 8
+PEAK_PER_ROW = 5_000
+PEAK_PER_CELL = 40
 
 
 class FileRefused(InputDataError):
@@ -216,13 +234,9 @@ def build_table(
     decimal_comma: bool = True,
 ) -> RawTable:
     """Keep known columns, check required ones, refuse over-long cells, and wrap up."""
-    warn = list(warnings)
     known = KNOWN_COLUMNS[kind]
     unknown = [c for c in frame.columns if c not in known]
-    for col in dict.fromkeys(unknown):
-        warn.append(
-            f"ignored unknown column {col!r}" if col else "ignored a column without a header"
-        )
+    warn = [w[:MAX_WARNING_CHARS] for w in (*warnings, *_unknown_column_warnings(unknown))]
     missing = [c for c in REQUIRED[kind] if c not in frame.columns]
     if missing:
         raise FileRefused(
@@ -261,6 +275,30 @@ def build_table(
         row_numbers = row_numbers[~too_long]
     err = error_frame(sorted(errors, key=lambda e: e[0]))
     return RawTable(kind, frame, row_numbers, err, source_format, tuple(warn), decimal_comma)
+
+
+def shown_name(name: str) -> str:
+    """A column name as a message shows it: quoted, cut to ``SHOWN_NAME_CHARS`` characters
+    (a header line can hold anything, a patient's note included).
+
+    >>> shown_name("colour"), shown_name("x" * 100)[-4:]
+    ("'colour'", "xx'…")
+    """
+    text = repr(name[:SHOWN_NAME_CHARS])
+    return text + "…" if len(name) > SHOWN_NAME_CHARS else text
+
+
+def _unknown_column_warnings(unknown: Sequence[str]) -> list[str]:
+    """One warning per ignored column, at most ``MAX_UNKNOWN_COLUMN_WARNINGS``, then a count."""
+    distinct = list(dict.fromkeys(unknown))
+    shown = distinct[:MAX_UNKNOWN_COLUMN_WARNINGS]
+    warn = [
+        f"ignored unknown column {shown_name(c)}" if c else "ignored a column without a header"
+        for c in shown
+    ]
+    if len(distinct) > len(shown):
+        warn.append(f"... and {len(distinct) - len(shown)} more unknown columns ignored")
+    return warn
 
 
 def _longest(cells: pd.Series) -> int:
@@ -364,7 +402,7 @@ def header_names(header: list[str], where: str) -> list[str]:
         if name in seen and name != "":  # unnamed columns are ignored, not duplicates
             raise FileRefused(
                 "duplicate_column",
-                f"{where}: the column {name!r} appears twice in the header; "
+                f"{where}: the column {shown_name(name)} appears twice in the header; "
                 "fix: remove or rename one of them",
             )
         seen.add(name)
@@ -390,6 +428,7 @@ def read_export(
     ------
     FileRefused
         With ``reason`` one of ``too_large``, ``empty_file``, ``not_utf_decodable``,
+        ``too_many_rows``, ``too_wide``, ``too_many_cells``,
         ``duplicate_column``, ``missing_column``, ``unknown_kind``, ``bad_json_shape``,
         ``invalid_json``, ``truncated``, ``json_too_deep``, ``unsupported_version``,
         ``bad_xlsx``, ``xlsx_zip_bomb``, ``xml_entities``, ``unsupported_format``.
@@ -441,6 +480,60 @@ def read_export(
 
             tables, blank = read_jsonl(data, settings, where)
     return RawExport(path, sha, len(data), fmt, tuple(tables), blank, warnings)
+
+
+def estimated_peak_bytes(size: int, rows: int, columns: int) -> int:
+    """An upper bound of the peak memory of importing a CSV file of ``size`` bytes holding
+    ``rows`` rows of ``columns`` cells (see ``PEAK_PER_ROW`` and its neighbours).
+
+    >>> estimated_peak_bytes(0, 0, 0) == PEAK_BASE_BYTES
+    True
+    """
+    cells = rows * columns
+    return PEAK_BASE_BYTES + PEAK_PER_BYTE * size + PEAK_PER_ROW * rows + PEAK_PER_CELL * cells
+
+
+def check_lines(data: bytes, settings: Settings, where: str) -> None:
+    """Refuse a text file of more than ``max_rows`` lines after its first (``too_many_rows``),
+    counted in its bytes before anything is decoded or allocated per line."""
+    if len(data) <= settings.max_rows:  # a line takes at least one byte
+        return
+    lines = data.count(b"\n") or data.count(b"\r")  # CR only: classic Mac line ends
+    if lines - 1 > settings.max_rows:
+        raise FileRefused(
+            "too_many_rows",
+            f"{where}: the file has {lines:,} lines, more than the limit of "
+            f"{settings.max_rows:,}; fix: split the export by period or raise BACKCARE_MAX_ROWS",
+        )
+
+
+def check_shape(size: int, rows: int, columns: int, settings: Settings, where: str) -> None:
+    """Refuse a file whose shape would take more memory than the limits allow, before it is
+    parsed: more than ``max_columns`` columns (``too_wide``), more than ``max_rows`` rows
+    (``too_many_rows``), or an estimated peak (:func:`estimated_peak_bytes`) over
+    ``max_memory_bytes`` (``too_many_cells``)."""
+    if columns > settings.max_columns:
+        raise FileRefused(
+            "too_wide",
+            f"{where}: the header has {columns:,} columns, more than the limit of "
+            f"{settings.max_columns:,}; fix: export only the columns of docs/export-format.md "
+            "or raise BACKCARE_MAX_COLUMNS",
+        )
+    if rows > settings.max_rows:
+        raise FileRefused(
+            "too_many_rows",
+            f"{where}: the file has {rows:,} rows, more than the limit of "
+            f"{settings.max_rows:,}; fix: split the export by period or raise BACKCARE_MAX_ROWS",
+        )
+    need = estimated_peak_bytes(size, rows, columns)
+    if need > settings.max_memory_bytes:
+        raise FileRefused(
+            "too_many_cells",
+            f"{where}: {rows:,} rows of {columns:,} columns would need about "
+            f"{need / 2**20:,.0f} MiB to import, more than the limit of "
+            f"{settings.max_memory_bytes / 2**20:,.0f} MiB; fix: split the export, drop unused "
+            "columns, or raise BACKCARE_MAX_MEMORY_MIB",
+        )
 
 
 def _check_size(size: int, settings: Settings, where: str) -> None:
