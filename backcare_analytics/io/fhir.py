@@ -133,6 +133,33 @@ def _reference_id(ref: Any, resource: str) -> str:
     return text
 
 
+def _note(notes: Any) -> tuple[Any, tuple[str, str, str] | None]:
+    """The first annotation's ``text`` (None when there is none), or why ``note`` cannot be
+    read: it must be a list of Annotation objects."""
+    if notes is None or notes == []:
+        return None, None
+    if not isinstance(notes, list) or not all(isinstance(n, dict) for n in notes):
+        return None, ("note", "bad_record", "note is not a list of annotations (objects)")
+    return notes[0].get("text"), None
+
+
+def _components(comps: Any) -> tuple[dict[str, str | None], tuple[str, str, str] | None]:
+    """``{code: value text}`` of the components of the backcare component system, or why
+    ``component`` cannot be read: it must be a list of objects."""
+    if comps is None:
+        return {}, None
+    if not isinstance(comps, list):
+        return {}, ("", "bad_record", "component is not a list")
+    out: dict[str, str | None] = {}
+    for comp in comps:
+        if not isinstance(comp, dict):
+            return {}, ("", "bad_record", "a component is not an object")
+        for system, code in _codes(comp.get("code")):
+            if system == COMPONENT_SYSTEM:
+                out[code] = _value(comp)
+    return out, None
+
+
 def observation_record(
     resource: Any,
 ) -> tuple[str | None, dict[str, str] | None, tuple[str, str, str] | None]:
@@ -148,17 +175,8 @@ def observation_record(
     when = resource.get("effectiveDateTime", resource.get("effectiveInstant"))
     if when is None and isinstance(resource.get("effectivePeriod"), dict):
         when = resource["effectivePeriod"].get("start")
-    notes = resource.get("note")
-    note = notes[0].get("text") if isinstance(notes, list) and notes else None
     meta = resource.get("meta")
     updated = meta.get("lastUpdated") if isinstance(meta, dict) else None
-    components: dict[str, str | None] = {}
-    for comp in resource.get("component") or []:
-        if not isinstance(comp, dict):
-            return "sessions", None, ("", "bad_record", "a component is not an object")
-        for system, code in _codes(comp.get("code")):
-            if system == COMPONENT_SYSTEM:
-                components[code] = _value(comp)
     if (LOINC, PAIN_CODE) in codes:
         kind, time_col, allowed = "pain", "recorded_at", PAIN_COMPONENTS
         rec["back_pain"] = _value(resource)  # type: ignore[assignment]
@@ -172,6 +190,10 @@ def observation_record(
         return "sessions", None, ("", "bad_record", "an Observation of an unknown code")
     if resource.get("status") in VOID_STATUSES:
         return kind, None, ("", "bad_record", "the Observation is void (its status)")
+    note, problem = _note(resource.get("note"))
+    components, comp_problem = _components(resource.get("component"))
+    if problem or comp_problem:
+        return kind, None, problem or comp_problem
     rec[time_col] = _text(when)  # type: ignore[assignment]
     if note is not None:
         rec["note"] = _text(note)  # type: ignore[assignment]

@@ -56,6 +56,7 @@ __all__ = [
     "normalize_header",
     "raw_json",
     "read_export",
+    "unreadable",
 ]
 
 Kind = Literal["sessions", "pain", "patients"]
@@ -392,18 +393,19 @@ def read_export(
         With ``reason`` one of ``too_large``, ``empty_file``, ``not_utf_decodable``,
         ``duplicate_column``, ``missing_column``, ``unknown_kind``, ``bad_json_shape``,
         ``invalid_json``, ``truncated``, ``json_too_deep``, ``unsupported_version``,
-        ``bad_xlsx``, ``xlsx_zip_bomb``, ``xml_entities``, ``unsupported_format``.
+        ``bad_xlsx``, ``xlsx_zip_bomb``, ``xml_entities``, ``unsupported_format``,
+        ``duplicate_sheet``, ``unreadable``; ``internal_error`` for any other exception of a
+        reader, so that one file never stops a batch.
     """
     settings = settings or get_settings()
     path = Path(path)
     where = path.name
     if data is None:
         try:
-            size = path.stat().st_size
-        except OSError:
-            raise FileRefused("unreadable", f"{where}: cannot read the file") from None
-        _check_size(size, settings, where)
-        data = path.read_bytes()
+            _check_size(path.stat().st_size, settings, where)
+            data = path.read_bytes()
+        except OSError as exc:
+            raise unreadable(where, exc) from None
     _check_size(len(data), settings, where)
     sha = hashlib.sha256(data).hexdigest()
     suffix = path.suffix.lower()
@@ -416,6 +418,19 @@ def read_export(
         )
     if not data.strip(b" \t\r\n\x00\xef\xbb\xbf\xfe\xff"):
         raise FileRefused("empty_file", f"{where}: the file is empty; fix: export it again")
+    try:
+        tables, blank, warnings, fmt = _read_format(data, fmt, settings, where)
+    except FileRefused:
+        raise
+    except Exception as exc:  # a reader's own defect: this file is refused, never the batch
+        raise internal_error(where, exc) from exc
+    return RawExport(path, sha, len(data), fmt, tuple(tables), blank, warnings)
+
+
+def _read_format(
+    data: bytes, fmt: str, settings: Settings, where: str
+) -> tuple[list[RawTable], int, tuple[str, ...], str]:
+    """The tables, blank lines, warnings and format (``fhir`` found by content) of a file."""
     blank = 0
     warnings: tuple[str, ...] = ()
     if fmt == "xlsx":
@@ -440,7 +455,30 @@ def read_export(
             from backcare_analytics.io.json_reader import read_jsonl
 
             tables, blank = read_jsonl(data, settings, where)
-    return RawExport(path, sha, len(data), fmt, tuple(tables), blank, warnings)
+    return tables, blank, warnings, fmt
+
+
+def unreadable(where: str, exc: OSError) -> FileRefused:
+    """The refusal of a file that cannot be opened or read (gone, no permission, an I/O
+    error); the message names the error, never the file's contents."""
+    why = exc.strerror or type(exc).__name__
+    return FileRefused(
+        "unreadable",
+        f"{where}: cannot read the file ({why}); nothing of it was imported; fix: check that it "
+        "still exists and that this user may read it, then import it again",
+    )
+
+
+def internal_error(where: str, exc: BaseException) -> FileRefused:
+    """The refusal of a file whose reading or normalising failed unexpectedly (a defect of
+    backcare_analytics): the file is refused, the rest of the batch goes on. The message
+    names the error's type only: its text may quote the file's contents."""
+    return FileRefused(
+        "internal_error",
+        f"{where}: could not be read ({type(exc).__name__}, an internal error); nothing of "
+        "it was imported; fix: report it to the maintainers (without the file: it holds "
+        "health data); the other files are not affected",
+    )
 
 
 def _check_size(size: int, settings: Settings, where: str) -> None:
