@@ -40,6 +40,8 @@ from backcare_analytics.io.readers import (
     FileRefused,
     RawTable,
     build_table,
+    check_json_text,
+    check_record_count,
     decode_utf8,
     json_depth,
     loads_json,
@@ -219,13 +221,15 @@ def read_fhir(
         text = decode_utf8(data, where)
         if json_depth(data) > settings.max_json_depth:
             raise FileRefused("json_too_deep", f"{where}: FHIR JSON nested deeper than the limit")
+        check_json_text(data, where)
         try:
-            doc = loads_json(text)
+            doc = loads_json(text, where)
         except json.JSONDecodeError:
             raise FileRefused("invalid_json", f"{where}: not valid JSON") from None
         entries = doc.get("entry") if isinstance(doc, dict) else None
-        if doc.get("resourceType") != "Bundle" or not isinstance(entries, list):
+        if not isinstance(entries, list) or doc.get("resourceType") != "Bundle":
             raise FileRefused("bad_json_shape", f"{where}: a FHIR Bundle needs an entry list")
+        check_record_count(len(entries), len(data), where)
         numbered = [
             (i, e.get("resource") if isinstance(e, dict) else e)
             for i, e in enumerate(entries, start=1)

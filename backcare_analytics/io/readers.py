@@ -52,7 +52,11 @@ __all__ = [
     "RawTable",
     "build_table",
     "detect_kind",
+    "check_json_text",
+    "check_record_count",
+    "duplicate_column",
     "header_names",
+    "internal_error",
     "normalize_header",
     "raw_json",
     "read_export",
@@ -119,7 +123,11 @@ class RawTable:
 
 @dataclass(frozen=True)
 class RawExport:
-    """A file as read: its hash, size, format, tables and the blank lines skipped."""
+    """A file as read: its hash, size, format, tables and the blank lines skipped.
+
+    ``tables`` holds at most one table per kind, so a kind and a row number name one row of
+    the file (the ledger, the quarantine and its retry rely on it).
+    """
 
     path: Path
     sha256: str
@@ -280,12 +288,14 @@ def _longest(cells: pd.Series) -> int:
 
 
 def record_cells(
-    record: Any, limit: int
+    record: Any, limit: int, where: str = ""
 ) -> tuple[dict[str, str] | None, tuple[str, str, str] | None]:
     """A JSON record as ``{canonical column: text}``, or the reason it is refused.
 
-    Numbers arrive as their literal text (see ``_loads``); booleans become ``true``/``false``,
-    ``null`` becomes ``""``; an object or array as a value refuses the record.
+    Numbers arrive as their literal text (see :func:`loads_json`); booleans become
+    ``true``/``false``, ``null`` becomes ``""``; an object or array as a value refuses the
+    record. Two keys naming one column (``back_pain`` and ``Back Pain``) refuse the whole file
+    (``duplicate_column``), as a column named twice in a CSV header does.
     """
     if not isinstance(record, dict):
         return None, ("", "bad_record", "the record is not a JSON object")
@@ -293,7 +303,7 @@ def record_cells(
     for key, value in record.items():
         col = normalize_header(key)
         if col in out:
-            return None, (col, "bad_record", "the record names this column twice")
+            raise duplicate_column(col, where)
         if value is None:
             out[col] = ""
         elif isinstance(value, str):
@@ -307,17 +317,105 @@ def record_cells(
     return out, None
 
 
-_DECODER = json.JSONDecoder(parse_int=str, parse_float=str, parse_constant=str)
+#: Characters of a column name or JSON key shown in a message (a hostile key may be huge).
+_NAME_SHOWN = 40
 
 
-def loads_json(text: str) -> Any:
+def duplicate_column(name: str, where: str) -> FileRefused:
+    """The refusal of a file naming one column twice (``name`` as normalised, cut short)."""
+    shown = name if len(name) <= _NAME_SHOWN else name[:_NAME_SHOWN] + "..."
+    return FileRefused(
+        "duplicate_column",
+        f"{where}: the column {shown!r} appears twice; fix: remove or rename one of them",
+    )
+
+
+class _DuplicateKeyError(Exception):
+    """A JSON object names one key twice (``json`` would silently keep the last value)."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__("a JSON key given twice")
+        self.key = key
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _DuplicateKeyError(key)
+            seen.add(key)
+    return obj
+
+
+_DECODER = json.JSONDecoder(
+    parse_int=str, parse_float=str, parse_constant=str, object_pairs_hook=_unique_keys
+)
+
+
+def loads_json(text: str, where: str = "") -> Any:
     """``json.loads`` keeping numbers as their literal text (no float rounding, no 4300-digit
     limit, ``NaN``/``Infinity`` kept as text for the parser to refuse).
 
+    An object naming one key twice refuses the file (``duplicate_column``, as a CSV header
+    naming a column twice): ``json`` alone would keep the last value silently.
+
     >>> loads_json('{"reps": 10.0, "pain": NaN, "n": 1e999}')
     {'reps': '10.0', 'pain': 'NaN', 'n': '1e999'}
+    >>> loads_json('{"reps": 1, "reps": 2}', "s.json")
+    Traceback (most recent call last):
+    ...
+    backcare_analytics.io.readers.FileRefused: s.json: the column 'reps' appears twice; fix: remove or rename one of them
     """
-    return _DECODER.decode(text)
+    try:
+        return _DECODER.decode(text)
+    except _DuplicateKeyError as exc:
+        raise duplicate_column(exc.key, where) from None
+
+
+#: A JSON escape, read left to right: ``\uXXXX`` (group 1: the hex digits) or another one.
+_JSON_ESCAPE = re.compile(rb"\\(?:u([0-9a-fA-F]{4})|.)", re.DOTALL)
+#: An escape that may stand for a NUL or a surrogate (the cheap test before the exact scan).
+_SUSPECT_ESCAPE = re.compile(rb"\\u(?:0000|[dD][89a-fA-F])")
+
+
+def check_json_text(data: bytes, where: str) -> None:
+    r"""Refuse JSON text whose strings would hold a NUL (``\u0000``) or a lone surrogate
+    (``\ud800`` without its pair) as ``not_utf_decodable``: the CSV reader refuses a NUL the
+    same way, and a lone surrogate is no character at all (it cannot be stored as UTF-8).
+
+    Escapes are read left to right, so ``\\u0000`` (an escaped backslash, then ``u0000``) is
+    text, not a NUL. Only text holding a suspect escape is scanned escape by escape.
+
+    >>> check_json_text(rb'["\\u0000", "\ud83d\ude00"]', "x.json")
+    >>> check_json_text(rb'["a\ud800"]', "x.json")
+    Traceback (most recent call last):
+    ...
+    backcare_analytics.io.readers.FileRefused: x.json: the JSON holds a NUL character or a lone surrogate (an escape \u0000 or \ud800-\udfff); fix: export it as UTF-8 text
+    """
+    if _SUSPECT_ESCAPE.search(data) is None:
+        return
+    high_end = -1  # where a high surrogate's escape ended, while it waits for its low half
+    for m in _JSON_ESCAPE.finditer(data):
+        unit = int(m[1], 16) if m[1] is not None else -1
+        low = 0xDC00 <= unit <= 0xDFFF
+        if high_end >= 0:
+            if not (low and m.start() == high_end):
+                break  # a high surrogate without its low half right after it
+            high_end = -1
+        elif unit == 0 or low:
+            break
+        elif 0xD800 <= unit <= 0xDBFF:
+            high_end = m.end()
+    else:
+        if high_end < 0:
+            return
+    raise FileRefused(
+        "not_utf_decodable",
+        f"{where}: the JSON holds a NUL character or a lone surrogate (an escape \\u0000 or "
+        "\\ud800-\\udfff); fix: export it as UTF-8 text",
+    )
 
 
 _JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
@@ -346,6 +444,42 @@ def json_depth(data: bytes) -> int:
     return int(np.cumsum(step).max()) if len(step) else 0
 
 
+#: Fewer bytes than any record of the export contract takes in JSON, whose required column
+#: names alone fill more (``{"patient_id":"P1","recorded_at":"2026-03-02","back_pain":1}``
+#: is 61 bytes).
+MIN_RECORD_BYTES = 32
+#: A file may hold this many records whatever its size (its rows cost little memory).
+RECORDS_ALWAYS_ALLOWED = 10_000
+
+
+def check_record_count(count: int, size: int, where: str) -> int:
+    """The most records (JSON array items, JSON Lines lines) a file of ``size`` bytes may
+    hold, refusing it (``too_many_rows``) when ``count`` is more.
+
+    Each record costs a roughly fixed amount of memory on its way to the store (a Python
+    object, a row of the frames and of the quarantine), whatever its size: a file of tiny
+    records (``1``, ``{}``, ``x`` a line) would cost hundreds of times its size. Records of at
+    least :data:`MIN_RECORD_BYTES` on average keep that a small multiple of the file size, and
+    no real record is smaller. Blank lines are not records and cost nothing.
+
+    >>> check_record_count(3, 100, "a.jsonl")
+    10000
+    >>> check_record_count(2_000_000, 2_000_000, "a.jsonl")
+    Traceback (most recent call last):
+    ...
+    backcare_analytics.io.readers.FileRefused: a.jsonl: more than 62500 records in 2000000 bytes (fewer than 32 bytes a record: no export looks like this); fix: check that it is the export itself
+    """
+    most = max(size // MIN_RECORD_BYTES, RECORDS_ALWAYS_ALLOWED)
+    if count > most:
+        raise FileRefused(
+            "too_many_rows",
+            f"{where}: more than {most} records in {size} bytes (fewer than "
+            f"{MIN_RECORD_BYTES} bytes a record: no export looks like this); fix: check that "
+            "it is the export itself",
+        )
+    return most
+
+
 def decode_utf8(data: bytes, where: str) -> str:
     try:
         text = data.decode("utf-8-sig")
@@ -363,11 +497,7 @@ def header_names(header: list[str], where: str) -> list[str]:
     seen: set[str] = set()
     for name in names:
         if name in seen and name != "":  # unnamed columns are ignored, not duplicates
-            raise FileRefused(
-                "duplicate_column",
-                f"{where}: the column {name!r} appears twice in the header; "
-                "fix: remove or rename one of them",
-            )
+            raise duplicate_column(name, where)
         seen.add(name)
     return names
 
