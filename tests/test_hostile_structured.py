@@ -303,3 +303,59 @@ def test_short_real_records_are_not_refused_for_their_number() -> None:
     rec = b'{"patient_id":"P1","recorded_at":"2026-03-02","back_pain":1}\n'
     export = read_export(Path("p.jsonl"), data=rec * 40_000)
     assert export.tables[0].rows_read == 40_000
+
+
+# --- the guarantee: an unexpected error refuses one file, never the batch ------------------------
+
+
+def test_an_unexpected_reader_error_refuses_that_file_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A defect of a reader (here: one made to raise) refuses its file ``internal_error``; the
+    message names the error's type, never its text (which may quote patient data)."""
+    from backcare_analytics.io import fhir
+
+    def broken(resource: object) -> None:
+        raise TypeError("cannot handle P001's note 'private words'")
+
+    monkeypatch.setattr(fhir, "observation_record", broken)
+    with pytest.raises(FileRefused) as info:
+        read_export(Path("f.json"), data=bundle(pain_obs()).encode())
+    assert info.value.reason == "internal_error"
+    assert "TypeError" in str(info.value) and "P001" not in str(info.value)
+    assert "private" not in str(info.value)
+    files = {"patients.csv": PATIENTS_1, "pain.csv": PAIN_CSV, "fhir.json": bundle(pain_obs())}
+    store = _store(tmp_path)
+    rep = import_paths([_write(tmp_path / "in", files)], store, now=NOW)
+    by = {f.path: f for f in rep.files}
+    assert (by["fhir.json"].status, by["fhir.json"].reason) == ("refused", "internal_error")
+    assert by["pain.csv"].accepted == 1 and len(store.pain()) == 1
+
+
+def test_an_unexpected_normalisation_error_refuses_that_file_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Files staged as a group are normalised together; when that fails for one file's sake,
+    they are normalised one by one and only that file is refused."""
+    import hashlib
+
+    from backcare_analytics.io import normalize
+
+    files = {"patients.csv": PATIENTS_1, "a.csv": PAIN_CSV,
+             "b.csv": PAIN_CSV.replace("-02T", "-03T"), "c.csv": PAIN_CSV.replace("-02T", "-04T")}  # fmt: skip
+    bad = hashlib.sha256(files["b.csv"].encode()).hexdigest()
+    real = normalize.normalize_many
+
+    def flaky(tables: list, *, source_files: list[str], **kwargs: object) -> list:
+        if bad in source_files:
+            raise RuntimeError("a defect")
+        return real(tables, source_files=source_files, **kwargs)
+
+    monkeypatch.setattr(normalize, "normalize_many", flaky)
+    store = _store(tmp_path)
+    rep = import_paths([_write(tmp_path / "in", files)], store, now=NOW, workers=0)
+    by = {f.path: f for f in rep.files}
+    assert (by["b.csv"].status, by["b.csv"].reason) == ("refused", "internal_error")
+    assert (by["a.csv"].accepted, by["c.csv"].accepted) == (1, 1)
+    assert len(store.pain()) == 2
+    _balanced(store)
