@@ -27,6 +27,7 @@ from backcare_analytics.io.readers import (
     decode_utf8,
     detect_kind,
     json_depth,
+    json_shape,
     loads_json,
     normalize_header,
     raw_json,
@@ -38,13 +39,15 @@ __all__ = ["jsonl_records", "read_json", "read_jsonl"]
 
 def read_json(data: bytes, settings: Settings, where: str) -> list[RawTable]:
     text = decode_utf8(data, where)
-    if json_depth(data) > settings.max_json_depth:
+    depth, objects = json_shape(data)
+    if depth > settings.max_json_depth:
         raise FileRefused(
             "json_too_deep",
             f"{where}: JSON nested deeper than {settings.max_json_depth} levels; "
             "fix: records are flat objects of values",
         )
     check_json_text(data, where)
+    check_record_count(objects, len(data), where)  # before decoding: each object is a dict
     try:
         doc = loads_json(text, where)
     except RecursionError:  # pragma: no cover - the depth scan comes first
