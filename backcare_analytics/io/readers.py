@@ -434,13 +434,13 @@ def json_depth(data: bytes) -> int:
     return json_shape(data)[0]
 
 
-def json_shape(data: bytes) -> tuple[int, int]:
+def json_shape(data: bytes, chunk: int = 1 << 18) -> tuple[int, int]:
     r"""The deepest bracket nesting of a JSON text and its number of objects (``{`` outside
     strings), found without decoding it (see :func:`json_depth`).
 
-    The text is scanned in chunks of :data:`_SCAN_CHUNK` bytes, carrying the depth and whether
-    the chunk starts inside a string, so the scan's arrays stay a fixed size (a whole file of
-    brackets once took 23 times its size).
+    The text is scanned ``chunk`` bytes at a time, carrying the depth and whether the chunk
+    starts inside a string, so the scan's arrays stay a fixed size (a whole file of brackets
+    once took 23 times its size).
 
     >>> json_shape(b'[{"a": "{{"}, {}, [{"b": 1}]]')
     (3, 3)
@@ -449,8 +449,8 @@ def json_shape(data: bytes) -> tuple[int, int]:
         data = _JSON_STRING.sub(b'""', data)
     depth = deepest = objects = 0
     in_string = 0  # 1 when an odd number of quotes came before the chunk
-    for start in range(0, len(data), _SCAN_CHUNK):
-        arr = np.frombuffer(data, np.uint8, min(_SCAN_CHUNK, len(data) - start), start)
+    for start in range(0, len(data), chunk):
+        arr = np.frombuffer(data, np.uint8, min(chunk, len(data) - start), start)
         quotes = np.flatnonzero(arr == 34)
         positions = np.flatnonzero((arr == 91) | (arr == 123) | (arr == 93) | (arr == 125))
         outside = positions[(np.searchsorted(quotes, positions) + in_string) % 2 == 0]
@@ -461,10 +461,6 @@ def json_shape(data: bytes) -> tuple[int, int]:
             objects += int(np.count_nonzero(brackets == 123))
         in_string = (in_string + len(quotes)) % 2
     return deepest, objects
-
-
-#: Bytes of JSON text scanned at a time by :func:`json_shape`.
-_SCAN_CHUNK = 1 << 18
 
 
 #: Fewer bytes than any record of the export contract takes in JSON, whose required column
