@@ -43,7 +43,7 @@ from backcare_analytics.io.readers import (
     check_json_text,
     check_record_count,
     decode_utf8,
-    json_depth,
+    json_shape,
     loads_json,
     raw_json,
 )
@@ -68,6 +68,9 @@ SESSION_COMPONENTS = (
 PAIN_COMPONENTS = ("leg_pain", "flare")
 #: UCUM time units kept with a Quantity's value so that seconds and minutes are not confused.
 TIME_UNITS = ("s", "min")
+#: Fewer bytes than a FHIR Bundle's JSON objects take on average (compact JSON of the
+#: documented example: 49), for the count of objects checked before a Bundle is decoded.
+OBJECT_BYTES = 16
 #: Statuses of an Observation that is void: refused, never read as a measurement.
 VOID_STATUSES = ("entered-in-error", "cancelled")
 
@@ -219,9 +222,11 @@ def read_fhir(
     blank = 0
     if fmt == "json":
         text = decode_utf8(data, where)
-        if json_depth(data) > settings.max_json_depth:
+        depth, objects = json_shape(data)
+        if depth > settings.max_json_depth:
             raise FileRefused("json_too_deep", f"{where}: FHIR JSON nested deeper than the limit")
         check_json_text(data, where)
+        check_record_count(objects, len(data), where, OBJECT_BYTES)  # before decoding
         try:
             doc = loads_json(text, where)
         except json.JSONDecodeError:

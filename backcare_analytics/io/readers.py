@@ -471,9 +471,12 @@ MIN_RECORD_BYTES = 32
 RECORDS_ALWAYS_ALLOWED = 10_000
 
 
-def check_record_count(count: int, size: int, where: str) -> int:
-    """The most records (JSON array items, JSON Lines lines) a file of ``size`` bytes may
-    hold, refusing it (``too_many_rows``) when ``count`` is more.
+def check_record_count(
+    count: int, size: int, where: str, record_bytes: int = MIN_RECORD_BYTES
+) -> int:
+    """The most records (JSON array items or objects, JSON Lines lines) a file of ``size``
+    bytes may hold at one per ``record_bytes``, refusing it (``too_many_rows``) when ``count``
+    is more.
 
     Each record costs a roughly fixed amount of memory on its way to the store (a Python
     object, a row of the frames and of the quarantine), whatever its size: a file of tiny
@@ -488,12 +491,12 @@ def check_record_count(count: int, size: int, where: str) -> int:
     ...
     backcare_analytics.io.readers.FileRefused: a.jsonl: more than 62500 records in 2000000 bytes (fewer than 32 bytes a record: no export looks like this); fix: check that it is the export itself
     """
-    most = max(size // MIN_RECORD_BYTES, RECORDS_ALWAYS_ALLOWED)
+    most = max(size // record_bytes, RECORDS_ALWAYS_ALLOWED)
     if count > most:
         raise FileRefused(
             "too_many_rows",
             f"{where}: more than {most} records in {size} bytes (fewer than "
-            f"{MIN_RECORD_BYTES} bytes a record: no export looks like this); fix: check that "
+            f"{record_bytes} bytes a record: no export looks like this); fix: check that "
             "it is the export itself",
         )
     return most
