@@ -23,7 +23,7 @@ from typing import Any
 import pandas as pd
 
 from backcare_analytics.config import Settings
-from backcare_analytics.errors import InputDataError
+from backcare_analytics.errors import BackcareError, InputDataError
 from backcare_analytics.protocol import Protocol
 from backcare_analytics.schemas import ensure_validation_enabled
 from backcare_analytics.store.archive import sha256_bytes
@@ -184,6 +184,7 @@ def _read_one(env: _Env, item: _Item) -> tuple[_Staged, Any, bytes | None]:
             raise InputDataError(f"{item.name}: over the size limit")
         raw = _read_export(Path(item.name), env.settings, data)
     except Exception as exc:
+        _raise_unless_about_a_file(exc)
         return _Staged(item, sha, size, refused=_refusal(item, exc)), None, None
     return _Staged(item, sha, size), raw, data
 
@@ -227,8 +228,6 @@ def _stage_many(env: _Env, items: list[_Item], patients: pd.DataFrame) -> list[_
 def _raise_unless_about_a_file(exc: Exception) -> None:
     """Re-raise errors of the environment rather than of a file (pandera's checks switched
     off, the store): they must stop the import, not refuse a file."""
-    from backcare_analytics.errors import BackcareError
-
     if isinstance(exc, BackcareError) and not isinstance(exc, InputDataError):
         raise exc
 
