@@ -12,6 +12,7 @@ reason code, the good file is imported, and the ledger balances. Examples are de
 from __future__ import annotations
 
 import contextlib
+import copy
 import io
 import itertools
 import json
@@ -219,7 +220,10 @@ def hostile_observations(draw: st.DrawFn) -> Any:
     obs = draw(st.sampled_from([pain_observation, session_observation]))()
     for _ in range(draw(st.integers(1, 3))):
         paths = _paths(obs)
-        obs = _replaced(obs, draw(st.sampled_from(paths)), draw(wrong_types | json_values))
+        # a copy: a later replacement may go inside the value, which must not change the
+        # strategy's own constant (hypothesis would see its data generation change)
+        value = copy.deepcopy(draw(wrong_types | json_values))
+        obs = _replaced(obs, draw(st.sampled_from(paths)), value)
     return obs
 
 
@@ -232,7 +236,9 @@ def fhir_files(draw: st.DrawFn) -> tuple[str, bytes]:
         return "f.ndjson", "\n".join(lines).encode()
     entries: Any = [{"resource": r} for r in resources]
     if draw(st.booleans()):
-        entries = _replaced(entries, draw(st.sampled_from(_paths(entries)[:4])), draw(json_values))
+        entries = _replaced(
+            entries, draw(st.sampled_from(_paths(entries)[:4])), copy.deepcopy(draw(json_values))
+        )
     return "f.json", json.dumps({"resourceType": "Bundle", "entry": entries}).encode()
 
 
