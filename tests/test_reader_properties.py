@@ -34,7 +34,7 @@ from backcare_analytics.store import Store
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "export-format.md"
 PATIENTS = "patient_id,timezone,programme_start\nP001,Europe/Amsterdam,2026-03-01\n"
-FAST, SLOW = 10, 150  # batches: in every run, and behind the slow marker
+FAST, SLOW = 25, 150  # batches: in every run, and behind the slow marker
 
 
 def documented_codes() -> set[str]:
