@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from backcare_analytics.errors import BackcareError
+
+if TYPE_CHECKING:
+    from backcare_analytics.store import Store
 
 app = typer.Typer(
     name="backcare",
@@ -108,12 +111,12 @@ PathsArg = Annotated[list[Path], typer.Argument(help="Export files or folders (r
 JsonOption = Annotated[bool, typer.Option("--json", help="One JSON object on stdout.")]
 
 
-def _open_store(store: Path | None):  # -> Store
-    from backcare_analytics.config import get_settings
+def _open_store(store: Path | None) -> Store:
+    """The store the ``--store`` option names, else the configured one: the one resolver
+    every command uses (:meth:`Store.of`)."""
     from backcare_analytics.store import Store
 
-    settings = get_settings()
-    return Store.from_settings(settings) if store is None else Store(store, settings=settings)
+    return Store.of(store)
 
 
 def _say(message: str) -> None:
@@ -242,11 +245,9 @@ def export_research(
     ] = False,
 ) -> None:
     """Write de-identified Parquet and CSV: keyed pseudonyms, study days, no free text."""
-    from backcare_analytics.config import get_settings
     from backcare_analytics.research.export import export_research_from_store
 
-    path = store if store is not None else get_settings().store
-    result = export_research_from_store(path, out, key_file, create_key=new_key)
+    result = export_research_from_store(_open_store(store), out, key_file, create_key=new_key)
     rows = ", ".join(f"{len(df)} {name}" for name, df in result.tables.items())
     typer.echo(f"wrote {out}: {rows} (key fingerprint {result.key_fingerprint})")
 
@@ -302,7 +303,7 @@ def _report_command(
     settings = get_settings()
     try:
         summary = render_week(
-            Path(store or settings.store),
+            _open_store(store),
             week,
             patients=patients or None,
             formats=parse_formats(fmt),

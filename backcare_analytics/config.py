@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -165,10 +165,6 @@ class Settings:
             else:
                 overrides[f.name] = raw
         return cls(**overrides)  # type: ignore[arg-type]
-
-    def with_store(self, store: Path | str | None) -> Settings:
-        """A copy pointing at another store file (the CLI's ``--store``)."""
-        return self if store is None else replace(self, store=Path(store))
 
 
 def _number(key: str, raw: str) -> float:

@@ -49,10 +49,3 @@ def test_environment_overrides(tmp_path):
 def test_bad_numbers_are_refused_with_the_variable_named(value):
     with pytest.raises(ConfigError, match="BACKCARE_MAX_FIELD_CHARS"):
         Settings.from_env({"BACKCARE_MAX_FIELD_CHARS": value})
-
-
-def test_with_store_returns_a_copy(tmp_path):
-    s = Settings.from_env({})
-    other = s.with_store(tmp_path / "a.duckdb")
-    assert other.store == tmp_path / "a.duckdb" and s.store != other.store
-    assert s.with_store(None) is s

@@ -293,7 +293,7 @@ def _about_the_store(exc: OSError, store: Store) -> bool:
 
 def import_paths(
     paths: Iterable[Path | str],
-    store: Store | None = None,
+    store: Store | Path | str | None = None,
     *,
     dry_run: bool = False,
     progress: Progress | None = None,
@@ -315,7 +315,7 @@ def import_paths(
     paths
         Files, or folders searched recursively (sorted; hidden files skipped).
     store
-        The target; :meth:`Store.from_settings` when omitted.
+        The target, or its file (:meth:`Store.of`); :meth:`Store.from_settings` when omitted.
     dry_run
         Read, validate and de-duplicate against a throw-away copy of the store; write nothing.
     progress
@@ -346,7 +346,7 @@ def import_paths(
         The disk under the store is full or read-only, or the store file is damaged; the
         message gives the advice that fits, files committed before stay committed.
     """
-    store = store or Store.from_settings(settings)
+    store = Store.from_settings(settings) if store is None else Store.of(store)
     settings = settings or store.settings
     ensure_validation_enabled()
     items = [_Item(p, p.name) for p in expand_paths(paths) if not _is_store_file(p, store)]

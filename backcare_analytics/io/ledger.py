@@ -1,5 +1,4 @@
-"""The store's own records of an import: quarantined rows, the ledger row of each file, and
-the ``prescriptions`` table kept in step with the patients.
+"""The store's own records of an import: quarantined rows and the ledger row of each file.
 
 Part of the importer (:mod:`backcare_analytics.io.writer` calls these inside its transactions).
 Names with a leading underscore are private to the ``io`` package.
@@ -17,8 +16,6 @@ import pyarrow as pa
 
 from backcare_analytics.config import package_version
 from backcare_analytics.io.import_report import FileReport
-from backcare_analytics.protocol import Protocol, build_prescriptions
-from backcare_analytics.store.core import CLEAN_DTYPES
 
 __all__: list[str] = []
 
@@ -127,18 +124,3 @@ _LEDGER_SCHEMA = pa.schema(
 
 
 _LEDGER_COLS = _LEDGER_SCHEMA.names
-
-
-def _refresh_prescriptions(con: duckdb.DuckDBPyConnection, protocol: Protocol) -> None:
-    """Keep the ``prescriptions`` table (protocol defaults) in step with the patients."""
-    from backcare_analytics.store.core import to_frame
-
-    sql = "SELECT patient_id, timezone, programme_start, clinician FROM patients"
-    pts = to_frame(con.sql(sql).to_arrow_table(), CLEAN_DTYPES["patients"])
-    rx = build_prescriptions(pts, protocol)
-    con.register("_rx", rx)
-    try:
-        con.execute("DELETE FROM prescriptions")
-        con.execute("INSERT INTO prescriptions BY NAME SELECT * FROM _rx")
-    finally:
-        con.unregister("_rx")

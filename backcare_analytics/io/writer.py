@@ -36,7 +36,6 @@ from backcare_analytics.io.ledger import (
     _ledger_values,
     _raw_json,
     _reason_counts,
-    _refresh_prescriptions,
     _sorted_rejects,
 )
 from backcare_analytics.io.staging import (
@@ -162,8 +161,6 @@ def _write_in(
             seq = merged.ledger_row(con, rep, len(prep.data), ctx.now)
         else:
             seq = _insert_ledger(con, rep, len(prep.data), "imported", None, ctx.now)
-        if any(k == "patients" for k, _, _ in prep.tables):
-            _refresh_prescriptions(con, ctx.protocol)
         if ctx.target.dry_run:
             pass
         elif merged is not None:  # with the group's other files, before its commit

@@ -29,6 +29,8 @@ from backcare_analytics.metrics.registry import MetricInputs, compute
 from backcare_analytics.protocol import Protocol, load_protocol
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from backcare_analytics.store import Store
 
 __all__ = [
@@ -259,7 +261,7 @@ def metric_tables_parallel(
 
 
 def metric_tables_from_store(
-    store: Store,
+    store: Store | Path | str,
     patient_ids: Sequence[str] | None = None,
     *,
     jobs: int | None = None,
@@ -278,7 +280,11 @@ def metric_tables_from_store(
     Without a window, the as-of day of ``persistence`` and ``gap_histogram`` is the last day
     logged by any of these patients, as in a single :func:`metric_tables` call on them all.
     With ``jobs=1`` the store is read once and :func:`metric_tables` runs in this process.
+    ``store`` is a :class:`~backcare_analytics.store.Store` or its file (:meth:`Store.of`).
     """
+    from backcare_analytics.store import Store
+
+    store = Store.of(store)
     jobs = default_jobs() if jobs is None else max(1, int(jobs))
     ids = list(patient_ids) if patient_ids is not None else None
     pts = store.patients()

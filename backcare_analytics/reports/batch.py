@@ -10,6 +10,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from backcare_analytics.reports.render import (
     FORMATS,
@@ -21,6 +22,9 @@ from backcare_analytics.reports.render import (
     weekly_task,
 )
 from backcare_analytics.safety import private_folder
+
+if TYPE_CHECKING:
+    from backcare_analytics.store import Store
 
 __all__ = ["BatchSummary", "parse_formats", "render_week", "run_demo", "week_patients"]
 
@@ -65,18 +69,18 @@ def parse_formats(text: str) -> tuple[str, ...]:
     return tuple(f for f in FORMATS if f in wanted)
 
 
-def week_patients(store: Path, week: str) -> list[str]:
+def week_patients(store: Store | Path | str, week: str) -> list[str]:
     """Ids of the patients enrolled by the end of ``week`` (the batch of a clinic week)."""
     from backcare_analytics.metrics.params import Window
     from backcare_analytics.store import Store
 
     end = Window.iso_week(week).end
-    pts = Store(store).patients()
+    pts = Store.of(store).patients()
     return sorted(pts.loc[pts["programme_start"] <= end, "patient_id"].astype(str))
 
 
 def render_week(
-    store: Path,
+    store: Store | Path | str,
     week: str = "latest",
     *,
     patients: Sequence[str] | None = None,
@@ -92,7 +96,8 @@ def render_week(
     Parameters
     ----------
     store
-        The DuckDB store file.
+        The store, or its DuckDB file (opened with :meth:`Store.of`). Report kernels get its
+        path.
     week
         ``YYYY-Www`` or ``"latest"``.
     patients
@@ -110,21 +115,23 @@ def render_week(
         Show a progress bar (default: only when standard error is a terminal).
     """
     from backcare_analytics.reports.context import resolve_week
+    from backcare_analytics.store import Store
 
-    store = Path(store).resolve()
-    if not store.is_file():
-        raise FileNotFoundError(f"store {store} not found; fix: import exports or pass --store")
-    label = resolve_week(store, week)
-    ids = list(patients) if patients else (week_patients(store, label) if weekly else [])
+    st = Store.of(store)
+    path = st.path.resolve()  # what crosses into the report kernels
+    if not path.is_file():
+        raise FileNotFoundError(f"store {path} not found; fix: import exports or pass --store")
+    label = resolve_week(st, week)
+    ids = list(patients) if patients else (week_patients(st, label) if weekly else [])
     for pid in ids:
         patient_file_name(pid)  # refuses a malformed id before anything runs
     for folder in (Path(out), Path(out) / label):  # owner-only, never through a link
         private_folder(folder)  # refused before anything runs
     tasks: list[RenderTask] = []
     if weekly:
-        tasks += [weekly_task(pid, label, store, out, formats) for pid in ids]
+        tasks += [weekly_task(pid, label, path, out, formats) for pid in ids]
     if clinic:
-        tasks.append(clinic_task(label, store, out, formats))
+        tasks.append(clinic_task(label, path, out, formats))
     show = sys.stderr.isatty() if progress is None else progress
     t0 = time.perf_counter()
     if show and tasks:
@@ -170,7 +177,8 @@ def run_demo(out: Path = Path("build/demo"), *, formats: Sequence[str] = ("html"
         old.unlink(missing_ok=True)
     shutil.rmtree(store_path.with_name(store_path.name + ".raw"), ignore_errors=True)
     t0 = time.perf_counter()
-    report = import_paths([clinic / "exports"], Store(store_path))
+    store = Store(store_path)
+    report = import_paths([clinic / "exports"], store)
     totals = next(
         (ln for ln in reversed(report.summary().splitlines()) if ln.startswith("imported")), ""
     )
@@ -179,7 +187,7 @@ def run_demo(out: Path = Path("build/demo"), *, formats: Sequence[str] = ("html"
         lines.append(
             f"refused rows are planted on purpose; see why: backcare rejects --store {store_path}"
         )
-    summary = render_week(store_path, "latest", formats=formats, out=out / "reports")
+    summary = render_week(store, "latest", formats=formats, out=out / "reports")
     lines += summary.lines()
     index = summary.out_dir / "clinic-overview.html"
     if index.is_file():

@@ -20,6 +20,7 @@ from typing import Any
 
 import pandas as pd
 
+from backcare_analytics.config import Settings
 from backcare_analytics.metrics.adherence import AdherencePolicy
 from backcare_analytics.metrics.pain import PainPolicy
 from backcare_analytics.metrics.params import Window
@@ -30,6 +31,7 @@ from backcare_analytics.metrics.verdict import VerdictPolicy
 from backcare_analytics.protocol import Protocol, load_protocol
 from backcare_analytics.reports.flags import attention_table, week_flags
 from backcare_analytics.reports.policy import ReportPolicy
+from backcare_analytics.store import Store
 
 __all__ = [
     "ALL_HISTORY_DAYS",
@@ -85,13 +87,7 @@ def week_windows(week: Window, policy: ReportPolicy) -> dict[str, Window | None]
     }
 
 
-def _store(path: Path | str) -> Any:
-    from backcare_analytics.store import Store
-
-    return Store(Path(path))
-
-
-def resolve_week(store: Path | str, week: str = "latest") -> str:
+def resolve_week(store: Store | Path | str, week: str = "latest") -> str:
     """``week`` itself when it is ``YYYY-Www``; for ``"latest"``, the last complete ISO week
     of the store's data: the week ending on the last day with any session or diary entry if
     that day is a Sunday, else the week before it (a clinic reviews last week on Monday).
@@ -101,14 +97,15 @@ def resolve_week(store: Path | str, week: str = "latest") -> str:
             raise ValueError(f"week must be 'latest' or look like 2026-W10; received {week!r}")
         Window.iso_week(week)  # checks the week exists
         return week
-    table = _store(store).query(
+    st = Store.of(store)
+    table = st.query(
         "SELECT max(d) AS last, min(d) AS first FROM (SELECT max(day) AS d FROM sessions "
         "UNION ALL SELECT max(day) FROM pain UNION ALL SELECT min(day) FROM sessions "
         "UNION ALL SELECT min(day) FROM pain)"
     )
     last, first = table.column("last")[0].as_py(), table.column("first")[0].as_py()
     if last is None:
-        raise ValueError(f"the store {store} holds no sessions or diary entries; import first")
+        raise ValueError(f"the store {st.path} holds no sessions or diary entries; import first")
     last = pd.Timestamp(last)
     end = last if last.day_of_week == 6 else last - pd.Timedelta(days=last.day_of_week + 1)
     if end < pd.Timestamp(first):
@@ -170,10 +167,10 @@ def _policies(protocol: Protocol, policy: ReportPolicy) -> dict[str, Any]:
     }
 
 
-def _compute(store_path: Path, label: str, policy: ReportPolicy) -> WeekData:
+def _compute(store: Store, label: str, policy: ReportPolicy) -> WeekData:
     """Every metric the week's reports show, for all patients at once, each table over the
     span of :func:`week_windows`."""
-    store = _store(store_path)
+    store_path = store.path
     week = Window.iso_week(label)
     protocol = load_protocol()
     patients = store.patients()
@@ -218,28 +215,31 @@ def _compute(store_path: Path, label: str, policy: ReportPolicy) -> WeekData:
 
 
 @lru_cache(maxsize=2)  # a kernel keeps at most two weeks' data in memory
-def _memo(store: str, mtime_ns: int, label: str, policy: ReportPolicy) -> WeekData:
-    return _compute(Path(store), label, policy)
+def _memo(
+    store: str, settings: Settings, mtime_ns: int, label: str, policy: ReportPolicy
+) -> WeekData:
+    return _compute(Store(store, settings=settings), label, policy)
 
 
 def load_week(
-    store: Path | str, week: str = "latest", policy: ReportPolicy | None = None
+    store: Store | Path | str, week: str = "latest", policy: ReportPolicy | None = None
 ) -> WeekData:
     """The week's data for every patient, computed once per process and store version.
 
     Parameters
     ----------
     store
-        The DuckDB store file.
+        The store, or its DuckDB file (opened with :meth:`Store.of`).
     week
         ``YYYY-Www`` or ``"latest"`` (the week of the last logged day).
     policy
         The report's own flag thresholds.
     """
-    path = Path(store).resolve()
+    st = Store.of(store)
+    path = st.path.resolve()
     if not path.is_file():
         raise FileNotFoundError(
             f"store {path} not found; fix: import exports first (backcare import) or pass --store"
         )
-    label = resolve_week(path, week)
-    return _memo(str(path), path.stat().st_mtime_ns, label, policy or ReportPolicy())
+    label = resolve_week(st, week)
+    return _memo(str(path), st.settings, path.stat().st_mtime_ns, label, policy or ReportPolicy())

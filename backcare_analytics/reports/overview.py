@@ -14,6 +14,7 @@ from markupsafe import Markup
 from backcare_analytics.reports import tables as t
 from backcare_analytics.reports.context import WeekData, load_week
 from backcare_analytics.reports.display import HtmlFragment, render_fragment
+from backcare_analytics.store import Store
 from backcare_analytics.vocabulary import (
     ATTENTION_VERDICTS,
     FLAG_LABELS,
@@ -108,6 +109,6 @@ class ClinicWeek:
         return t.html_table(frame, numeric=("Patients",))
 
 
-def load_clinic_week(store: Path | str, week: str = "latest") -> ClinicWeek:
-    """The clinic's week from the store (computed once per process)."""
+def load_clinic_week(store: Store | Path | str, week: str = "latest") -> ClinicWeek:
+    """The clinic's week from the store, or its file (computed once per process)."""
     return ClinicWeek(load_week(store, week))

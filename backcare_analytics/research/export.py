@@ -42,6 +42,7 @@ import stat
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -57,6 +58,9 @@ from backcare_analytics.safety import (
     write_private_text,
 )
 from backcare_analytics.schemas.clean import Pain, Patients, Prescriptions, Sessions
+
+if TYPE_CHECKING:
+    from backcare_analytics.store import Store
 
 __all__ = [
     "ALLOWLIST",
@@ -426,7 +430,7 @@ def export_research(
 
 
 def export_research_from_store(
-    store: Path | str,
+    store: Store | Path | str,
     out: Path | str,
     key_file: Path | str,
     *,
@@ -434,18 +438,20 @@ def export_research_from_store(
 ) -> ResearchExport:
     """The ``backcare export research`` command: read the store, de-identify, write ``out``.
 
+    ``store`` is a :class:`~backcare_analytics.store.Store` or its file (:meth:`Store.of`).
     The key file is checked by :func:`load_key` against the store's folder and ``out``; with
     ``create_key`` a new key is made first (refused when the file exists).
     """
     from backcare_analytics.store import Store
 
-    store = Path(store)
-    if not store.is_file():
-        raise ConfigError(f"the store {store} does not exist; fix: pass --store with a store file")
+    db = Store.of(store)
+    if not db.exists():
+        raise ConfigError(
+            f"the store {db.path} does not exist; fix: pass --store with a store file"
+        )
     if create_key:
-        new_key(key_file, store=store, out=Path(out))
-    key = load_key(key_file, store=store, out=Path(out))
-    db = Store(store)
+        new_key(key_file, store=db.path, out=Path(out))
+    key = load_key(key_file, store=db.path, out=Path(out))
     return export_research(
         patients=db.patients(),
         sessions=db.sessions(),

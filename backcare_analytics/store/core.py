@@ -122,6 +122,20 @@ class Store:
         settings = settings or get_settings()
         return cls(settings.store, settings.raw_archive, settings=settings)
 
+    @classmethod
+    def of(cls, store: Store | Path | str | None = None) -> Store:
+        """The one conversion at every public entry point: a :class:`Store` as it is, a path
+        opened as ``Store(path)``, ``None`` as the configured store (:meth:`from_settings`,
+        the CLI's default when ``--store`` is not given).
+
+        >>> s = Store("a.duckdb")
+        >>> Store.of(s) is s, Store.of("a.duckdb").path == s.path
+        (True, True)
+        """
+        if isinstance(store, Store):
+            return store
+        return cls.from_settings() if store is None else cls(store)
+
     def __repr__(self) -> str:
         return f"Store({str(self.path)!r})"
 

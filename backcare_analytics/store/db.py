@@ -6,8 +6,8 @@ cannot get DuckDB's file lock (another process is writing, or a reader is mid-qu
 with backoff for ``Settings.store_busy_timeout_s`` seconds, then :class:`StoreBusyError` is
 raised with nothing changed. Files are created readable by the owner only (``0o600``). A new
 store file is created whole, tables included (:func:`create_store`); :func:`create_tables`
-adds any table an older or damaged store lacks (``CREATE TABLE IF NOT EXISTS``, in one
-transaction). Failures of the disk or the file become a :class:`StoreError` with advice
+adds any table an older or damaged store lacks (``CREATE TABLE IF NOT EXISTS``) and drops the
+tables an older schema had and nothing reads (:data:`RETIRED_TABLES`), in one transaction. Failures of the disk or the file become a :class:`StoreError` with advice
 (:func:`environment_error`).
 """
 
@@ -28,6 +28,7 @@ from backcare_analytics.safety import create_private_folders
 
 __all__ = [
     "DDL",
+    "RETIRED_TABLES",
     "SCHEMA_VERSION",
     "TABLES",
     "connect",
@@ -36,7 +37,7 @@ __all__ = [
     "is_lock_error",
 ]
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"
 
 #: Store tables. Clean columns follow :mod:`backcare_analytics.schemas.clean`; the extra
 #: ``updated_at`` (the source's edit time, used by the edit rule) and ``source_row`` (row number in
@@ -56,10 +57,6 @@ CREATE TABLE IF NOT EXISTS pain (
     patient_id VARCHAR NOT NULL, recorded_at TIMESTAMPTZ NOT NULL, day TIMESTAMP NOT NULL,
     back_pain BIGINT NOT NULL, leg_pain BIGINT, flare BOOLEAN, note VARCHAR,
     source_file VARCHAR NOT NULL, updated_at TIMESTAMPTZ, source_row BIGINT);
-CREATE TABLE IF NOT EXISTS prescriptions (
-    patient_id VARCHAR NOT NULL, exercise_id VARCHAR NOT NULL, valid_from TIMESTAMP NOT NULL,
-    valid_to TIMESTAMP, sets BIGINT, reps BIGINT, reps_max BIGINT, hold_s DOUBLE,
-    per_side BOOLEAN, level VARCHAR, variant VARCHAR, source VARCHAR);
 CREATE TABLE IF NOT EXISTS rejects (
     file_sha VARCHAR NOT NULL, kind VARCHAR NOT NULL, "row" BIGINT, "column" VARCHAR,
     reason VARCHAR NOT NULL, detail VARCHAR, raw VARCHAR);
@@ -72,7 +69,13 @@ CREATE TABLE IF NOT EXISTS imports (
 """
 
 #: The tables :data:`DDL` creates.
-TABLES = ("meta", "patients", "sessions", "pain", "prescriptions", "rejects", "imports")
+TABLES = ("meta", "patients", "sessions", "pain", "rejects", "imports")
+
+#: Tables an older schema created that nothing reads any more, dropped by :func:`create_tables`
+#: (so at the first write to an older store; reading one works before that). Schema 1's
+#: ``prescriptions`` held the protocol defaults, rewritten on every import; prescriptions are
+#: built from the protocol and the stored patients when asked for (``Store.prescriptions``).
+RETIRED_TABLES = ("prescriptions",)
 
 _LOCK_MARKERS = ("could not set lock", "conflicting lock", "different configuration")
 
@@ -269,12 +272,16 @@ def sync_folder(folder: Path) -> None:
 
 
 def create_tables(con: duckdb.DuckDBPyConnection) -> None:
-    """Create missing tables (idempotent) and record the schema version."""
+    """Create missing tables and drop :data:`RETIRED_TABLES` (idempotent), and record the
+    schema version: the migration of an older store, in one transaction."""
     con.execute("BEGIN TRANSACTION")
     try:
         con.execute(DDL)
-        q = "SELECT count(*) FROM meta WHERE key = 'schema_version'"
-        if con.execute(q).fetchall()[0][0] == 0:
+        for name in RETIRED_TABLES:
+            con.execute(f"DROP TABLE IF EXISTS {name}")
+        q = "SELECT value FROM meta WHERE key = 'schema_version'"
+        if con.execute(q).fetchall() != [(SCHEMA_VERSION,)]:
+            con.execute("DELETE FROM meta WHERE key = 'schema_version'")
             con.execute("INSERT INTO meta VALUES ('schema_version', ?)", [SCHEMA_VERSION])
         con.execute("COMMIT")
     except BaseException:
