@@ -186,24 +186,31 @@ def _stage_many(env: _Env, items: list[_Item], patients: pd.DataFrame) -> list[_
         and _normalize is _REAL_STAGES[1]
         and not any(t.kind == "patients" for _, raw, _ in reads for t in raw.tables)
     )
+    if batch:
+        from backcare_analytics.io.normalize import normalize_many
+
+        per_file = [sorted(r.tables, key=lambda t: _KIND_ORDER.get(t.kind, 9)) for _, r, _ in reads]
+        flat = [(st.sha, t) for (st, _, _), ts in zip(reads, per_file, strict=True) for t in ts]
+        try:
+            norms = iter(
+                normalize_many(
+                    [t for _, t in flat],
+                    source_files=[sha for sha, _ in flat],
+                    patients=patients,
+                    protocol=env.protocol,
+                    settings=env.settings,
+                    now=env.now,
+                )  # fmt: skip
+            )
+        except InputDataError:  # a file refused whole (too_many_refused_rows): one by one
+            batch = False
     if not batch:
         for st, raw, data in reads:
-            st.prep = _prepare(env, st.item, data, st.sha, raw, patients)
+            try:
+                st.prep = _prepare(env, st.item, data, st.sha, raw, patients)
+            except InputDataError as exc:  # refused whole while normalising
+                st.refused = exc
         return staged
-    from backcare_analytics.io.normalize import normalize_many
-
-    per_file = [sorted(raw.tables, key=lambda t: _KIND_ORDER.get(t.kind, 9)) for _, raw, _ in reads]
-    flat = [(st.sha, t) for (st, _, _), tables in zip(reads, per_file, strict=True) for t in tables]
-    norms = iter(
-        normalize_many(
-            [t for _, t in flat],
-            source_files=[sha for sha, _ in flat],
-            patients=patients,
-            protocol=env.protocol,
-            settings=env.settings,
-            now=env.now,
-        )  # fmt: skip
-    )
     for (st, raw, data), tables in zip(reads, per_file, strict=True):
         out, warnings = [], list(getattr(raw, "warnings", ()))
         for t in tables:
