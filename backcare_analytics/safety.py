@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import csv
 import os
+import re
 import secrets
 import stat
 from collections.abc import Callable, Iterator
@@ -41,6 +42,7 @@ import numpy as np
 import pandas as pd
 
 from backcare_analytics.errors import UnsafeOutputError
+from backcare_analytics.lifetime import process_running
 
 __all__ = [
     "FORMULA_TRIGGERS",
@@ -324,9 +326,22 @@ def private_folder(folder: Path | str) -> Path:
     ...     oct(out.stat().st_mode & 0o777), oct(out.parent.stat().st_mode & 0o777)
     ('0o700', '0o700')
     """
-    with _checked_folder(Path(folder)):
-        pass
+    with _checked_folder(Path(folder)) as folder_fd:
+        _remove_orphaned_temporaries(folder_fd)
     return Path(folder)
+
+
+_TEMPORARY = re.compile(r"^\..*\.(\d+)\.[0-9a-f]{8}\.tmp$")
+
+
+def _remove_orphaned_temporaries(folder_fd: int) -> None:
+    """Remove the temporary files of :func:`open_private` whose writer was killed (its process
+    no longer runs): they hold patient data that no command will ever rename into place."""
+    for name in os.listdir(folder_fd):
+        match = _TEMPORARY.match(name)
+        if match and not process_running(int(match.group(1))):
+            with suppress(FileNotFoundError):
+                os.unlink(name, dir_fd=folder_fd)
 
 
 @contextmanager
@@ -342,11 +357,11 @@ def open_private(path: Path | str) -> Iterator[BinaryIO]:
     """
     path = Path(path)
     with _checked_folder(path.parent) as folder_fd:
-        tmp = f".{path.name[:64]}.{secrets.token_hex(8)}.tmp"
+        # The pid in the name lets the next command remove it if this one is killed.
+        tmp = f".{path.name[:64]}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
         fd = os.open(tmp, _NEW_FILE_FLAGS, 0o600, dir_fd=folder_fd)
         try:
-            os.fchmod(fd, 0o600)
-            with os.fdopen(fd, "wb") as fh:
+            with os.fdopen(fd, "wb") as fh:  # owns fd from here: closed on every path
                 yield fh
             os.replace(tmp, path.name, src_dir_fd=folder_fd, dst_dir_fd=folder_fd)
         except BaseException:

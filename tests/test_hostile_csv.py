@@ -54,6 +54,29 @@ def test_a_stray_quote_in_an_unquoted_cell_is_literal_text_and_no_other_row_is_r
     assert table.row_errors.empty
 
 
+def test_a_quote_opening_a_cell_never_swallows_the_rows_after_it() -> None:
+    """Row 3 opens a quoted cell that a quote in row 6 closes in the middle of a cell: read
+    leniently, rows 4 and 5 would vanish into row 3's note (the row count still balancing).
+    The two rows holding the stray quotes are refused; every other row is read, including a
+    note that really spans two lines (a review of issue 10)."""
+    lines = [
+        "P1,t,b,1,ok",
+        'P2,t,b,2,"oops',
+        "P3,t,b,3,fine",
+        "P4,t,b,4,fine",
+        'P5,t,b,5,"x',
+        'P6,t,b,6,"two\nlines"',
+    ]
+    table = read(rows_of(lines)).tables[0]
+    assert table.frame["patient_id"].tolist() == ["P1", "P3", "P4", "P6"]
+    assert table.row_numbers.tolist() == [2, 4, 5, 7]
+    assert table.frame["note"].tolist()[-1] == "two\nlines"
+    assert table.row_errors[["row", "reason"]].values.tolist() == [
+        [3, "bad_record"],
+        [6, "bad_record"],
+    ]
+
+
 def test_only_a_quote_left_open_at_the_end_refuses_the_last_row_as_truncated() -> None:
     lines = ['P1,t,b,1,about 5" long', "P2,t,b,2,ok", 'P3,t,b,3,"cut off']
     table = read(rows_of(lines)[:-1]).tables[0]

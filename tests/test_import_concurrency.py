@@ -283,3 +283,16 @@ def test_rows_left_unknown_by_an_earlier_import_are_retried_by_any_later_import(
     assert [f.status for f in rep.files] == ["already_imported"]
     assert {r.path for r in rep.retried} == set(log_names())
     assert_same_tables(tables(store), want)
+
+
+def test_one_lock_for_a_store_reached_through_a_link(tmp_path: Path) -> None:
+    """Two names of one store file (a symbolic link) share one writer lock, so two writers
+    cannot each take 'their' lock and import from stale snapshots."""
+    from backcare_analytics.store.lock import lock_path
+
+    real = tmp_path / "real" / "clinic.duckdb"
+    real.parent.mkdir()
+    real.write_bytes(b"")
+    link = tmp_path / "clinic.duckdb"
+    link.symlink_to(real)
+    assert lock_path(link) == lock_path(real) == real.with_name("clinic.duckdb.lock")

@@ -497,6 +497,35 @@ def test_json_depth_ignores_brackets_in_strings(doc: object, ascii_only: bool) -
     assert json_depth(json.dumps(doc, ensure_ascii=ascii_only).encode()) == depth(doc)
 
 
+@settings(max_examples=100, deadline=None, derandomize=True)
+@given(
+    st.recursive(
+        _JSON_LEAF,
+        lambda inner: (
+            st.lists(inner, max_size=3)
+            | st.dictionaries(st.text(alphabet='[]{}"\\k', max_size=3), inner, max_size=3)
+        ),
+        max_leaves=12,
+    ),
+    st.integers(1, 9),
+)
+def test_json_shape_counts_objects_the_same_in_any_chunks(doc: object, chunk: int) -> None:
+    """The bracket scan runs in chunks carrying depth and in-string parity: any chunk size
+    gives the depth and the number of objects of the decoded document."""
+    from backcare_analytics.io.readers import json_depth, json_shape
+
+    def objects(value: object) -> int:
+        inner = (
+            value.values() if isinstance(value, dict) else value if isinstance(value, list) else []
+        )
+        return isinstance(value, dict) + sum(map(objects, inner))
+
+    data = json.dumps(doc).encode()
+    whole = json_shape(data)
+    assert json_shape(data, chunk) == whole
+    assert whole == (json_depth(data), objects(doc))
+
+
 def test_json_records_with_mixed_keys_and_types() -> None:
     records = [
         {"Patient ID": "P1", "recorded_at": "t", "back_pain": 3, "flare": True},

@@ -348,3 +348,36 @@ def test_an_output_path_through_a_file_or_a_dangling_link_is_a_clear_error(tmp_p
         with pytest.raises(UnsafeOutputError, match="Fix:"):
             safety.private_folder(out)
     assert not (tmp_path / "missing").exists()
+
+
+def _ended_pid() -> int:
+    """The pid of a process that has ended (a child started and reaped here)."""
+    import subprocess
+    import sys
+
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+def test_temporaries_of_a_killed_writer_are_removed_when_the_folder_is_next_used(tmp_path):
+    """A writer killed between its temporary file and the rename leaves patient data under a
+    hidden name; the next command that uses the folder removes it, and only it."""
+    out = safety.private_folder(tmp_path / "out")
+    orphan = out / f".patient-P1.html.{_ended_pid()}.0a1b2c3d.tmp"
+    live = out / f".patient-P2.html.{os.getpid()}.0a1b2c3d.tmp"
+    other = out / ".notes.tmp"
+    for p in (orphan, live, other):
+        p.write_bytes(b"x")
+    safety.private_folder(out)
+    assert not orphan.exists()
+    assert live.exists() and other.exists()
+
+
+def test_a_failed_write_leaves_no_temporary_and_closes_its_file(tmp_path):
+    before = len(os.listdir("/proc/self/fd"))
+    with pytest.raises(RuntimeError), safety.open_private(tmp_path / "t.bin") as fh:
+        fh.write(b"partial")
+        raise RuntimeError("writer failed")
+    assert os.listdir(tmp_path) == []
+    assert len(os.listdir("/proc/self/fd")) == before

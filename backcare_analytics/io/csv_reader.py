@@ -319,19 +319,51 @@ def _csv_slow(
     return [table], blank
 
 
+class _Cursor:
+    """The lines of a text as an iterator that can be moved back (to read lines again)."""
+
+    def __init__(self, text: str) -> None:
+        self.lines = io.StringIO(text).readlines()
+        self.pos = 0  # index of the next line to hand out
+
+    def __iter__(self) -> Iterator[str]:
+        return self
+
+    def __next__(self) -> str:
+        if self.pos >= len(self.lines):
+            raise StopIteration
+        self.pos += 1
+        return self.lines[self.pos - 1]
+
+
+def _quotes_close_properly(lines: list[str], delim: str) -> bool:
+    """Whether ``lines`` read as one CSV record whose every quoted cell closes before a
+    delimiter or the line's end (the ``csv`` module's strict mode)."""
+    try:
+        return len(list(csv.reader(lines, delimiter=delim, strict=True))) == 1
+    except csv.Error:
+        return False
+
+
 def _records(
     text: str, delim: str, limit: int, where: str
 ) -> tuple[list[str] | None, list[list[str]], list[int], Errors, int]:
     """Header names, the rows read and their first line numbers, the rows refused, and the
-    number of blank rows (blank lines and rows of blank cells)."""
-    reader = csv.reader(io.StringIO(text), delimiter=delim)
+    number of blank rows (blank lines and rows of blank cells).
+
+    A record spanning several lines must close its quoted cells properly. One that does not
+    (a stray ``"`` opening a cell, closed lines later in the middle of another cell) would
+    swallow the rows between into one cell: its first line is refused ``bad_record`` and the
+    lines after it are read again, so no row is lost into another's cell."""
+    cursor = _Cursor(text)
+    reader = csv.reader(cursor, delimiter=delim)
     names: list[str] | None = None
     rows: list[list[str]] = []
     numbers: list[int] = []
     errors: Errors = []
     blank = 0
-    prev_end = 0
     while True:
+        start = cursor.pos + 1
         try:
             record = next(reader)
         except StopIteration:
@@ -341,11 +373,17 @@ def _records(
                 raise FileRefused(
                     "bad_csv", f"{where}: the header line is not readable CSV"
                 ) from None
-            errors.append((prev_end + 1, "", "bad_record", "the line is not readable CSV", ""))
-            prev_end = reader.line_num
+            errors.append((start, "", "bad_record", "the line is not readable CSV", ""))
             continue
-        start = prev_end + 1
-        prev_end = reader.line_num
+        if cursor.pos > start and not _quotes_close_properly(
+            cursor.lines[start - 1 : cursor.pos], delim
+        ):
+            detail = "a quote opens a cell that does not close before the next delimiter"
+            raw = _raw(cursor.lines[start - 1].rstrip("\r\n").split(delim), limit)
+            errors.append((start, "", "bad_record", detail, raw))
+            cursor.pos = start  # read the following lines again, each on its own
+            reader = csv.reader(cursor, delimiter=delim)
+            continue
         if not any(cell.strip() for cell in record):
             blank += 1
             continue

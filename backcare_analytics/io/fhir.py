@@ -40,8 +40,10 @@ from backcare_analytics.io.readers import (
     FileRefused,
     RawTable,
     build_table,
+    check_json_text,
+    check_record_count,
     decode_utf8,
-    json_depth,
+    json_shape,
     loads_json,
     raw_json,
 )
@@ -66,6 +68,9 @@ SESSION_COMPONENTS = (
 PAIN_COMPONENTS = ("leg_pain", "flare")
 #: UCUM time units kept with a Quantity's value so that seconds and minutes are not confused.
 TIME_UNITS = ("s", "min")
+#: Fewer bytes than a FHIR Bundle's JSON objects take on average (compact JSON of the
+#: documented example: 49), for the count of objects checked before a Bundle is decoded.
+OBJECT_BYTES = 16
 #: Statuses of an Observation that is void: refused, never read as a measurement.
 VOID_STATUSES = ("entered-in-error", "cancelled")
 
@@ -133,6 +138,33 @@ def _reference_id(ref: Any, resource: str) -> str:
     return text
 
 
+def _note(notes: Any) -> tuple[Any, tuple[str, str, str] | None]:
+    """The first annotation's ``text`` (None when there is none), or why ``note`` cannot be
+    read: it must be a list of Annotation objects."""
+    if notes is None or notes == []:
+        return None, None
+    if not isinstance(notes, list) or not all(isinstance(n, dict) for n in notes):
+        return None, ("note", "bad_record", "note is not a list of annotations (objects)")
+    return notes[0].get("text"), None
+
+
+def _components(comps: Any) -> tuple[dict[str, str | None], tuple[str, str, str] | None]:
+    """``{code: value text}`` of the components of the backcare component system, or why
+    ``component`` cannot be read: it must be a list of objects."""
+    if comps is None:
+        return {}, None
+    if not isinstance(comps, list):
+        return {}, ("", "bad_record", "component is not a list")
+    out: dict[str, str | None] = {}
+    for comp in comps:
+        if not isinstance(comp, dict):
+            return {}, ("", "bad_record", "a component is not an object")
+        for system, code in _codes(comp.get("code")):
+            if system == COMPONENT_SYSTEM:
+                out[code] = _value(comp)
+    return out, None
+
+
 def observation_record(
     resource: Any,
 ) -> tuple[str | None, dict[str, str] | None, tuple[str, str, str] | None]:
@@ -148,17 +180,8 @@ def observation_record(
     when = resource.get("effectiveDateTime", resource.get("effectiveInstant"))
     if when is None and isinstance(resource.get("effectivePeriod"), dict):
         when = resource["effectivePeriod"].get("start")
-    notes = resource.get("note")
-    note = notes[0].get("text") if isinstance(notes, list) and notes else None
     meta = resource.get("meta")
     updated = meta.get("lastUpdated") if isinstance(meta, dict) else None
-    components: dict[str, str | None] = {}
-    for comp in resource.get("component") or []:
-        if not isinstance(comp, dict):
-            return "sessions", None, ("", "bad_record", "a component is not an object")
-        for system, code in _codes(comp.get("code")):
-            if system == COMPONENT_SYSTEM:
-                components[code] = _value(comp)
     if (LOINC, PAIN_CODE) in codes:
         kind, time_col, allowed = "pain", "recorded_at", PAIN_COMPONENTS
         rec["back_pain"] = _value(resource)  # type: ignore[assignment]
@@ -172,6 +195,10 @@ def observation_record(
         return "sessions", None, ("", "bad_record", "an Observation of an unknown code")
     if resource.get("status") in VOID_STATUSES:
         return kind, None, ("", "bad_record", "the Observation is void (its status)")
+    note, problem = _note(resource.get("note"))
+    components, comp_problem = _components(resource.get("component"))
+    if problem or comp_problem:
+        return kind, None, problem or comp_problem
     rec[time_col] = _text(when)  # type: ignore[assignment]
     if note is not None:
         rec["note"] = _text(note)  # type: ignore[assignment]
@@ -195,15 +222,19 @@ def read_fhir(
     blank = 0
     if fmt == "json":
         text = decode_utf8(data, where)
-        if json_depth(data) > settings.max_json_depth:
+        depth, objects = json_shape(data)
+        if depth > settings.max_json_depth:
             raise FileRefused("json_too_deep", f"{where}: FHIR JSON nested deeper than the limit")
+        check_json_text(data, where)
+        check_record_count(objects, len(data), where, OBJECT_BYTES)  # before decoding
         try:
-            doc = loads_json(text)
+            doc = loads_json(text, where)
         except json.JSONDecodeError:
             raise FileRefused("invalid_json", f"{where}: not valid JSON") from None
         entries = doc.get("entry") if isinstance(doc, dict) else None
-        if doc.get("resourceType") != "Bundle" or not isinstance(entries, list):
+        if not isinstance(entries, list) or doc.get("resourceType") != "Bundle":
             raise FileRefused("bad_json_shape", f"{where}: a FHIR Bundle needs an entry list")
+        check_record_count(len(entries), len(data), where)
         numbered = [
             (i, e.get("resource") if isinstance(e, dict) else e)
             for i, e in enumerate(entries, start=1)

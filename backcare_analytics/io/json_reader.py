@@ -8,6 +8,7 @@ nested value is refused for that row, as is a JSON Lines line that is not JSON.
 from __future__ import annotations
 
 import codecs
+import io
 import json
 from typing import Any
 
@@ -21,9 +22,12 @@ from backcare_analytics.io.readers import (
     FileRefused,
     RawTable,
     build_table,
+    check_json_text,
+    check_record_count,
     decode_utf8,
     detect_kind,
     json_depth,
+    json_shape,
     loads_json,
     normalize_header,
     raw_json,
@@ -35,14 +39,17 @@ __all__ = ["jsonl_records", "read_json", "read_jsonl"]
 
 def read_json(data: bytes, settings: Settings, where: str) -> list[RawTable]:
     text = decode_utf8(data, where)
-    if json_depth(data) > settings.max_json_depth:
+    depth, objects = json_shape(data)
+    if depth > settings.max_json_depth:
         raise FileRefused(
             "json_too_deep",
             f"{where}: JSON nested deeper than {settings.max_json_depth} levels; "
             "fix: records are flat objects of values",
         )
+    check_json_text(data, where)
+    check_record_count(objects, len(data), where)  # before decoding: each object is a dict
     try:
-        doc = loads_json(text)
+        doc = loads_json(text, where)
     except RecursionError:  # pragma: no cover - the depth scan comes first
         raise FileRefused("json_too_deep", f"{where}: JSON nested too deep") from None
     except json.JSONDecodeError as exc:
@@ -64,8 +71,8 @@ def read_json(data: bytes, settings: Settings, where: str) -> list[RawTable]:
                 "unsupported_version",
                 f"{where}: format_version is not 1.x; this importer reads contract 1.x",
             )
-        kind = doc.get("kind")
-        declared = str(kind) if kind is not None else None
+        kind = doc.get("kind")  # matched as column names are: "Pain" and " pain " are pain
+        declared = normalize_header(str(kind)) if kind is not None else None
         records = doc["records"]
     elif isinstance(doc, list):
         records = doc
@@ -75,6 +82,7 @@ def read_json(data: bytes, settings: Settings, where: str) -> list[RawTable]:
             f"{where}: expected an array of records or an object with 'records'; "
             "fix: see docs/export-format.md, JSON",
         )
+    check_record_count(len(records), len(data), where)
     if not records and declared is None:
         raise FileRefused("empty_file", f"{where}: the file holds no records")
     numbered = [(i, rec) for i, rec in enumerate(records, start=1)]
@@ -101,7 +109,7 @@ def _records_table(
     cells: list[dict[str, str]] = []
     numbers: list[int] = []
     for row, rec in numbered:
-        out, problem = record_cells(rec, limit)
+        out, problem = record_cells(rec, limit, where)
         if problem is not None:
             col, reason, detail = problem
             errors.append((row, col, reason, detail, raw_json(rec, limit)))
@@ -183,27 +191,35 @@ def read_jsonl(data: bytes, settings: Settings, where: str) -> tuple[list[RawTab
 def jsonl_records(
     data: bytes, settings: Settings, where: str
 ) -> tuple[list[tuple[int, Any]], list[tuple[int, str, str, str, str]], int]:
-    """Each non-blank line parsed; bad lines are row errors, blank lines counted."""
+    """Each non-blank line parsed; bad lines are row errors, blank lines counted.
+
+    Lines are taken one at a time (never a list of every line), and a file with more non-blank
+    lines than :func:`~backcare_analytics.io.readers.check_record_count` allows for its size
+    is refused as soon as the count is crossed, so memory stays a small multiple of the size.
+    """
     limit = settings.max_field_chars
+    check_json_text(data, where)
     if data.startswith(codecs.BOM_UTF8):
         data = data[3:]
+    most = check_record_count(0, len(data), where)
     numbered: list[tuple[int, Any]] = []
     errors: list[tuple[int, str, str, str, str]] = []
     blank = 0
-    lines = data.split(b"\n")
-    if lines and not lines[-1].strip():
-        lines.pop()  # the end of the last line, not a line of its own
-    for lineno, line in enumerate(lines, start=1):
+    for lineno, line in enumerate(io.BytesIO(data), start=1):
         if not line.strip():
-            blank += 1
+            blank += line.endswith(b"\n")  # blanks after the last line break are no line
             continue
-        raw = line.decode("utf-8", errors="replace").rstrip("\r")
+        if len(numbered) + len(errors) == most:
+            check_record_count(most + 1, len(data), where)
         try:
             if line.count(b"[") + line.count(b"{") > settings.max_json_depth:
                 if json_depth(line) > settings.max_json_depth:
                     raise ValueError("nested too deep")
-            numbered.append((lineno, loads_json(line.decode("utf-8"))))
+            numbered.append((lineno, loads_json(line.decode("utf-8"), where)))
+        except FileRefused:  # a key given twice refuses the file, not the line
+            raise
         except (ValueError, RecursionError):  # JSONDecodeError and UnicodeDecodeError too
+            raw = line.decode("utf-8", errors="replace").rstrip("\r\n")
             errors.append(
                 (lineno, "", "bad_record", "the line is not a valid JSON object", raw[:limit])
             )

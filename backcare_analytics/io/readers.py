@@ -55,12 +55,17 @@ __all__ = [
     "check_refused",
     "check_shape",
     "detect_kind",
+    "check_json_text",
+    "check_record_count",
+    "duplicate_column",
     "estimated_peak_bytes",
     "header_names",
+    "internal_error",
     "normalize_header",
     "raw_json",
     "read_export",
     "shown_name",
+    "unreadable",
 ]
 
 Kind = Literal["sessions", "pain", "patients"]
@@ -146,7 +151,11 @@ class RawTable:
 
 @dataclass(frozen=True)
 class RawExport:
-    """A file as read: its hash, size, format, tables and the blank lines skipped."""
+    """A file as read: its hash, size, format, tables and the blank lines skipped.
+
+    ``tables`` holds at most one table per kind, so a kind and a row number name one row of
+    the file (the ledger, the quarantine and its retry rely on it).
+    """
 
     path: Path
     sha256: str
@@ -327,12 +336,14 @@ def _longest(cells: pd.Series) -> int:
 
 
 def record_cells(
-    record: Any, limit: int
+    record: Any, limit: int, where: str = ""
 ) -> tuple[dict[str, str] | None, tuple[str, str, str] | None]:
     """A JSON record as ``{canonical column: text}``, or the reason it is refused.
 
-    Numbers arrive as their literal text (see ``_loads``); booleans become ``true``/``false``,
-    ``null`` becomes ``""``; an object or array as a value refuses the record.
+    Numbers arrive as their literal text (see :func:`loads_json`); booleans become
+    ``true``/``false``, ``null`` becomes ``""``; an object or array as a value refuses the
+    record. Two keys naming one column (``back_pain`` and ``Back Pain``) refuse the whole file
+    (``duplicate_column``), as a column named twice in a CSV header does.
     """
     if not isinstance(record, dict):
         return None, ("", "bad_record", "the record is not a JSON object")
@@ -340,7 +351,7 @@ def record_cells(
     for key, value in record.items():
         col = normalize_header(key)
         if col in out:
-            return None, (col, "bad_record", "the record names this column twice")
+            raise duplicate_column(col, where)
         if value is None:
             out[col] = ""
         elif isinstance(value, str):
@@ -354,17 +365,101 @@ def record_cells(
     return out, None
 
 
-_DECODER = json.JSONDecoder(parse_int=str, parse_float=str, parse_constant=str)
+#: Characters of a column name or JSON key shown in a message (a hostile key may be huge).
+def duplicate_column(name: str, where: str) -> FileRefused:
+    """The refusal of a file naming one column twice (``name`` as normalised, cut short)."""
+    return FileRefused(
+        "duplicate_column",
+        f"{where}: the column {shown_name(name)} appears twice; fix: remove or rename one of them",
+    )
 
 
-def loads_json(text: str) -> Any:
+class _DuplicateKeyError(Exception):
+    """A JSON object names one key twice (``json`` would silently keep the last value)."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__("a JSON key given twice")
+        self.key = key
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _DuplicateKeyError(key)
+            seen.add(key)
+    return obj
+
+
+_DECODER = json.JSONDecoder(
+    parse_int=str, parse_float=str, parse_constant=str, object_pairs_hook=_unique_keys
+)
+
+
+def loads_json(text: str, where: str = "") -> Any:
     """``json.loads`` keeping numbers as their literal text (no float rounding, no 4300-digit
     limit, ``NaN``/``Infinity`` kept as text for the parser to refuse).
 
+    An object naming one key twice refuses the file (``duplicate_column``, as a CSV header
+    naming a column twice): ``json`` alone would keep the last value silently.
+
     >>> loads_json('{"reps": 10.0, "pain": NaN, "n": 1e999}')
     {'reps': '10.0', 'pain': 'NaN', 'n': '1e999'}
+    >>> loads_json('{"reps": 1, "reps": 2}', "s.json")
+    Traceback (most recent call last):
+    ...
+    backcare_analytics.io.readers.FileRefused: s.json: the column 'reps' appears twice; fix: remove or rename one of them
     """
-    return _DECODER.decode(text)
+    try:
+        return _DECODER.decode(text)
+    except _DuplicateKeyError as exc:
+        raise duplicate_column(exc.key, where) from None
+
+
+#: A JSON escape, read left to right: ``\uXXXX`` (group 1: the hex digits) or another one.
+_JSON_ESCAPE = re.compile(rb"\\(?:u([0-9a-fA-F]{4})|.)", re.DOTALL)
+#: An escape that may stand for a NUL or a surrogate (the cheap test before the exact scan).
+_SUSPECT_ESCAPE = re.compile(rb"\\u(?:0000|[dD][89a-fA-F])")
+
+
+def check_json_text(data: bytes, where: str) -> None:
+    r"""Refuse JSON text whose strings would hold a NUL (``\u0000``) or a lone surrogate
+    (``\ud800`` without its pair) as ``not_utf_decodable``: the CSV reader refuses a NUL the
+    same way, and a lone surrogate is no character at all (it cannot be stored as UTF-8).
+
+    Escapes are read left to right, so ``\\u0000`` (an escaped backslash, then ``u0000``) is
+    text, not a NUL. Only text holding a suspect escape is scanned escape by escape.
+
+    >>> check_json_text(rb'["\\u0000", "\ud83d\ude00"]', "x.json")
+    >>> check_json_text(rb'["a\ud800"]', "x.json")
+    Traceback (most recent call last):
+    ...
+    backcare_analytics.io.readers.FileRefused: x.json: the JSON holds a NUL character or a lone surrogate (an escape \u0000 or \ud800-\udfff); fix: export it as UTF-8 text
+    """
+    if _SUSPECT_ESCAPE.search(data) is None:
+        return
+    high_end = -1  # where a high surrogate's escape ended, while it waits for its low half
+    for m in _JSON_ESCAPE.finditer(data):
+        unit = int(m[1], 16) if m[1] is not None else -1
+        low = 0xDC00 <= unit <= 0xDFFF
+        if high_end >= 0:
+            if not (low and m.start() == high_end):
+                break  # a high surrogate without its low half right after it
+            high_end = -1
+        elif unit == 0 or low:
+            break
+        elif 0xD800 <= unit <= 0xDBFF:
+            high_end = m.end()
+    else:
+        if high_end < 0:
+            return
+    raise FileRefused(
+        "not_utf_decodable",
+        f"{where}: the JSON holds a NUL character or a lone surrogate (an escape \\u0000 or "
+        "\\ud800-\\udfff); fix: export it as UTF-8 text",
+    )
 
 
 _JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
@@ -380,17 +475,75 @@ def json_depth(data: bytes) -> int:
     >>> json_depth(b'[{"a": "[[[["}, [1, [2]]]'), json_depth(b'["\\"[[", {}]')
     (3, 2)
     """
-    arr = np.frombuffer(data, dtype=np.uint8)
+    return json_shape(data)[0]
+
+
+def json_shape(data: bytes, chunk: int = 1 << 18) -> tuple[int, int]:
+    r"""The deepest bracket nesting of a JSON text and its number of objects (``{`` outside
+    strings), found without decoding it (see :func:`json_depth`).
+
+    The text is scanned ``chunk`` bytes at a time, carrying the depth and whether the chunk
+    starts inside a string, so the scan's arrays stay a fixed size (a whole file of brackets
+    once took 23 times its size).
+
+    >>> json_shape(b'[{"a": "{{"}, {}, [{"b": 1}]]')
+    (3, 3)
+    """
     if b'\\"' in data or b"\\\\" in data:
-        arr = np.frombuffer(_JSON_STRING.sub(b'""', data), dtype=np.uint8)
-    positions = np.flatnonzero((arr == 91) | (arr == 123) | (arr == 93) | (arr == 125))
-    if not len(positions):
-        return 0
-    quotes = np.flatnonzero(arr == 34)
-    outside = positions[np.searchsorted(quotes, positions) % 2 == 0]
-    brackets = arr[outside]
-    step = np.where((brackets == 91) | (brackets == 123), 1, -1).astype(np.int64)
-    return int(np.cumsum(step).max()) if len(step) else 0
+        data = _JSON_STRING.sub(b'""', data)
+    depth = deepest = objects = 0
+    in_string = 0  # 1 when an odd number of quotes came before the chunk
+    for start in range(0, len(data), chunk):
+        arr = np.frombuffer(data, np.uint8, min(chunk, len(data) - start), start)
+        quotes = np.flatnonzero(arr == 34)
+        positions = np.flatnonzero((arr == 91) | (arr == 123) | (arr == 93) | (arr == 125))
+        outside = positions[(np.searchsorted(quotes, positions) + in_string) % 2 == 0]
+        brackets = arr[outside]
+        if len(brackets):
+            run = np.cumsum(np.where((brackets == 91) | (brackets == 123), 1, -1)) + depth
+            deepest, depth = max(deepest, int(run.max())), int(run[-1])
+            objects += int(np.count_nonzero(brackets == 123))
+        in_string = (in_string + len(quotes)) % 2
+    return deepest, objects
+
+
+#: Fewer bytes than any record of the export contract takes in JSON, whose required column
+#: names alone fill more (``{"patient_id":"P1","recorded_at":"2026-03-02","back_pain":1}``
+#: is 61 bytes).
+MIN_RECORD_BYTES = 32
+#: A file may hold this many records whatever its size (its rows cost little memory).
+RECORDS_ALWAYS_ALLOWED = 10_000
+
+
+def check_record_count(
+    count: int, size: int, where: str, record_bytes: int = MIN_RECORD_BYTES
+) -> int:
+    """The most records (JSON array items or objects, JSON Lines lines) a file of ``size``
+    bytes may hold at one per ``record_bytes``, refusing it (``too_many_rows``) when ``count``
+    is more.
+
+    Each record costs a roughly fixed amount of memory on its way to the store (a Python
+    object, a row of the frames and of the quarantine), whatever its size: a file of tiny
+    records (``1``, ``{}``, ``x`` a line) would cost hundreds of times its size. Records of at
+    least :data:`MIN_RECORD_BYTES` on average keep that a small multiple of the file size, and
+    no real record is smaller. Blank lines are not records and cost nothing.
+
+    >>> check_record_count(3, 100, "a.jsonl")
+    10000
+    >>> check_record_count(2_000_000, 2_000_000, "a.jsonl")
+    Traceback (most recent call last):
+    ...
+    backcare_analytics.io.readers.FileRefused: a.jsonl: more than 62500 records in 2000000 bytes (fewer than 32 bytes a record: no export looks like this); fix: check that it is the export itself
+    """
+    most = max(size // record_bytes, RECORDS_ALWAYS_ALLOWED)
+    if count > most:
+        raise FileRefused(
+            "too_many_rows",
+            f"{where}: more than {most} records in {size} bytes (fewer than "
+            f"{record_bytes} bytes a record: no export looks like this); fix: check that "
+            "it is the export itself",
+        )
+    return most
 
 
 def decode_utf8(data: bytes, where: str) -> str:
@@ -410,11 +563,7 @@ def header_names(header: list[str], where: str) -> list[str]:
     seen: set[str] = set()
     for name in names:
         if name in seen and name != "":  # unnamed columns are ignored, not duplicates
-            raise FileRefused(
-                "duplicate_column",
-                f"{where}: the column {shown_name(name)} appears twice in the header; "
-                "fix: remove or rename one of them",
-            )
+            raise duplicate_column(name, where)
         seen.add(name)
     return names
 
@@ -441,7 +590,9 @@ def read_export(
         ``too_many_rows``, ``too_wide``, ``too_many_cells``,
         ``duplicate_column``, ``missing_column``, ``unknown_kind``, ``bad_json_shape``,
         ``invalid_json``, ``truncated``, ``json_too_deep``, ``unsupported_version``,
-        ``bad_xlsx``, ``xlsx_zip_bomb``, ``xml_entities``, ``unsupported_format``.
+        ``bad_xlsx``, ``xlsx_zip_bomb``, ``xml_entities``, ``unsupported_format``,
+        ``duplicate_sheet``, ``unreadable``; ``internal_error`` for any other exception of a
+        reader, so that one file never stops a batch.
         (``too_many_refused_rows`` comes later, from normalising: :func:`check_refused`.)
     """
     settings = settings or get_settings()
@@ -449,11 +600,10 @@ def read_export(
     where = path.name
     if data is None:
         try:
-            size = path.stat().st_size
-        except OSError:
-            raise FileRefused("unreadable", f"{where}: cannot read the file") from None
-        _check_size(size, settings, where)
-        data = path.read_bytes()
+            _check_size(path.stat().st_size, settings, where)
+            data = path.read_bytes()
+        except OSError as exc:
+            raise unreadable(where, exc) from None
     _check_size(len(data), settings, where)
     sha = hashlib.sha256(data).hexdigest()
     suffix = path.suffix.lower()
@@ -466,6 +616,20 @@ def read_export(
         )
     if not data.strip(b" \t\r\n\x00\xef\xbb\xbf\xfe\xff"):
         raise FileRefused("empty_file", f"{where}: the file is empty; fix: export it again")
+    try:
+        tables, blank, warnings, fmt = _read_format(data, fmt, settings, where)
+    except FileRefused:
+        raise
+    except Exception as exc:  # a reader's own defect: this file is refused, never the batch
+        raise internal_error(where, exc) from exc
+    tables = [replace(t, source=where, source_bytes=len(data)) for t in tables]
+    return RawExport(path, sha, len(data), fmt, tuple(tables), blank, warnings)
+
+
+def _read_format(
+    data: bytes, fmt: str, settings: Settings, where: str
+) -> tuple[list[RawTable], int, tuple[str, ...], str]:
+    """The tables, blank lines, warnings and format (``fhir`` found by content) of a file."""
     blank = 0
     warnings: tuple[str, ...] = ()
     if fmt == "xlsx":
@@ -490,8 +654,30 @@ def read_export(
             from backcare_analytics.io.json_reader import read_jsonl
 
             tables, blank = read_jsonl(data, settings, where)
-    tables = [replace(t, source=where, source_bytes=len(data)) for t in tables]
-    return RawExport(path, sha, len(data), fmt, tuple(tables), blank, warnings)
+    return tables, blank, warnings, fmt
+
+
+def unreadable(where: str, exc: OSError) -> FileRefused:
+    """The refusal of a file that cannot be opened or read (gone, no permission, an I/O
+    error); the message names the error, never the file's contents."""
+    why = exc.strerror or type(exc).__name__
+    return FileRefused(
+        "unreadable",
+        f"{where}: cannot read the file ({why}); nothing of it was imported; fix: check that it "
+        "still exists and that this user may read it, then import it again",
+    )
+
+
+def internal_error(where: str, exc: BaseException) -> FileRefused:
+    """The refusal of a file whose reading or normalising failed unexpectedly (a defect of
+    backcare_analytics): the file is refused, the rest of the batch goes on. The message
+    names the error's type only: its text may quote the file's contents."""
+    return FileRefused(
+        "internal_error",
+        f"{where}: could not be read ({type(exc).__name__}, an internal error); nothing of "
+        "it was imported; fix: report it to the maintainers (without the file: it holds "
+        "health data); the other files are not affected",
+    )
 
 
 def estimated_peak_bytes(size: int, rows: int, columns: int, refused: int = 0) -> int:

@@ -23,7 +23,7 @@ from typing import Any
 import pandas as pd
 
 from backcare_analytics.config import Settings
-from backcare_analytics.errors import InputDataError
+from backcare_analytics.errors import BackcareError, InputDataError
 from backcare_analytics.lifetime import end_with
 from backcare_analytics.protocol import Protocol
 from backcare_analytics.schemas import ensure_validation_enabled
@@ -81,9 +81,30 @@ def _sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def _load(item: _Item) -> tuple[bytes, str]:
-    data = item.path.read_bytes()
+def _load(item: _Item, limit: int) -> tuple[bytes, str]:
+    """The file's bytes and their SHA-256, reading at most ``limit + 1`` bytes: a file that
+    grew past the size limit after it was listed (or a device behind a link that never ends)
+    comes back one byte too long, and the caller hashes it in chunks and refuses it."""
+    with open(item.path, "rb") as f:
+        data = f.read(limit + 1)
     return data, sha256_bytes(data)
+
+
+#: The SHA-256 of no bytes: the ledger's key for a file that could not be read at all.
+_NO_BYTES_SHA = sha256_bytes(b"")
+
+
+def _refusal(item: _Item, exc: Exception) -> Exception:
+    """Why a file is refused when reading or normalising it raised ``exc``: a refusal of the
+    readers as it is, an operating-system error as ``unreadable``, anything else as
+    ``internal_error`` (a defect of ours, confined to this file; the batch goes on)."""
+    from backcare_analytics.io.readers import internal_error, unreadable
+
+    if isinstance(exc, InputDataError):
+        return exc
+    if isinstance(exc, OSError):
+        return unreadable(item.name, exc)
+    return internal_error(item.name, exc)
 
 
 def _upsert_patients(known: pd.DataFrame, new: pd.DataFrame) -> pd.DataFrame:
@@ -144,24 +165,28 @@ class _Staged:
 
 
 def _read_one(env: _Env, item: _Item) -> tuple[_Staged, Any, bytes | None]:
-    """Hash and read one file: the staged file, and its raw export and bytes when readable."""
-    size = item.path.stat().st_size
-    if size > env.settings.max_file_bytes:  # hash it in chunks; the reader refuses it
-        sha = _sha256_file(item.path)
+    """Hash and read one file: the staged file, and its raw export and bytes when readable.
+
+    Never raises for the file's sake: a file that is gone, unreadable or that a reader
+    cannot handle comes back refused (:func:`_refusal`), so the batch goes on."""
+    sha, size = _NO_BYTES_SHA, 0
+    try:
+        size = item.path.stat().st_size
+        data: bytes | None = None
+        if size <= env.settings.max_file_bytes:
+            data, sha = _load(item, env.settings.max_file_bytes)
+            size = len(data)
+        if data is None or len(data) > env.settings.max_file_bytes:
+            data, sha = None, _sha256_file(item.path)  # hashed in chunks; refused below
         if env.shas.get(sha) == "imported":
             return _Staged(item, sha, size, already=True), None, None
-        try:
+        if data is None:
             _read_export(item.path, env.settings, None)
             raise InputDataError(f"{item.name}: over the size limit")
-        except InputDataError as exc:
-            return _Staged(item, sha, size, refused=exc), None, None
-    data, sha = _load(item)
-    if env.shas.get(sha) == "imported":
-        return _Staged(item, sha, size, already=True), None, None
-    try:
         raw = _read_export(Path(item.name), env.settings, data)
-    except InputDataError as exc:
-        return _Staged(item, sha, size, refused=exc), None, None
+    except Exception as exc:
+        _raise_unless_about_a_file(exc)
+        return _Staged(item, sha, size, refused=_refusal(item, exc)), None, None
     return _Staged(item, sha, size), raw, data
 
 
@@ -187,30 +212,46 @@ def _stage_many(env: _Env, items: list[_Item], patients: pd.DataFrame) -> list[_
         and not any(t.kind == "patients" for _, raw, _ in reads for t in raw.tables)
     )
     if batch:
-        from backcare_analytics.io.normalize import normalize_many
-
-        per_file = [sorted(r.tables, key=lambda t: _KIND_ORDER.get(t.kind, 9)) for _, r, _ in reads]
-        flat = [(st.sha, t) for (st, _, _), ts in zip(reads, per_file, strict=True) for t in ts]
         try:
-            norms = iter(
-                normalize_many(
-                    [t for _, t in flat],
-                    source_files=[sha for sha, _ in flat],
-                    patients=patients,
-                    protocol=env.protocol,
-                    settings=env.settings,
-                    now=env.now,
-                )  # fmt: skip
-            )
-        except InputDataError:  # a file refused whole (too_many_refused_rows): one by one
-            batch = False
-    if not batch:
-        for st, raw, data in reads:
-            try:
-                st.prep = _prepare(env, st.item, data, st.sha, raw, patients)
-            except InputDataError as exc:  # refused whole while normalising
-                st.refused = exc
-        return staged
+            _prepare_together(env, reads, patients)
+            return staged
+        except Exception as exc:  # one file's defect: normalise them one by one instead
+            _raise_unless_about_a_file(exc)
+    for st, raw, data in reads:
+        try:
+            st.prep = _prepare(env, st.item, data, st.sha, raw, patients)
+        except Exception as exc:
+            _raise_unless_about_a_file(exc)
+            st.refused = _refusal(st.item, exc)
+    return staged
+
+
+def _raise_unless_about_a_file(exc: Exception) -> None:
+    """Re-raise errors of the environment rather than of a file (pandera's checks switched
+    off, the store): they must stop the import, not refuse a file."""
+    if isinstance(exc, BackcareError) and not isinstance(exc, InputDataError):
+        raise exc
+
+
+def _prepare_together(
+    env: _Env, reads: list[tuple[_Staged, Any, bytes]], patients: pd.DataFrame
+) -> None:
+    """Normalise the tables of several files in one go
+    (:func:`~backcare_analytics.io.normalize.normalize_many`) and set each file's ``prep``."""
+    from backcare_analytics.io.normalize import normalize_many
+
+    per_file = [sorted(raw.tables, key=lambda t: _KIND_ORDER.get(t.kind, 9)) for _, raw, _ in reads]
+    flat = [(st.sha, t) for (st, _, _), tables in zip(reads, per_file, strict=True) for t in tables]
+    norms = iter(
+        normalize_many(
+            [t for _, t in flat],
+            source_files=[sha for sha, _ in flat],
+            patients=patients,
+            protocol=env.protocol,
+            settings=env.settings,
+            now=env.now,
+        )  # fmt: skip
+    )
     for (st, raw, data), tables in zip(reads, per_file, strict=True):
         out, warnings = [], list(getattr(raw, "warnings", ()))
         for t in tables:
@@ -221,7 +262,6 @@ def _stage_many(env: _Env, items: list[_Item], patients: pd.DataFrame) -> list[_
         st.prep = _Prepared(
             st.item, st.sha, data, raw, out, rows_read, list(dict.fromkeys(warnings))
         )
-    return staged
 
 
 @dataclass(frozen=True)

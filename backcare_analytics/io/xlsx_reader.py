@@ -21,6 +21,7 @@ from backcare_analytics.io.readers import (
     build_table,
     detect_kind,
     header_names,
+    normalize_header,
     raw_json,
 )
 
@@ -129,12 +130,11 @@ def read_xlsx(data: bytes, settings: Settings, where: str) -> tuple[list[RawTabl
     except Exception:  # openpyxl raises many types for damaged files
         raise FileRefused("bad_xlsx", f"{where}: not a readable .xlsx workbook") from None
     try:
-        named = [ws for ws in wb.worksheets if ws.title.strip().casefold() in KNOWN_COLUMNS]
-        sheets = named or wb.worksheets[:1]
+        named = _sheets_by_kind(wb.worksheets, where)
+        sheets = list(named.items()) or [(None, ws) for ws in wb.worksheets[:1]]
         tables = []
         blank = 0
-        for ws in sheets:
-            declared = ws.title.strip().casefold() if named else None
+        for declared, ws in sheets:
             table, b = _read_sheet(ws, declared, wb.epoch, settings, f"{where} [{ws.title}]")
             tables.append(table)
             blank += b
@@ -145,6 +145,30 @@ def read_xlsx(data: bytes, settings: Settings, where: str) -> tuple[list[RawTabl
     finally:
         wb.close()
     return tables, blank
+
+
+def _sheets_by_kind(worksheets: list[Any], where: str) -> dict[str, Any]:
+    """The worksheets named for a kind (``sessions``, ``pain``, ``patients``; names matched as
+    column names are), by kind.
+
+    Two sheets of one kind (``pain`` and ``Pain ``) refuse the workbook (``duplicate_sheet``):
+    a row is known by its kind and row number, so their rows would collide (one sheet's row 2
+    taken for the other's when a quarantined row is retried), and merging them would number
+    rows that no person can find.
+    """
+    out: dict[str, Any] = {}
+    for ws in worksheets:
+        kind = normalize_header(ws.title)
+        if kind not in KNOWN_COLUMNS:
+            continue
+        if kind in out:
+            raise FileRefused(
+                "duplicate_sheet",
+                f"{where}: the sheets {out[kind].title!r} and {ws.title!r} both hold the {kind} "
+                "records; fix: move their rows into one sheet, or rename or delete the other",
+            )
+        out[kind] = ws
+    return out
 
 
 def _read_sheet(

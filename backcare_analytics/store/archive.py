@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from backcare_analytics.lifetime import process_running
 from backcare_analytics.safety import create_private_folders
 from backcare_analytics.store.db import sync_folder
 
@@ -34,22 +35,14 @@ def sha256_bytes(data: bytes) -> str:
 
 
 def is_dead_pid_name(stem: str) -> bool:
-    """Whether ``stem`` ends in ``.<pid>`` of a process that no longer exists (a temporary
+    """Whether ``stem`` ends in ``.<pid>`` of a process that no longer runs (a temporary
     file named ``.<name>.<pid>.tmp`` is then an orphan).
 
     >>> is_dead_pid_name(f"x.{os.getpid()}"), is_dead_pid_name("x.notapid")
     (False, False)
     """
     pid = stem.rpartition(".")[2]
-    if not pid.isdigit():
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return True
-    except OSError:  # e.g. EPERM: alive, someone else's
-        return False
-    return False
+    return pid.isdigit() and not process_running(int(pid))
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,6 @@ store or the new one under the store's name, both whole, plus at most an extra b
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import os
 import shutil
@@ -18,7 +17,7 @@ from pathlib import Path
 
 import duckdb
 
-from backcare_analytics.errors import StoreError
+from backcare_analytics.errors import StoreBusyError, StoreError
 from backcare_analytics.store.db import connect, environment_error, sync_folder
 
 __all__ = ["COUNTED", "backup_paths", "rebuild_path", "row_counts", "swap_in"]
@@ -111,9 +110,13 @@ def _checkpoint(store: Path, timeout_s: float) -> None:
     """Fold the old store's WAL into its file, so the WAL never meets the new file."""
     if not wal_path(store).exists():
         return
-    with contextlib.suppress(StoreError, duckdb.Error):
+    try:
         with connect(store, read_only=False, timeout_s=timeout_s) as con:
             con.execute("CHECKPOINT")
+    except StoreBusyError:
+        raise  # a reader holds it: swap nothing rather than move its log away from it
+    except (StoreError, duckdb.Error):
+        pass  # a damaged store (the reason to rebuild): its log goes with it to the backup
 
 
 def swap_in(new: Path, store: Path, timeout_s: float) -> Path | None:

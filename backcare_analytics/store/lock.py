@@ -38,6 +38,7 @@ except ImportError:  # pragma: no cover - Windows: DuckDB's own file lock is the
 
 def lock_path(store: Path) -> Path:
     """The lock file of the store file ``store``: ``<store>.lock`` beside it."""
+    store = Path(store).resolve()  # one lock per store file, whatever link names it
     return store.with_name(store.name + ".lock")
 
 
