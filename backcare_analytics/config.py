@@ -113,7 +113,8 @@ class Settings:
     max_rows: int = 2_000_000
     #: The memory one file may take while it is read and normalised: a file whose estimated
     #: peak (io.readers.estimated_peak_bytes) is higher is refused before it is read
-    #: (``too_many_cells``). ``BACKCARE_MAX_MEMORY_MIB``.
+    #: (``too_many_cells``, valid rows assumed), or once its refused rows are known and before
+    #: their rejects are built (``too_many_refused_rows``). ``BACKCARE_MAX_MEMORY_MIB``.
     max_memory_bytes: int = 1024 * 1024 * 1024
     max_json_depth: int = 32
     max_xlsx_uncompressed_bytes: int = 200 * 1024 * 1024

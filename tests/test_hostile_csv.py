@@ -10,15 +10,19 @@ import pandas as pd
 import pytest
 
 from backcare_analytics.config import Settings
+from backcare_analytics.io.importer import import_paths
+from backcare_analytics.io.normalize import normalize
 from backcare_analytics.io.parse import PAIN_UNITS, parse_float, parse_integer
 from backcare_analytics.io.readers import (
     MAX_WARNING_CHARS,
     SHOWN_NAME_CHARS,
     FileRefused,
     RawExport,
+    check_shape,
     estimated_peak_bytes,
     read_export,
 )
+from backcare_analytics.store import Store
 from benchmarks.bench_memory import import_peak, shapes
 
 HEADER = "patient_id,performed_at,exercise,reps,note"
@@ -167,7 +171,7 @@ def test_files_over_the_shape_limits_are_refused_by_reason() -> None:
     assert refused(f"{HEADER}{',x' * 10}\n".encode(), small) == "too_wide"
     assert refused(rows_of(["P1,t,b,1,x"] * 101), small) == "too_many_rows"
     assert refused(b"\n" * 100 + rows_of(["P1,t,b,1,x"]), small) == "too_many_rows"
-    rows = 60 * 2**20 // 5_000
+    rows = 60 * 2**20 // 700
     many = replace(small, max_rows=10**7)
     assert refused(rows_of(["P1,t,b,1,x"] * rows), many) == "too_many_cells"
     assert read(rows_of(["P1,t,b,1,x"] * 100), small).tables[0].rows_read == 100
@@ -188,5 +192,59 @@ def test_peak_memory_of_a_hostile_file_stays_under_its_bound(tmp_path: Path, sha
     assert result["status"] in {"imported", "refused"}, result
     lines = data.count(b"\n")
     width = data.split(b"\n", 1)[0].count(b",") + 1
-    bound = estimated_peak_bytes(len(data), lines, min(width, Settings().max_columns))
+    bound = estimated_peak_bytes(len(data), lines, min(width, Settings().max_columns), lines)
     assert result["peak_mib"] * 2**20 < bound, result
+
+
+def test_a_valid_export_at_the_size_limit_passes_the_shape_check() -> None:
+    """600k session rows of 13 cells in 48 MiB (measured: 857 MiB peak) were refused
+    ``too_many_cells`` when every row was charged the cost of a refused one."""
+    check_shape(48 * 2**20, 600_000, 13, Settings(), "s.csv")
+    check_shape(50 * 2**20, 625_000, 13, Settings(), "s.csv")  # the file size limit
+    refusing = estimated_peak_bytes(48 * 2**20, 600_000, 13, refused=60_000)
+    assert refusing > Settings().max_memory_bytes  # each refused row adds its cost
+
+
+def _sessions(rows: int, exercise: str, first: int = 0) -> str:
+    return "patient_id,performed_at,exercise,reps\n" + "".join(
+        f"P001,2026-03-{1 + i // 600 % 28:02d}T{6 + i % 600 // 60:02d}:{i % 60:02d}:00Z,"
+        f"{exercise},5\n"
+        for i in range(first, first + rows)
+    )
+
+
+def test_a_file_of_many_refused_rows_is_refused_whole_and_the_others_are_imported(
+    tmp_path: Path,
+) -> None:
+    """Under a 300 MiB cap, 10,000 rows of an unknown exercise pass the shape check (valid
+    rows would fit) but recording 10,000 rejects would not: the file is refused whole with
+    ``too_many_refused_rows`` (ledger row, no rejects, no sessions of it), and the valid files
+    of the same batch, read and normalised with it, are imported."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "a_patients.csv").write_text(
+        "patient_id,timezone,programme_start\nP001,Europe/Amsterdam,2026-01-05\n"
+    )
+    (folder / "b_good.csv").write_text(_sessions(40, "bridge"))
+    (folder / "c_hostile.csv").write_text(_sessions(10_000, "flying"))
+    (folder / "d_good.csv").write_text(_sessions(30, "bridge", first=40) + "P001,x,bridge,5\n")
+    settings = replace(Settings(data_dir=tmp_path / "data"), max_memory_bytes=300 * 2**20)
+    store = Store(tmp_path / "clinic.duckdb", settings=settings)
+    report = import_paths(
+        [folder], store, settings=settings, now=pd.Timestamp("2026-03-30", tz="UTC")
+    )
+    by_name = {Path(f.path).name: f for f in report.files}
+    assert by_name["c_hostile.csv"].status == "refused"
+    assert by_name["c_hostile.csv"].reason == "too_many_refused_rows"
+    assert [by_name[n].status for n in ("b_good.csv", "d_good.csv")] == ["imported"] * 2
+    assert (by_name["d_good.csv"].accepted, by_name["d_good.csv"].rejected) == (30, 1)
+    assert len(store.sessions()) == 70
+    ledger = store.imports().set_index("path")
+    assert ledger.loc["c_hostile.csv", "status"] == "refused"
+    assert set(store.rejects()["row"]) == {32}  # d_good's bad row only
+    with pytest.raises(FileRefused) as info:
+        normalize(
+            read_export(folder / "c_hostile.csv", settings).tables[0], source_file="c",
+            patients=store.patients(), settings=settings,
+        )  # fmt: skip
+    assert str(info.value).startswith("c_hostile.csv: 10,000 of its 10,000 rows are refused")

@@ -41,7 +41,7 @@ from backcare_analytics.io.parse import (
     parse_vocabulary,
     take_text,
 )
-from backcare_analytics.io.readers import KNOWN_COLUMNS, RawTable
+from backcare_analytics.io.readers import KNOWN_COLUMNS, RawTable, check_refused
 from backcare_analytics.protocol import Protocol, alias_key, load_protocol
 from backcare_analytics.schemas import (
     ALLOWED_SIDES,
@@ -122,6 +122,12 @@ def normalize(
     Normalized
         ``clean`` (clean schema columns + ``_row`` + ``updated_at``), ``rejects`` (``row,
         column, reason, detail, raw``) and ``warnings`` (e.g. ambiguous local times by row).
+
+    Raises
+    ------
+    FileRefused
+        ``too_many_refused_rows`` when recording the refused rows would take the import over
+        ``settings.max_memory_bytes`` (checked before the rejects are built).
     """
     (result,) = normalize_many(
         [table], source_files=[source_file], patients=patients, protocol=protocol,
@@ -172,6 +178,7 @@ def normalize_many(
         shas = np.array([source_files[i] for i in members], dtype=object)
         ctx = _Context(frame, Issues(len(frame)), [], rows, settings, now, file_of)
         clean, repeats = _run(ctx, kind, decimal_comma, shas, patients, protocol)
+        _check_refused_rows([tables[i] for i in members], ctx, settings)
         batch = rejects_frame(ctx.issues.frame(), frame, rows, None, settings, file_of)
         rejects = split_rejects(batch, len(members), [tables[i].row_errors for i in members])
         clean_at = np.searchsorted(clean.pop("_file").to_numpy(), np.arange(len(members) + 1))
@@ -228,6 +235,15 @@ def _run(
     keep = ~issues.bad_rows()[good.index.to_numpy()]
     clean = (good if keep.all() else good.loc[keep]).reset_index(drop=True)
     return clean, bool((repeat_of >= 0).any())
+
+
+def _check_refused_rows(tables: Sequence[RawTable], ctx: _Context, settings: Settings) -> None:
+    """Refuse a table whose refused rows would take its import over the memory limit
+    (:func:`backcare_analytics.io.readers.check_refused`), before their rejects are built."""
+    bad = ctx.issues.bad_rows()
+    refused = np.bincount(ctx.file_of[bad], minlength=len(tables))
+    for table, count in zip(tables, refused, strict=True):
+        check_refused(table, int(count) + len(table.row_errors), settings)
 
 
 @dataclass

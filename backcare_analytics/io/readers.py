@@ -24,7 +24,7 @@ import json
 import re
 import unicodedata
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
@@ -52,6 +52,7 @@ __all__ = [
     "RawTable",
     "build_table",
     "check_lines",
+    "check_refused",
     "check_shape",
     "detect_kind",
     "check_json_text",
@@ -94,15 +95,20 @@ ERROR_COLUMNS = ("row", "column", "reason", "detail", "raw")
 MAX_WARNING_CHARS = 300
 SHOWN_NAME_CHARS = 40
 MAX_UNKNOWN_COLUMN_WARNINGS = 10
-#: Peak memory of importing one CSV file: the interpreter with its libraries (measured 247 MiB
-#: for a one-row file), and per byte, per row and per cell of the file. Upper bounds of the
-#: worst shapes measured by ``benchmarks/bench_memory.py`` (docs/import.md, *Memory*): a row
-#: refused for several reasons costs ~4.4 KB from reading to the store, a cell of a wide row
-#: ~15 bytes, a byte of a long cell a few bytes.
-PEAK_BASE_BYTES = 256 * 2**20
-PEAK_PER_BYTE = 8
-PEAK_PER_ROW = 5_000
-PEAK_PER_CELL = 40
+#: Peak memory of importing one CSV file: the interpreter with its libraries (measured
+#: 271-286 MiB on 2026-12-02 for a file of one to 200 rows), and per byte, per row and per
+#: cell of the file: upper bounds of the valid shapes measured (docs/import.md, *Memory*:
+#: 600k rows of 13 cells in 48 MiB peaked at 833-857 MiB, 1.1M rows of 4 cells in 38 MiB at
+#: 1,148 MiB) and of the hostile ones of ``benchmarks/bench_memory.py`` (a cell of a wide row
+#: ~15 B, a byte of a long cell a few bytes). A *refused* row costs ~4.4 KB more, from
+#: normalising to the store (issue frames, the rejects table, its raw JSON, the writer): that
+#: part is checked once the refusals are known, before their rejects are built
+#: (:func:`check_refused`).
+PEAK_BASE_BYTES = 288 * 2**20
+PEAK_PER_BYTE = 4
+PEAK_PER_ROW = 650
+PEAK_PER_CELL = 16
+PEAK_PER_REFUSED_ROW = 5_000
 
 
 class FileRefused(InputDataError):
@@ -133,6 +139,10 @@ class RawTable:
     source_format: str
     warnings: tuple[str, ...] = ()
     decimal_comma: bool = True
+    #: The file's name and size in bytes (set by :func:`read_export`; ``""`` and 0 for a table
+    #: built otherwise): the second memory check names the file and counts its bytes.
+    source: str = ""
+    source_bytes: int = 0
 
     @property
     def rows_read(self) -> int:
@@ -583,6 +593,7 @@ def read_export(
         ``bad_xlsx``, ``xlsx_zip_bomb``, ``xml_entities``, ``unsupported_format``,
         ``duplicate_sheet``, ``unreadable``; ``internal_error`` for any other exception of a
         reader, so that one file never stops a batch.
+        (``too_many_refused_rows`` comes later, from normalising: :func:`check_refused`.)
     """
     settings = settings or get_settings()
     path = Path(path)
@@ -611,6 +622,7 @@ def read_export(
         raise
     except Exception as exc:  # a reader's own defect: this file is refused, never the batch
         raise internal_error(where, exc) from exc
+    tables = [replace(t, source=where, source_bytes=len(data)) for t in tables]
     return RawExport(path, sha, len(data), fmt, tuple(tables), blank, warnings)
 
 
@@ -668,15 +680,21 @@ def internal_error(where: str, exc: BaseException) -> FileRefused:
     )
 
 
-def estimated_peak_bytes(size: int, rows: int, columns: int) -> int:
+def estimated_peak_bytes(size: int, rows: int, columns: int, refused: int = 0) -> int:
     """An upper bound of the peak memory of importing a CSV file of ``size`` bytes holding
-    ``rows`` rows of ``columns`` cells (see ``PEAK_PER_ROW`` and its neighbours).
+    ``rows`` rows of ``columns`` cells, ``refused`` of those rows refused (see
+    ``PEAK_PER_ROW`` and its neighbours).
 
     >>> estimated_peak_bytes(0, 0, 0) == PEAK_BASE_BYTES
     True
+    >>> estimated_peak_bytes(0, 1, 0, refused=1) - estimated_peak_bytes(0, 1, 0)
+    5000
     """
     cells = rows * columns
-    return PEAK_BASE_BYTES + PEAK_PER_BYTE * size + PEAK_PER_ROW * rows + PEAK_PER_CELL * cells
+    return (
+        PEAK_BASE_BYTES + PEAK_PER_BYTE * size + PEAK_PER_ROW * rows + PEAK_PER_CELL * cells
+        + PEAK_PER_REFUSED_ROW * refused
+    )  # fmt: skip
 
 
 def check_lines(data: bytes, settings: Settings, where: str) -> None:
@@ -696,8 +714,9 @@ def check_lines(data: bytes, settings: Settings, where: str) -> None:
 def check_shape(size: int, rows: int, columns: int, settings: Settings, where: str) -> None:
     """Refuse a file whose shape would take more memory than the limits allow, before it is
     parsed: more than ``max_columns`` columns (``too_wide``), more than ``max_rows`` rows
-    (``too_many_rows``), or an estimated peak (:func:`estimated_peak_bytes`) over
-    ``max_memory_bytes`` (``too_many_cells``)."""
+    (``too_many_rows``), or an estimated peak (:func:`estimated_peak_bytes`, every row
+    valid) over ``max_memory_bytes`` (``too_many_cells``). What refused rows add is checked
+    after normalising (:func:`check_refused`)."""
     if columns > settings.max_columns:
         raise FileRefused(
             "too_wide",
@@ -719,6 +738,26 @@ def check_shape(size: int, rows: int, columns: int, settings: Settings, where: s
             f"{need / 2**20:,.0f} MiB to import, more than the limit of "
             f"{settings.max_memory_bytes / 2**20:,.0f} MiB; fix: split the export, drop unused "
             "columns, or raise BACKCARE_MAX_MEMORY_MIB",
+        )
+
+
+def check_refused(table: RawTable, refused: int, settings: Settings) -> None:
+    """Refuse a table whose ``refused`` rows would take the import over ``max_memory_bytes``
+    (``too_many_refused_rows``): the second stage of the memory bound, called once the
+    refusals are known and before their rejects are built. The file's shape was checked
+    before parsing at the cost of valid rows (:func:`check_shape`); each refused row adds
+    ``PEAK_PER_REFUSED_ROW``. The message gives counts, never a row's values."""
+    rows = table.rows_read
+    need = estimated_peak_bytes(table.source_bytes, rows, len(table.frame.columns), refused)
+    if need > settings.max_memory_bytes:
+        where = table.source or "the file"
+        raise FileRefused(
+            "too_many_refused_rows",
+            f"{where}: {refused:,} of its {rows:,} rows are refused, and recording each of "
+            f"them would need about {need / 2**20:,.0f} MiB, more than the limit of "
+            f"{settings.max_memory_bytes / 2**20:,.0f} MiB; nothing of the file is stored; "
+            "fix: correct the rows (see docs/export-format.md), split the export, or raise "
+            "BACKCARE_MAX_MEMORY_MIB",
         )
 
 
