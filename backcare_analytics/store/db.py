@@ -1,6 +1,12 @@
 """The DuckDB file: table definitions, short-lived connections, and what a failure of the disk
 under it means.
 
+The clean tables (patients, sessions, pain) are defined by their pandera models in
+:mod:`backcare_analytics.schemas.clean`: their DDL, the pandas dtypes of the typed queries and
+the merge's column lists are derived here (:func:`clean_columns`, :func:`store_columns`,
+:func:`record_columns`), once per process, with the provenance columns the store adds
+(:data:`PROVENANCE_COLUMNS`).
+
 Every connection sets ``TimeZone='UTC'`` and lives for one operation. A write connection that
 cannot get DuckDB's file lock (another process is writing, or a reader is mid-query) is retried
 with backoff for ``Settings.store_busy_timeout_s`` seconds, then :class:`StoreBusyError` is
