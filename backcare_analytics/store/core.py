@@ -31,30 +31,24 @@ from backcare_analytics.protocol import (
     load_prescription_overrides,
 )
 from backcare_analytics.store.archive import RawArchive, is_dead_pid_name
-from backcare_analytics.store.db import TABLES, connect, create_tables, environment_error
+from backcare_analytics.store.db import (
+    CLEAN_MODELS,
+    TABLES,
+    clean_columns,
+    connect,
+    create_tables,
+    environment_error,
+)
 from backcare_analytics.store.lock import write_lock
 from backcare_analytics.store.merge import SPECS
 
 __all__ = ["CLEAN_DTYPES", "IMPORT_COLUMNS", "REJECT_COLUMNS", "Store", "to_frame"]
 
-#: The exact pandas dtypes of the clean tables (``schemas.clean``).
+#: The exact pandas dtypes of the clean tables, derived from their pandera models
+#: (:func:`~backcare_analytics.store.db.clean_columns`), in model order.
 CLEAN_DTYPES: dict[str, dict[str, str]] = {
-    "sessions": {
-        "patient_id": "str", "session_id": "str", "performed_at": "datetime64[us, UTC]",
-        "day": "datetime64[us]", "exercise_id": "str", "side": "str", "sets": "Int64",
-        "reps": "Int64", "hold_s": "Float64", "level": "str", "variant": "str",
-        "pain_before": "Int64", "pain_after": "Int64", "note": "str", "source_file": "str",
-    },
-    "pain": {
-        "patient_id": "str", "recorded_at": "datetime64[us, UTC]", "day": "datetime64[us]",
-        "back_pain": "Int64", "leg_pain": "Int64", "flare": "boolean", "note": "str",
-        "source_file": "str",
-    },
-    "patients": {
-        "patient_id": "str", "timezone": "str", "programme_start": "datetime64[us]",
-        "clinician": "str",
-    },
-}  # fmt: skip
+    table: {c.name: c.pandas_dtype for c in clean_columns(table)} for table in CLEAN_MODELS
+}
 
 REJECT_COLUMNS = {
     "file_sha": "str", "kind": "str", "row": "Int64", "column": "str", "reason": "str",

@@ -1,6 +1,12 @@
 """The DuckDB file: table definitions, short-lived connections, and what a failure of the disk
 under it means.
 
+The clean tables (patients, sessions, pain) are defined by their pandera models in
+:mod:`backcare_analytics.schemas.clean`: their DDL, the pandas dtypes of the typed queries and
+the merge's column lists are derived here (:func:`clean_columns`, :func:`store_columns`,
+:func:`record_columns`), once per process, with the provenance columns the store adds
+(:data:`PROVENANCE_COLUMNS`).
+
 Every connection sets ``TimeZone='UTC'`` and lives for one operation. A write connection that
 cannot get DuckDB's file lock (another process is writing, or a reader is mid-query) is retried
 with backoff for ``Settings.store_busy_timeout_s`` seconds, then :class:`StoreBusyError` is
@@ -19,45 +25,142 @@ import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 
 import duckdb
+import pandera.pandas as pa
 
 from backcare_analytics.errors import StoreBusyError, StoreError
 from backcare_analytics.safety import create_private_folders
+from backcare_analytics.schemas.clean import Pain, Patients, Sessions
 
 __all__ = [
+    "CLEAN_MODELS",
+    "COLUMN_TYPES",
     "DDL",
+    "EDIT_COLUMNS",
+    "PROVENANCE_COLUMNS",
     "RETIRED_TABLES",
     "SCHEMA_VERSION",
     "TABLES",
+    "StoreColumn",
+    "clean_columns",
     "connect",
     "create_tables",
     "environment_error",
     "is_lock_error",
+    "record_columns",
+    "store_columns",
+    "table_ddl",
 ]
 
 SCHEMA_VERSION = "2"
 
-#: Store tables. Clean columns follow :mod:`backcare_analytics.schemas.clean`; the extra
-#: ``updated_at`` (the source's edit time, used by the edit rule) and ``source_row`` (row number in
-#: the source file) are provenance and are dropped by the typed queries.
-DDL = """
+
+@dataclass(frozen=True)
+class StoreColumn:
+    """One column of a stored table: its name, DuckDB type, pandas dtype and nullability."""
+
+    name: str
+    sql_type: str
+    pandas_dtype: str
+    not_null: bool
+
+    def ddl(self) -> str:
+        """The column's definition in ``CREATE TABLE``."""
+        return f"{self.name} {self.sql_type}{' NOT NULL' if self.not_null else ''}"
+
+
+#: How a clean model's column type is stored: pandera's name of the dtype -> (DuckDB type, the
+#: exact pandas dtype the typed queries return). ``pa.DateTime`` (naive, a calendar day) is
+#: stored as ``TIMESTAMP`` and read back in microseconds, pandas 3's unit.
+COLUMN_TYPES: dict[str, tuple[str, str]] = {
+    "string[pyarrow]": ("VARCHAR", "str"),
+    "Int64": ("BIGINT", "Int64"),
+    "Float64": ("DOUBLE", "Float64"),
+    "boolean": ("BOOLEAN", "boolean"),
+    "datetime64[ns]": ("TIMESTAMP", "datetime64[us]"),
+    "datetime64[us, UTC]": ("TIMESTAMPTZ", "datetime64[us, UTC]"),
+}
+
+#: The clean tables the store keeps, each defined by its pandera model.
+CLEAN_MODELS: dict[str, type[pa.DataFrameModel]] = {
+    "patients": Patients,
+    "sessions": Sessions,
+    "pain": Pain,
+}
+
+#: The provenance columns the merge writes beside each record (not part of its content):
+#: ``updated_at`` (the source's edit time, used by the edit rule) and ``source_row`` (row
+#: number in the source file).
+EDIT_COLUMNS = ("updated_at", "source_row")
+_EDIT = (
+    StoreColumn("updated_at", "TIMESTAMPTZ", "datetime64[us, UTC]", False),
+    StoreColumn("source_row", "BIGINT", "Int64", False),
+)
+
+#: Provenance the store keeps after a clean model's columns, in store order: the
+#: :data:`EDIT_COLUMNS`, and for patients first ``source_file`` (the SHA-256 of the file that
+#: delivered the row; the clean ``Patients`` model has none). The typed queries drop them.
+PROVENANCE_COLUMNS: dict[str, tuple[StoreColumn, ...]] = {
+    "patients": (StoreColumn("source_file", "VARCHAR", "str", True), *_EDIT),
+    "sessions": _EDIT,
+    "pain": _EDIT,
+}
+
+
+@cache
+def clean_columns(table: str) -> tuple[StoreColumn, ...]:
+    """The columns of clean ``table`` as its pandera model defines them, in model order.
+
+    Raises
+    ------
+    TypeError
+        A model column has a dtype :data:`COLUMN_TYPES` does not know how to store.
+    """
+    out = []
+    for name, col in CLEAN_MODELS[table].to_schema().columns.items():
+        dtype = str(col.dtype)
+        if dtype not in COLUMN_TYPES:
+            raise TypeError(
+                f"{table}.{name}: no store type for the pandera dtype {dtype!r}; "
+                "fix: add it to backcare_analytics.store.db.COLUMN_TYPES"
+            )
+        sql_type, pandas_dtype = COLUMN_TYPES[dtype]
+        out.append(StoreColumn(name, sql_type, pandas_dtype, not col.nullable))
+    return tuple(out)
+
+
+@cache
+def store_columns(table: str) -> tuple[StoreColumn, ...]:
+    """Every column of clean ``table`` in the store: the model's, then its provenance."""
+    return (*clean_columns(table), *PROVENANCE_COLUMNS[table])
+
+
+@cache
+def record_columns(table: str) -> tuple[str, ...]:
+    """The columns of a stored record of clean ``table`` that the merge compares and copies:
+    every store column except :data:`EDIT_COLUMNS` (``source_file`` included)."""
+    return tuple(c.name for c in store_columns(table) if c.name not in EDIT_COLUMNS)
+
+
+def table_ddl(table: str) -> str:
+    """``CREATE TABLE IF NOT EXISTS`` of clean ``table``, generated from its model."""
+    cols = ", ".join(c.ddl() for c in store_columns(table))
+    return f"CREATE TABLE IF NOT EXISTS {table} ({cols});\n"
+
+
+#: Store tables. The clean ones (patients, sessions, pain) are generated from their pandera
+#: models (:func:`table_ddl`); ``meta``, ``rejects`` and ``imports`` are
+#: written here (``rejects``, ``imports`` and ``meta`` have no pandera model).
+DDL = (
+    """
 CREATE TABLE IF NOT EXISTS meta (key VARCHAR, value VARCHAR);
-CREATE TABLE IF NOT EXISTS patients (
-    patient_id VARCHAR NOT NULL, timezone VARCHAR NOT NULL, programme_start TIMESTAMP NOT NULL,
-    clinician VARCHAR, source_file VARCHAR NOT NULL, updated_at TIMESTAMPTZ, source_row BIGINT);
-CREATE TABLE IF NOT EXISTS sessions (
-    patient_id VARCHAR NOT NULL, session_id VARCHAR, performed_at TIMESTAMPTZ NOT NULL,
-    day TIMESTAMP NOT NULL, exercise_id VARCHAR NOT NULL, side VARCHAR NOT NULL, sets BIGINT,
-    reps BIGINT, hold_s DOUBLE, level VARCHAR, variant VARCHAR, pain_before BIGINT,
-    pain_after BIGINT, note VARCHAR, source_file VARCHAR NOT NULL, updated_at TIMESTAMPTZ,
-    source_row BIGINT);
-CREATE TABLE IF NOT EXISTS pain (
-    patient_id VARCHAR NOT NULL, recorded_at TIMESTAMPTZ NOT NULL, day TIMESTAMP NOT NULL,
-    back_pain BIGINT NOT NULL, leg_pain BIGINT, flare BOOLEAN, note VARCHAR,
-    source_file VARCHAR NOT NULL, updated_at TIMESTAMPTZ, source_row BIGINT);
-CREATE TABLE IF NOT EXISTS rejects (
+"""
+    + "".join(table_ddl(t) for t in CLEAN_MODELS)
+    + """CREATE TABLE IF NOT EXISTS rejects (
     file_sha VARCHAR NOT NULL, kind VARCHAR NOT NULL, "row" BIGINT, "column" VARCHAR,
     reason VARCHAR NOT NULL, detail VARCHAR, raw VARCHAR);
 CREATE TABLE IF NOT EXISTS imports (
@@ -67,6 +170,7 @@ CREATE TABLE IF NOT EXISTS imports (
     blank_rows BIGINT NOT NULL, status VARCHAR NOT NULL, reason VARCHAR, warnings VARCHAR,
     imported_at TIMESTAMPTZ NOT NULL, package_version VARCHAR);
 """
+)
 
 #: The tables :data:`DDL` creates.
 TABLES = ("meta", "patients", "sessions", "pain", "rejects", "imports")

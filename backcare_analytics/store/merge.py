@@ -33,6 +33,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from backcare_analytics.schemas.clean import Sessions
+from backcare_analytics.store.db import record_columns
+
 __all__ = [
     "SPECS",
     "MergeResult",
@@ -51,7 +54,7 @@ class TableSpec:
     """How a clean table is keyed and compared."""
 
     table: str
-    columns: tuple[str, ...]  # clean columns, in store order
+    columns: tuple[str, ...]  # clean columns and source_file, in store order
     partition: str  # the record key as a PARTITION BY list (NULLs group together)
     same_record: str  # join condition: stored ``s`` and incoming ``n`` are the same record
     by_updated_at: bool  # edit rule: later updated_at wins (else: the newer file wins)
@@ -62,37 +65,28 @@ class TableSpec:
         return tuple(c for c in self.columns if c != "source_file")
 
 
-_SESSION_COLUMNS = (
-    "patient_id", "session_id", "performed_at", "day", "exercise_id", "side", "sets", "reps",
-    "hold_s", "level", "variant", "pain_before", "pain_after", "note", "source_file",
-)  # fmt: skip
-_PAIN_COLUMNS = (
-    "patient_id", "recorded_at", "day", "back_pain", "leg_pain", "flare", "note", "source_file",
-)  # fmt: skip
-_PATIENT_COLUMNS = ("patient_id", "timezone", "programme_start", "clinician", "source_file")
-
 SPECS: dict[str, TableSpec] = {
     "sessions": TableSpec(
         "sessions",
-        _SESSION_COLUMNS,
+        record_columns("sessions"),
         "patient_id, exercise_id, side, session_id, "
         "CASE WHEN session_id IS NULL THEN performed_at END",
         "s.patient_id = n.patient_id AND s.exercise_id = n.exercise_id AND s.side = n.side "
         "AND s.session_id IS NOT DISTINCT FROM n.session_id "
         "AND (n.session_id IS NOT NULL OR s.performed_at = n.performed_at)",
         by_updated_at=True,
-        time_unique=("patient_id", "performed_at", "exercise_id", "side"),
+        time_unique=tuple(Sessions.to_schema().unique or ()),
     ),
     "pain": TableSpec(
         "pain",
-        _PAIN_COLUMNS,
+        record_columns("pain"),
         "patient_id, recorded_at",
         "s.patient_id = n.patient_id AND s.recorded_at = n.recorded_at",
         by_updated_at=True,
     ),
     "patients": TableSpec(
         "patients",
-        _PATIENT_COLUMNS,
+        record_columns("patients"),
         "patient_id",
         "s.patient_id = n.patient_id",
         by_updated_at=False,
