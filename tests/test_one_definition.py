@@ -14,6 +14,7 @@ import duckdb
 import pandas as pd
 import pandera.pandas as pa
 import pytest
+from _schema_v1 import V1_CLEAN_DDL
 
 from backcare_analytics.schemas.clean import Pain, Patients
 from backcare_analytics.schemas.raw import RawPain, RawPatients, RawSessions
@@ -28,23 +29,6 @@ from backcare_analytics.store.db import (
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 
-#: The literal DDL of the clean tables as written before it was generated (schema version 1,
-#: commit f309c0d). A store created from it must open unchanged.
-V1_CLEAN_DDL = """
-CREATE TABLE patients (
-    patient_id VARCHAR NOT NULL, timezone VARCHAR NOT NULL, programme_start TIMESTAMP NOT NULL,
-    clinician VARCHAR, source_file VARCHAR NOT NULL, updated_at TIMESTAMPTZ, source_row BIGINT);
-CREATE TABLE sessions (
-    patient_id VARCHAR NOT NULL, session_id VARCHAR, performed_at TIMESTAMPTZ NOT NULL,
-    day TIMESTAMP NOT NULL, exercise_id VARCHAR NOT NULL, side VARCHAR NOT NULL, sets BIGINT,
-    reps BIGINT, hold_s DOUBLE, level VARCHAR, variant VARCHAR, pain_before BIGINT,
-    pain_after BIGINT, note VARCHAR, source_file VARCHAR NOT NULL, updated_at TIMESTAMPTZ,
-    source_row BIGINT);
-CREATE TABLE pain (
-    patient_id VARCHAR NOT NULL, recorded_at TIMESTAMPTZ NOT NULL, day TIMESTAMP NOT NULL,
-    back_pain BIGINT NOT NULL, leg_pain BIGINT, flare BOOLEAN, note VARCHAR,
-    source_file VARCHAR NOT NULL, updated_at TIMESTAMPTZ, source_row BIGINT);
-"""
 
 CLEAN_TABLES = ("patients", "sessions", "pain")
 

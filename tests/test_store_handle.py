@@ -12,6 +12,7 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 import pytest
+from _schema_v1 import SCHEMA_1
 
 from backcare_analytics.io.importer import import_paths
 from backcare_analytics.metrics.run import metric_tables_from_store
@@ -135,39 +136,15 @@ def test_import_takes_a_store_or_a_path_alike(tmp_path: Path) -> None:
 
 #: Schema 1 as an older version created it, frozen here on purpose (not derived from today's
 #: DDL): the tables and the ``prescriptions`` table that importer rewrote on every import.
-SCHEMA_1 = """
-CREATE TABLE meta (key VARCHAR, value VARCHAR);
-INSERT INTO meta VALUES ('schema_version', '1');
-CREATE TABLE patients (
-    patient_id VARCHAR NOT NULL, timezone VARCHAR NOT NULL, programme_start TIMESTAMP NOT NULL,
-    clinician VARCHAR, source_file VARCHAR NOT NULL, updated_at TIMESTAMPTZ, source_row BIGINT);
-CREATE TABLE sessions (
-    patient_id VARCHAR NOT NULL, session_id VARCHAR, performed_at TIMESTAMPTZ NOT NULL,
-    day TIMESTAMP NOT NULL, exercise_id VARCHAR NOT NULL, side VARCHAR NOT NULL, sets BIGINT,
-    reps BIGINT, hold_s DOUBLE, level VARCHAR, variant VARCHAR, pain_before BIGINT,
-    pain_after BIGINT, note VARCHAR, source_file VARCHAR NOT NULL, updated_at TIMESTAMPTZ,
-    source_row BIGINT);
-CREATE TABLE pain (
-    patient_id VARCHAR NOT NULL, recorded_at TIMESTAMPTZ NOT NULL, day TIMESTAMP NOT NULL,
-    back_pain BIGINT NOT NULL, leg_pain BIGINT, flare BOOLEAN, note VARCHAR,
-    source_file VARCHAR NOT NULL, updated_at TIMESTAMPTZ, source_row BIGINT);
-CREATE TABLE prescriptions (
-    patient_id VARCHAR NOT NULL, exercise_id VARCHAR NOT NULL, valid_from TIMESTAMP NOT NULL,
-    valid_to TIMESTAMP, sets BIGINT, reps BIGINT, reps_max BIGINT, hold_s DOUBLE,
-    per_side BOOLEAN, level VARCHAR, variant VARCHAR, source VARCHAR);
-CREATE TABLE rejects (
-    file_sha VARCHAR NOT NULL, kind VARCHAR NOT NULL, "row" BIGINT, "column" VARCHAR,
-    reason VARCHAR NOT NULL, detail VARCHAR, raw VARCHAR);
-CREATE TABLE imports (
-    seq BIGINT NOT NULL, sha256 VARCHAR NOT NULL, path VARCHAR NOT NULL, size_bytes BIGINT,
-    format VARCHAR, kind VARCHAR, rows_read BIGINT NOT NULL, accepted BIGINT NOT NULL,
-    rejected BIGINT NOT NULL, duplicates BIGINT NOT NULL, replaced BIGINT NOT NULL,
-    blank_rows BIGINT NOT NULL, status VARCHAR NOT NULL, reason VARCHAR, warnings VARCHAR,
-    imported_at TIMESTAMPTZ NOT NULL, package_version VARCHAR);
+#: A schema-1 store holding one patient and one prescription row.
+SCHEMA_1_STORE = (
+    SCHEMA_1
+    + """
 INSERT INTO patients VALUES ('P1', 'Europe/Amsterdam', '2026-03-02', 'AB', 'sha', NULL, 1);
 INSERT INTO prescriptions VALUES ('P1', 'bridge', '2026-03-02', NULL, 1, 3, 5, 15.0, false,
     NULL, NULL, 'protocol');
 """
+)
 
 
 #: The tables of schema 2, written out by hand (schema 1 had ``prescriptions`` as well).
@@ -187,7 +164,7 @@ def _tables_and_version(path: Path) -> tuple[set[str], str]:
 def test_a_schema_1_store_opens_reads_and_its_first_write_migrates_it(tmp_path: Path) -> None:
     path = tmp_path / "old.duckdb"
     con = duckdb.connect(str(path))
-    con.execute(SCHEMA_1)
+    con.execute(SCHEMA_1_STORE)
     con.close()
     store = Store(path)
     # Read as it is: the retired table is still there and in nobody's way.
